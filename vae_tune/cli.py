@@ -1,0 +1,157 @@
+"""The command line: arguments, paths, device, seeds and printing. No ML logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vae_tune.errors import VaeTuneError
+
+if TYPE_CHECKING:
+    from vae_tune.runner import StudyResult
+
+app = typer.Typer(
+    help="Hyperparameter-optimization studies for autoencoders and VAEs, tracked in MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False, soft_wrap=True)  # commands stay copyable
+errors = Console(stderr=True, highlight=False)
+
+
+@app.callback()
+def _group() -> None:
+    """Hyperparameter-optimization studies for autoencoders and VAEs, tracked in MLflow."""
+
+
+class Stage(str, Enum):
+    ae = "ae"
+
+
+class Dataset(str, Enum):
+    fashion_mnist = "fashion-mnist"
+    mnist = "mnist"
+
+
+@app.command()
+def study(
+    stage: Annotated[Stage, typer.Argument(help="What to search: ae (the conv autoencoder).")],
+    n_trials: Annotated[
+        int, typer.Option("--n-trials", "-n", min=1, help="Finished trials wanted in the study.")
+    ] = 20,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Stop starting new trials after this many seconds.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs per trial (overrides train.epochs).")
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Study name [default: STAGE-DATASET].")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage: journal file or URL [default: studies/optuna.journal]."),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI [default: sqlite:///mlflow.db].")
+    ] = None,
+    space: Annotated[
+        Path | None, typer.Option(help="Search-space YAML [default: search_spaces/STAGE.yaml].")
+    ] = None,
+    dataset: Annotated[Dataset, typer.Option(help="Dataset.")] = Dataset.fashion_mnist,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder [default: $VAE_TUNE_DATA or ./data].")
+    ] = None,
+    train_size: Annotated[
+        int | None, typer.Option(min=10, help="Train on a stratified subset of this size.")
+    ] = None,
+    val_size: Annotated[int, typer.Option(min=1, help="Validation images.")] = 12_000,
+    seed: Annotated[int, typer.Option(help="Study seed: split, sampler and trial seeds.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    sampler: Annotated[
+        str | None, typer.Option(help="Sampler name, overriding the space file.")
+    ] = None,
+    pruner: Annotated[
+        str | None, typer.Option(help="Pruner name, overriding the space file.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Resume even though the space or settings changed.")
+    ] = False,
+) -> None:
+    """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
+    from vae_tune import runner  # heavy imports (torch, optuna, mlflow) only when needed
+
+    request = runner.StudyRequest(
+        stage=stage.value,
+        n_trials=n_trials,
+        timeout=timeout,
+        epochs=epochs,
+        study_name=study_name,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        space=space,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        train_size=train_size,
+        val_size=val_size,
+        seed=seed,
+        device=device,
+        sampler=sampler,
+        pruner=pruner,
+        force=force,
+    )
+    _run(lambda: _print_summary(runner.run(request, log=console.print)))
+
+
+_STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+
+
+def _print_summary(result: StudyResult) -> None:
+    summary = result.summary
+    table = Table(title=f"study {summary.study_name}", show_header=False)
+    for state, n in summary.counts.items():
+        table.add_row(_STATE_WORDS.get(state, state.lower()), str(n))
+    if summary.best_value is not None:
+        table.add_row("best value", f"{summary.best_value:.6g} (trial {summary.best_trial})")
+        for name, value in summary.best_params.items():
+            table.add_row(f"  {name}", f"{value:.4g}" if isinstance(value, float) else str(value))
+        table.add_row("best MLflow run", str(summary.best_run_id))
+    console.print(table)
+    console.print("Watch and compare:")
+    console.print(f"  {result.dashboard_command}")
+    console.print(f"  {result.mlflow_command}")
+    if summary.counts["COMPLETE"] == 0:
+        raise VaeTuneError("no trial completed; see the failure reasons above")
+
+
+def _run(action) -> None:
+    """Run a command: user errors as one line and exit 2, Ctrl-C or SIGTERM as exit 130."""
+    for name in ("optuna", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # A kill (SIGTERM) takes the same graceful path as Ctrl-C: runs closed, study resumable.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        action()
+    except VaeTuneError as exc:
+        errors.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted: the running trial was closed; run the same command to resume.")
+        raise typer.Exit(130) from None
+
+
+def main() -> None:
+    app(prog_name="vae-tune")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

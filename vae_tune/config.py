@@ -1,0 +1,120 @@
+"""Frozen configs for models and training, addressed by flat dotted keys (`train.lr`).
+
+The dotted key is the one name a hyperparameter has everywhere: in the YAML search space, in
+Optuna's trial params, in MLflow's run params and here. `build_config` is the only way a flat
+mapping becomes typed configs, so every value is checked in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from vae_tune.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The conv autoencoder: channel widths of the three conv layers, the linear bottleneck."""
+
+    latent_dim: int = 32
+    dropout: float = 0.0
+    channels: tuple[int, int, int] = (8, 16, 32)
+    hidden: int = 64
+
+    def __post_init__(self) -> None:
+        _check("model.latent_dim", self.latent_dim >= 1, "must be >= 1")
+        _check("model.dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
+        _check(
+            "model.channels",
+            len(self.channels) == 3 and all(c >= 1 for c in self.channels),
+            "must be three positive channel widths",
+        )
+        _check("model.hidden", self.hidden >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: optimizer and its settings, epochs, batch size."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    epochs: int = 10
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        _check("train.optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
+        _check("train.lr", self.lr > 0, "must be > 0")
+        _check("train.weight_decay", self.weight_decay >= 0, "must be >= 0")
+        _check("train.momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)")
+        _check("train.epochs", self.epochs >= 1, "must be >= 1")
+        _check("train.batch_size", self.batch_size >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one training run needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
+
+
+def config_keys() -> dict[str, Any]:
+    """Every valid dotted key with its declared type (`train.lr` -> float)."""
+    keys: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        for name, hint in get_type_hints(cls).items():
+            keys[f"{section}.{name}"] = hint
+    return keys
+
+
+def build_config(flat: Mapping[str, Any]) -> TrialConfig:
+    """Turn `{"train.lr": 0.01, ...}` into a TrialConfig; missing keys keep their defaults."""
+    known = config_keys()
+    per_section: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    for key, value in flat.items():
+        if key not in known:
+            raise ConfigError(key, f"unknown key; known keys: {', '.join(sorted(known))}")
+        section, name = key.split(".", 1)
+        per_section[section][name] = _coerce(key, value, known[key])
+    return TrialConfig(
+        **{section: _SECTIONS[section](**values) for section, values in per_section.items()}
+    )
+
+
+def flatten(config: TrialConfig) -> dict[str, Any]:
+    """The inverse of build_config: dotted key -> value."""
+    flat: dict[str, Any] = {}
+    for section in _SECTIONS:
+        for name, value in dataclasses.asdict(getattr(config, section)).items():
+            flat[f"{section}.{name}"] = value
+    return flat
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Accept the value if it fits the declared type; ints are fine where floats are expected."""
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    is_tuple = getattr(hint, "__origin__", None) is tuple and isinstance(value, list | tuple)
+    if is_tuple and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    type_name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(key, f"expected {type_name}, got {value!r} ({type(value).__name__})")
+
+
+def _check(key: str, ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)

@@ -1,0 +1,154 @@
+"""From a command-line request to a running study: resolves paths, stores, device and data.
+
+Kept apart from `cli.py` so the CLI starts fast (torch, optuna and mlflow load only here) and so
+tests can run the user's exact path in-process. The order is deliberate: the search space is
+validated first, then the stores are opened, and only then is data loaded and training begun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import vae_tune
+from vae_tune.data import load_splits
+from vae_tune.errors import VaeTuneError
+from vae_tune.samplers import make_pruner, make_sampler
+from vae_tune.space import SearchSpace, load_space
+from vae_tune.storage import dashboard_command, default_storage, open_storage
+from vae_tune.study import Log, StudyOptions, StudySummary, run_study
+from vae_tune.tracking import Tracker, default_tracking_uri
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    stage: str
+    n_trials: int = 20
+    timeout: float | None = None
+    epochs: int | None = None
+    study_name: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    space: Path | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    train_size: int | None = None
+    val_size: int = 12_000
+    seed: int = 0
+    device: str = "auto"
+    sampler: str | None = None
+    pruner: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    summary: StudySummary
+    dashboard_command: str
+    mlflow_command: str
+
+
+def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> StudyResult:
+    """Run the requested study with the project folder `root` (default: the current one)."""
+    root = root or Path.cwd()
+    space = _prepare_space(request, root)
+    storage_location = request.storage or default_storage(root)
+    storage = open_storage(storage_location)
+    tracking_uri = request.tracking_uri or default_tracking_uri(root)
+    tracker = Tracker(tracking_uri, artifact_root=local_artifact_root(tracking_uri))
+    device = resolve_device(request.device)
+    log(f"loading {request.dataset} on {device}")
+    splits = load_splits(
+        request.dataset,
+        request.data_dir,
+        val_size=request.val_size,
+        train_size=request.train_size,
+        seed=request.seed,
+        device=device,
+    )
+    options = StudyOptions(
+        study_name=request.study_name or f"{request.stage}-{request.dataset}",
+        n_trials=request.n_trials,
+        timeout=request.timeout,
+        seed=request.seed,
+        device=device,
+        force=request.force,
+    )
+    summary = run_study(space, splits, storage, tracker, options, log=log)
+    return StudyResult(
+        summary,
+        dashboard_command(_shown_path(storage_location, root)),
+        mlflow_command(tracking_uri, root),
+    )
+
+
+def default_space_path(stage: str, root: Path) -> Path:
+    """`search_spaces/STAGE.yaml` in the project folder, else the one shipped beside the package."""
+    local = root / "search_spaces" / f"{stage}.yaml"
+    if local.is_file():
+        return local
+    return Path(vae_tune.__file__).resolve().parent.parent / "search_spaces" / f"{stage}.yaml"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise VaeTuneError(f"--device: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VaeTuneError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def local_artifact_root(tracking_uri: str) -> Path | None:
+    """Artifacts of a local SQLite store go to `mlartifacts/` beside the database."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
+    return None
+
+
+def mlflow_command(tracking_uri: str, root: Path) -> str:
+    if tracking_uri.startswith("sqlite:///"):
+        db = _shown_path(tracking_uri.removeprefix("sqlite:///"), root)
+        artifacts = _shown_path(str(local_artifact_root(tracking_uri)), root)
+        return f"mlflow ui --backend-store-uri sqlite:///{db} --default-artifact-root {artifacts}"
+    return f"open {tracking_uri} in a browser"
+
+
+def _prepare_space(request: StudyRequest, root: Path) -> SearchSpace:
+    space = load_space(request.space or default_space_path(request.stage, root))
+    if space.stage != request.stage:
+        raise VaeTuneError(
+            f"{space.source} is a search space for {space.stage!r}, not {request.stage!r}"
+        )
+    settings = space.settings
+    try:
+        if request.sampler:
+            settings = dataclasses.replace(settings, sampler={"name": request.sampler})
+            make_sampler(settings.sampler, seed=request.seed)
+        if request.pruner:
+            settings = dataclasses.replace(settings, pruner={"name": request.pruner})
+            make_pruner(settings.pruner, max_epochs=1)
+    except ValueError as exc:
+        raise VaeTuneError(str(exc)) from exc
+    space = dataclasses.replace(space, settings=settings)
+    if request.epochs is not None:
+        space = space.with_fixed({"train.epochs": request.epochs})
+    return space
+
+
+def _shown_path(path: str, root: Path) -> str:
+    """A path relative to the project folder when it is inside it: shorter commands to copy."""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path

@@ -1,0 +1,245 @@
+"""Search-space files: YAML text -> a validated SearchSpace.
+
+A file has four sections, in Optuna's own vocabulary:
+
+    stage: ae
+    study:  {metric, direction, sampler: {name, ...}, pruner: {name, ...}}
+    fixed:  {train.epochs: 10, ...}                 # values every trial uses
+    search: {train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}, ...}
+
+Everything is checked on load (unknown keys, wrong types, bad ranges, values a config would
+reject, sampler and pruner options) so that a mistake stops the run before any training, with a
+message naming the file and the key. `SearchSpace.sample` is the only caller of `suggest_*`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from vae_tune.config import TrialConfig, build_config, config_keys
+from vae_tune.errors import ConfigError, SpaceError
+from vae_tune.samplers import make_pruner, make_sampler
+
+STAGE_METRICS: dict[str, dict[str, str]] = {
+    # stage -> metric name -> the direction that makes sense for it
+    "ae": {"val_loss": "minimize", "val_mse": "minimize"},
+}
+_TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
+_STUDY_KEYS = {"metric", "direction", "sampler", "pruner"}
+_PARAM_KEYS = {
+    "float": {"type", "low", "high", "log", "step"},
+    "int": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter, named by its dotted config key."""
+
+    name: str
+    type: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.type == "int":
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def extremes(self) -> list[Any]:
+        """The values whose validity proves the whole range valid."""
+        return list(self.choices) if self.type == "categorical" else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    metric: str
+    direction: str
+    sampler: Mapping[str, Any]
+    pruner: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space and the exact text it came from."""
+
+    stage: str
+    source: str
+    text: str
+    settings: StudySettings
+    fixed: Mapping[str, Any]
+    params: tuple[Param, ...]
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The trial's full flat config: fixed values plus one suggestion per searched key."""
+        flat = dict(self.fixed)
+        for param in self.params:
+            flat[param.name] = param.suggest(trial)
+        return flat
+
+    def config(self, flat: Mapping[str, Any]) -> TrialConfig:
+        return build_config(flat)
+
+    def with_fixed(self, overrides: Mapping[str, Any]) -> SearchSpace:
+        """The same space with some fixed values replaced (command-line overrides)."""
+        searched = {p.name for p in self.params}
+        for key in overrides:
+            if key in searched:
+                raise SpaceError(self.source, key, "is searched; it cannot also be fixed")
+        fixed = {**self.fixed, **overrides}
+        _check_config(self.source, fixed, self.params)
+        return SearchSpace(self.stage, self.source, self.text, self.settings, fixed, self.params)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpaceError(str(path), "<file>", f"cannot read: {exc.strerror}") from exc
+    return parse_space(text, str(path))
+
+
+def parse_space(text: str, source: str = "<string>") -> SearchSpace:
+    try:
+        doc = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise SpaceError(source, "<yaml>", f"not valid YAML: {exc}") from exc
+    doc = _mapping(source, "<top level>", doc)
+    _no_unknown(source, "", doc, _TOP_KEYS)
+
+    stage = doc.get("stage")
+    if stage not in STAGE_METRICS:
+        raise SpaceError(source, "stage", f"must be one of {sorted(STAGE_METRICS)}, got {stage!r}")
+    settings = _parse_study(source, stage, _mapping(source, "study", doc.get("study", {})))
+    fixed = dict(_mapping(source, "fixed", doc.get("fixed", {})))
+    search = _mapping(source, "search", doc.get("search", {}))
+
+    known = config_keys()
+    for key in [*fixed, *search]:
+        if key not in known:
+            section = "fixed" if key in fixed else "search"
+            raise SpaceError(source, f"{section}.{key}", f"unknown key; known: {sorted(known)}")
+    for key in set(fixed) & set(search):
+        raise SpaceError(source, key, "is both fixed and searched")
+
+    params = tuple(_parse_param(source, name, spec) for name, spec in search.items())
+    _check_config(source, fixed, params)
+    return SearchSpace(stage, source, text, settings, fixed, params)
+
+
+def _parse_study(source: str, stage: str, study: Mapping[str, Any]) -> StudySettings:
+    _no_unknown(source, "study.", study, _STUDY_KEYS)
+    metrics = STAGE_METRICS[stage]
+    metric = study.get("metric", next(iter(metrics)))
+    if metric not in metrics:
+        raise SpaceError(source, "study.metric", f"must be one of {sorted(metrics)} for {stage}")
+    direction = study.get("direction", metrics[metric])
+    if direction not in ("minimize", "maximize"):
+        raise SpaceError(source, "study.direction", f"must be minimize or maximize: {direction!r}")
+    sampler = dict(_mapping(source, "study.sampler", study.get("sampler", {"name": "tpe"})))
+    pruner = dict(_mapping(source, "study.pruner", study.get("pruner", {"name": "hyperband"})))
+    # Build both once so bad names or options fail now, not after the data has loaded.
+    for key, spec, factory in (
+        ("study.sampler", sampler, lambda s: make_sampler(s, seed=0)),
+        ("study.pruner", pruner, lambda s: make_pruner(s, max_epochs=10)),
+    ):
+        try:
+            factory(spec)
+        except (TypeError, ValueError) as exc:
+            raise SpaceError(source, key, str(exc)) from exc
+    return StudySettings(metric, direction, sampler, pruner)
+
+
+def _parse_param(source: str, name: str, spec: Any) -> Param:
+    spec = _mapping(source, name, spec)
+    kind = spec.get("type")
+    if kind not in _PARAM_KEYS:
+        raise SpaceError(source, f"{name}.type", f"must be float, int or categorical: {kind!r}")
+    _no_unknown(source, f"{name}.", spec, _PARAM_KEYS[kind])
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise SpaceError(source, f"{name}.choices", "must be a non-empty list")
+        return Param(name, kind, choices=tuple(choices))
+
+    number = int if kind == "int" else (int, float)
+    for bound in ("low", "high"):
+        value = spec.get(bound)
+        if not isinstance(value, number) or isinstance(value, bool):
+            raise SpaceError(source, f"{name}.{bound}", f"must be a number ({kind}), got {value!r}")
+    low, high = spec["low"], spec["high"]
+    log, step = spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):
+        raise SpaceError(source, f"{name}.log", f"must be true or false, got {log!r}")
+    if low > high:
+        raise SpaceError(source, name, f"low ({low}) is greater than high ({high})")
+    if log and low <= 0:
+        raise SpaceError(source, f"{name}.low", f"must be > 0 with log: true, got {low}")
+    if step is not None:
+        if not isinstance(step, number) or isinstance(step, bool) or step <= 0:
+            raise SpaceError(source, f"{name}.step", f"must be a positive {kind}, got {step!r}")
+        if log and (kind == "float" or step != 1):
+            raise SpaceError(source, f"{name}.step", "cannot be combined with log: true")
+    return Param(name, kind, low=low, high=high, log=log, step=step)
+
+
+def _check_config(source: str, fixed: Mapping[str, Any], params: tuple[Param, ...]) -> None:
+    """Every fixed value, and every searched range's ends, must make a valid config."""
+    try:
+        build_config(fixed)
+    except ConfigError as exc:
+        raise SpaceError(source, f"fixed.{exc.key}", exc.message) from exc
+    for param in params:
+        for value in param.extremes():
+            try:
+                build_config({**fixed, param.name: value})
+            except ConfigError as exc:
+                raise SpaceError(source, f"search.{exc.key}", f"{value!r}: {exc.message}") from exc
+
+
+def _mapping(source: str, key: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpaceError(source, key, f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _no_unknown(source: str, prefix: str, doc: Mapping[str, Any], allowed: set[str]) -> None:
+    for key in doc:
+        if key not in allowed:
+            raise SpaceError(source, f"{prefix}{key}", f"unknown key; allowed: {sorted(allowed)}")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (PyYAML's YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)

@@ -1,0 +1,331 @@
+"""The trial loop: the only module that knows both Optuna and MLflow.
+
+Optuna decides (sampling, pruning, trial states); MLflow records. A study is one MLflow parent
+run, each trial a child run closed in a terminal state that mirrors Optuna's (COMPLETE ->
+FINISHED, PRUNED -> KILLED, FAIL -> FAILED). The study keeps the exact search-space text and
+data settings it started with, so a rerun resumes it and a changed space is refused.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from vae_tune.data import Splits
+from vae_tune.errors import StudyMismatchError
+from vae_tune.models import build_model
+from vae_tune.samplers import make_pruner, make_sampler
+from vae_tune.space import SearchSpace
+from vae_tune.tracking import RUN_STATUS, Tracker
+from vae_tune.train import EpochResult, fit
+
+# Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    study_name: str
+    n_trials: int
+    timeout: float | None = None
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    force: bool = False  # resume even if the space or settings changed, recording the new ones
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study_name: str
+    counts: dict[str, int]  # trial state name -> number of trials
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_trial: int | None
+    best_run_id: str | None
+    experiment_id: str
+    parent_run_id: str
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A per-trial seed from (study seed, trial number): independent of worker and order."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
+
+
+def run_study(
+    space: SearchSpace,
+    splits: Splits,
+    storage: optuna.storages.BaseStorage,
+    tracker: Tracker,
+    options: StudyOptions,
+    log: Log = print,
+) -> StudySummary:
+    """Create or resume the study and run trials until `n_trials` have finished."""
+    settings = space.settings
+    epochs = int(space.config(space.fixed).train.epochs)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=options.study_name,
+        sampler=make_sampler(settings.sampler, seed=options.seed),
+        pruner=make_pruner(settings.pruner, max_epochs=epochs),
+        direction=settings.direction,
+        load_if_exists=True,
+    )
+    run_settings = _run_settings(space, splits, options)
+    _check_resume(study, space, run_settings, options.force)
+    experiment_id = tracker.experiment_id(options.study_name)
+    parent_run_id = _parent_run(study, tracker, experiment_id, space, run_settings)
+
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = max(0, options.n_trials - finished)
+    log(
+        f"study {options.study_name}: {finished} trials finished, running {remaining} more "
+        f"(metric {settings.metric}, {settings.direction})"
+    )
+    objective = _Objective(space, splits, tracker, options, experiment_id, parent_run_id, log)
+    try:
+        if remaining:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=options.timeout,
+                catch=(Exception,),  # a failed trial is recorded; the study goes on
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(options.n_trials, states=FINISHED),
+                    lambda study, trial: log(_trial_line(trial, settings.metric)),
+                ],
+            )
+    except KeyboardInterrupt:
+        tracker.end_run(parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
+        raise
+    summary = summarize(study, experiment_id, parent_run_id)
+    tracker.log_metrics(
+        parent_run_id,
+        {f"n_{state.lower()}": n for state, n in summary.counts.items()}
+        | ({"best_value": summary.best_value} if summary.best_value is not None else {}),
+        step=len(study.trials),
+    )
+    tracker.end_run(
+        parent_run_id,
+        "FINISHED",
+        {"best_trial": summary.best_trial, "best_run_id": summary.best_run_id},
+    )
+    return summary
+
+
+def summarize(study: optuna.Study, experiment_id: str, parent_run_id: str) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name: 0 for state in (*FINISHED, TrialState.FAIL, TrialState.RUNNING)}
+    for trial in trials:
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    best = None
+    if counts["COMPLETE"]:
+        best = study.best_trial
+    return StudySummary(
+        study_name=study.study_name,
+        counts=counts,
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {},
+        best_trial=best.number if best else None,
+        best_run_id=best.user_attrs.get("mlflow_run_id") if best else None,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+    )
+
+
+class _Objective:
+    """One trial: sample, train with per-epoch reports, record in MLflow, return the metric."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        splits: Splits,
+        tracker: Tracker,
+        options: StudyOptions,
+        experiment_id: str,
+        parent_run_id: str,
+        log: Log,
+    ) -> None:
+        self.space, self.splits, self.tracker, self.options = space, splits, tracker, options
+        self.experiment_id, self.parent_run_id, self.log = experiment_id, parent_run_id, log
+        self.metric = space.settings.metric
+        self.maximize = space.settings.direction == "maximize"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        flat = self.space.sample(trial)
+        config = self.space.config(flat)
+        seed = trial_seed(self.options.seed, trial.number)
+        trial.set_user_attr("seed", seed)
+        run_id = self.tracker.start_run(
+            self.experiment_id,
+            f"trial-{trial.number:03d}",
+            params={**flat, "seed": seed, "data.train_size": len(self.splits.train_x)},
+            tags={
+                "optuna.study_name": self.options.study_name,
+                "optuna.trial_number": trial.number,
+                "vae_tune.stage": self.space.stage,
+            },
+            parent_run_id=self.parent_run_id,
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+
+        torch.manual_seed(seed)
+        model = build_model(self.space.stage, config.model).to(self.options.device)
+        best: EpochResult | None = None
+
+        def on_epoch_end(result: EpochResult) -> None:
+            nonlocal best
+            self.tracker.log_metrics(run_id, result.metrics, step=result.epoch)
+            value = result.metrics[self.metric]
+            if best is None or (value > best.metrics[self.metric]) == self.maximize:
+                best = result
+            trial.report(value, result.epoch)
+            self.log(
+                f"  trial {trial.number} epoch {result.epoch}/{config.train.epochs} "
+                f"{self.metric} {value:.5g} (trial best {best.metrics[self.metric]:.5g}, "
+                f"{result.metrics['epoch_time_s']:.1f} s)"
+            )
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", result.epoch)
+                raise optuna.TrialPruned(
+                    f"pruned at epoch {result.epoch}: {self.metric}={value:.5g}"
+                )
+
+        try:
+            fit(
+                model,
+                (self.splits.train_x,),
+                (self.splits.val_x,),
+                config.train,
+                seed=seed,
+                on_epoch_end=on_epoch_end,
+            )
+        except optuna.TrialPruned as exc:
+            self._end(
+                run_id,
+                "PRUNED",
+                {"pruned_at_epoch": trial.user_attrs["pruned_at_epoch"], "prune_reason": str(exc)},
+            )
+            raise
+        except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
+            self._end(run_id, "FAIL", {"fail_reason": reason}, status=status)
+            raise
+        finally:
+            del model
+            _free_memory(self.options.device)
+
+        assert best is not None  # fit ran at least one epoch
+        trial.set_user_attr("best_epoch", best.epoch)
+        value = best.metrics[self.metric]
+        self.tracker.log_metrics(
+            run_id, {f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch
+        )
+        self._end(run_id, "COMPLETE", {"best_epoch": best.epoch})
+        return value
+
+    def _end(self, run_id: str, state: str, tags: dict, status: str | None = None) -> None:
+        self.tracker.end_run(
+            run_id, status or RUN_STATUS[state], {"optuna.trial_state": state, **tags}
+        )
+
+
+def _run_settings(space: SearchSpace, splits: Splits, options: StudyOptions) -> dict[str, Any]:
+    """What must stay the same for trials of one study to be comparable."""
+    return {
+        "stage": space.stage,
+        "dataset": splits.dataset,
+        "train_size": len(splits.train_x),
+        "val_size": len(splits.val_x),
+        "seed": options.seed,
+        "fixed": dict(space.fixed),
+    }
+
+
+def _check_resume(
+    study: optuna.Study, space: SearchSpace, run_settings: dict[str, Any], force: bool
+) -> None:
+    attrs = study.user_attrs
+    stored = attrs.get("settings")
+    current = json.loads(json.dumps(run_settings))  # as the storage returns it: tuples -> lists
+    if "search_space" in attrs and not force:
+        if attrs["search_space"] != space.text:
+            raise StudyMismatchError(
+                f"study {study.study_name!r} was started with another search space "
+                f"(stored on the study as user attribute 'search_space'). Use another "
+                f"--study-name, or --force to continue with {space.source}."
+            )
+        if stored != current:
+            changed = sorted(k for k in current if stored.get(k) != current[k])
+            raise StudyMismatchError(
+                f"study {study.study_name!r} was started with other settings: "
+                f"{ {k: stored.get(k) for k in changed} }. Use the same options, another "
+                "--study-name, or --force."
+            )
+    study.set_user_attr("search_space", space.text)
+    study.set_user_attr("search_space_file", space.source)
+    study.set_user_attr("settings", current)
+    study.set_user_attr("metric", space.settings.metric)
+    study.set_metric_names([space.settings.metric])
+
+
+def _parent_run(
+    study: optuna.Study,
+    tracker: Tracker,
+    experiment_id: str,
+    space: SearchSpace,
+    run_settings: dict[str, Any],
+) -> str:
+    """The study's MLflow run: the one stored on the study if it still exists, else a new one."""
+    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if run_id and tracker.run_exists(run_id):
+        tracker.resume_run(run_id)
+        return run_id
+    params = {f"fixed.{k}": v for k, v in space.fixed.items()}
+    params |= {k: v for k, v in run_settings.items() if k != "fixed"}
+    params |= {
+        "study.metric": space.settings.metric,
+        "study.direction": space.settings.direction,
+        "study.sampler": json.dumps(dict(space.settings.sampler)),
+        "study.pruner": json.dumps(dict(space.settings.pruner)),
+    }
+    run_id = tracker.start_run(
+        experiment_id,
+        study.study_name,
+        params=params,
+        tags={"optuna.study_name": study.study_name, "vae_tune.role": "study"},
+    )
+    tracker.log_text(run_id, space.text, "search_space.yaml")
+    study.set_user_attr("mlflow_parent_run_id", run_id)
+    study.set_user_attr("mlflow_experiment_id", experiment_id)
+    study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
+    return run_id
+
+
+def _trial_line(trial: FrozenTrial, metric: str) -> str:
+    if trial.state == TrialState.COMPLETE:
+        params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        return f"trial {trial.number} COMPLETE {metric} {trial.value:.5g}  {params}"
+    if trial.state == TrialState.PRUNED:
+        return f"trial {trial.number} PRUNED at epoch {trial.user_attrs.get('pruned_at_epoch')}"
+    return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('fail_reason')}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _free_memory(device: torch.device) -> None:
+    """Models of earlier trials must not pile up on the GPU."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,113 @@
+"""The MLflow bridge: studies as parent runs, trials as child runs, over an explicit client.
+
+No fluent API (it keeps global state and is not thread-safe): every call names its run id.
+Child runs are linked with the `mlflow.parentRunId` tag, which works across processes. Local
+stores get an explicit artifact folder beside `mlflow.db`, so nothing lands in a stray `mlruns/`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from vae_tune.errors import StoreError
+
+# Optuna's terminal trial states and the MLflow run status each one closes its run with.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def default_artifact_root(root: Path) -> Path:
+    """`mlartifacts/`, the folder `mlflow ui` itself uses for new experiments."""
+    return (root / "mlartifacts").resolve()
+
+
+class Tracker:
+    """Everything vae-tune writes to MLflow."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:  # every backend raises its own type; all mean "unusable"
+            raise StoreError(f"cannot open MLflow tracking store {tracking_uri!r}: {exc}") from exc
+
+    def experiment_id(self, name: str) -> str:
+        """The experiment called `name`, created with a fixed artifact location if new."""
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        location = (self.artifact_root / name).as_uri() if self.artifact_root else None
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def start_run(
+        self,
+        experiment_id: str,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str:
+        all_tags = {"mlflow.runName": name, **(tags or {})}
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(experiment_id, run_name=name, tags=_str_values(all_tags))
+        if params:
+            self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def resume_run(self, run_id: str) -> None:
+        """Mark an earlier run RUNNING again (a resumed study keeps its parent run)."""
+        self.client.update_run(run_id, status="RUNNING")
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except Exception:
+            return False
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        batch = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(batch), 100):  # MLflow's limit per batch
+            self.client.log_batch(run_id, params=batch[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        batch = [RunTag(k, v) for k, v in _str_values(tags).items()]
+        self.client.log_batch(run_id, tags=batch)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def end_run(self, run_id: str, status: str, tags: Mapping[str, Any] | None = None) -> None:
+        """Close a run in a terminal status (FINISHED, KILLED or FAILED), tags first."""
+        if tags:
+            self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, status=status)
+
+    def child_runs(self, experiment_id: str, parent_run_id: str) -> list:
+        return self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        )
+
+
+def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in tags.items()}
