@@ -117,7 +117,7 @@ def read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise DataError(f"{path} is truncated: header says {shape}, found {data.size} bytes")
-    return data.reshape(shape)
+    return data.reshape(shape).copy()  # writable, so torch can own it
 
 
 def _read_split(dataset: str, data_dir: Path, split: str, download: bool) -> tuple:

@@ -7,8 +7,10 @@ reads as it is. A URL (`sqlite:///...`, `postgresql://...`) opens an RDB storage
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -23,7 +25,10 @@ def open_storage(location: str) -> BaseStorage:
     """A journal storage for a file path, an RDB storage for a URL; clear errors for either."""
     if "://" in location:
         try:
-            return RDBStorage(location, heartbeat_interval=60, grace_period=180)
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # Heartbeats let Optuna fail trials of workers that died (RDB storages only).
+                return RDBStorage(location, heartbeat_interval=60, grace_period=180)
         except Exception as exc:  # SQLAlchemy raises many types: bad dialect, host, driver
             raise StoreError(f"cannot open Optuna storage {location!r}: {exc}") from exc
     path = Path(location)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -275,7 +276,9 @@ def _check_resume(
     study.set_user_attr("search_space_file", space.source)
     study.set_user_attr("settings", current)
     study.set_user_attr("metric", space.settings.metric)
-    study.set_metric_names([space.settings.metric])
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([space.settings.metric])
 
 
 def _parent_run(

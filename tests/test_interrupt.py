@@ -1,0 +1,51 @@
+"""Ctrl-C or a kill (SIGTERM) mid-trial: every run is closed, and the same command resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import data_dir
+from tests.test_study import load_study, runs_of
+
+COMMAND = [str(Path(sys.executable).parent / "vae-tune"), "study", "ae", "--n-trials", "2",
+           "--epochs", "3", "--train-size", "1000", "--val-size", "500"]  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_study_closes_its_runs_and_resumes(tmp_path: Path, sig: int) -> None:
+    env = {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(COMMAND, cwd=tmp_path, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "trial 0 epoch 1/3" in line:
+            process.send_signal(sig)
+            break
+    output.append(process.stdout.read())
+    assert process.wait(timeout=60) == 130, "".join(output)
+    assert "run the same command to resume" in "".join(output)
+
+    [trial] = load_study(tmp_path).get_trials()
+    assert trial.state == TrialState.FAIL
+    _, [parent], [child] = runs_of(tmp_path)
+    assert child.info.status == "KILLED"
+    assert "KeyboardInterrupt" in child.data.tags["fail_reason"]
+    assert parent.info.status == "KILLED"
+
+    resumed = subprocess.run(COMMAND, cwd=tmp_path, env=env, text=True, capture_output=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    states = [t.state for t in load_study(tmp_path).get_trials()]
+    assert states[0] == TrialState.FAIL
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 2
+    _, [parent_after], children = runs_of(tmp_path)
+    assert parent_after.info.run_id == parent.info.run_id
+    assert parent_after.info.status == "FINISHED"
+    assert all(c.info.status != "RUNNING" for c in children) and len(children) == 3
