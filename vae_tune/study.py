@@ -106,6 +106,9 @@ def run_study(
     except KeyboardInterrupt:
         tracker.end_run(parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
         raise
+    except Exception as exc:  # a storage or tracking failure: the parent run must not stay open
+        tracker.end_run(parent_run_id, "FAILED", {"fail_reason": f"{type(exc).__name__}: {exc}"})
+        raise
     summary = summarize(study, experiment_id, parent_run_id)
     tracker.log_metrics(
         parent_run_id,
@@ -190,8 +193,8 @@ class _Objective:
             trial.report(value, result.epoch)
             self.log(
                 f"  trial {trial.number} epoch {result.epoch}/{config.train.epochs} "
-                f"{self.metric} {value:.5g} (trial best {best.metrics[self.metric]:.5g}, "
-                f"{result.metrics['epoch_time_s']:.1f} s)"
+                f"{self.metric} {value:.5g} | trial best {best.metrics[self.metric]:.5g} | "
+                f"study best {_study_best(trial.study)} | {result.metrics['epoch_time_s']:.1f} s"
             )
             if trial.should_prune():
                 trial.set_user_attr("pruned_at_epoch", result.epoch)
@@ -321,6 +324,13 @@ def _trial_line(trial: FrozenTrial, metric: str) -> str:
     if trial.state == TrialState.PRUNED:
         return f"trial {trial.number} PRUNED at epoch {trial.user_attrs.get('pruned_at_epoch')}"
     return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('fail_reason')}"
+
+
+def _study_best(study: optuna.Study) -> str:
+    try:
+        return f"{study.best_value:.5g}"
+    except ValueError:  # no complete trial yet
+        return "-"
 
 
 def _short(value: Any) -> str:
