@@ -15,6 +15,7 @@ from vae_tune.data import Splits
 from vae_tune.space import load_space
 from vae_tune.storage import open_storage
 from vae_tune.study import StudyOptions, run_study, trial_seed
+from vae_tune.tasks import AutoencoderTask
 from vae_tune.tracking import Tracker
 
 STUDY = "ae-fashion-mnist"
@@ -163,7 +164,8 @@ def test_nan_loss_fails_the_trial_and_the_study_goes_on(tmp_path: Path) -> None:
     space = load_space(REPO / "search_spaces/ae.yaml").with_fixed({"train.epochs": 2})
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
     storage = open_storage(str(tmp_path / "studies/optuna.journal"))
-    summary = run_study(space, splits, storage, tracker, StudyOptions("nan", n_trials=2), log=str)
+    task = AutoencoderTask("ae", splits)
+    summary = run_study(space, task, storage, tracker, StudyOptions("nan", n_trials=2), log=str)
     assert summary.counts["FAIL"] == 2 and summary.best_value is None
     client = mlflow_client(tmp_path)
     runs = client.search_runs(

@@ -35,6 +35,13 @@ def _group() -> None:
 
 class Stage(str, Enum):
     ae = "ae"
+    vae = "vae"
+    mlp = "mlp"
+
+
+class EncoderStage(str, Enum):
+    ae = "ae"
+    vae = "vae"
 
 
 class Dataset(str, Enum):
@@ -44,7 +51,9 @@ class Dataset(str, Enum):
 
 @app.command()
 def study(
-    stage: Annotated[Stage, typer.Argument(help="What to search: ae (the conv autoencoder).")],
+    stage: Annotated[
+        Stage, typer.Argument(help="What to search: ae, vae, or mlp (the head on an encoder).")
+    ],
     n_trials: Annotated[
         int, typer.Option("--n-trials", "-n", min=1, help="Finished trials wanted in the study.")
     ] = 20,
@@ -86,6 +95,12 @@ def study(
     force: Annotated[
         bool, typer.Option(help="Resume even though the space or settings changed.")
     ] = False,
+    encoder: Annotated[
+        EncoderStage, typer.Option(help="mlp: the stage whose encoder the head is trained on.")
+    ] = EncoderStage.ae,
+    encoder_study: Annotated[
+        str | None, typer.Option(help="mlp: the encoder's study [default: ENCODER-DATASET].")
+    ] = None,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
     from vae_tune import runner  # heavy imports (torch, optuna, mlflow) only when needed
@@ -108,6 +123,8 @@ def study(
         sampler=sampler,
         pruner=pruner,
         force=force,
+        encoder=encoder.value,
+        encoder_study=encoder_study,
     )
     _run(lambda: _print_summary(runner.run(request, log=console.print)))
 

@@ -15,16 +15,21 @@ from typing import Any, get_type_hints
 from vae_tune.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LIKELIHOODS = ("gaussian", "bernoulli")
+HEAD_MODES = ("frozen", "finetune")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The conv autoencoder: channel widths of the three conv layers, the linear bottleneck."""
+    """The conv AE/VAE: conv channel widths, the linear bottleneck; likelihood terms (VAE)."""
 
     latent_dim: int = 32
     dropout: float = 0.0
     channels: tuple[int, int, int] = (8, 16, 32)
     hidden: int = 64
+    beta: float = 1.0  # VAE: weight of the KL term in the training loss
+    likelihood: str = "gaussian"  # VAE: gaussian (fixed sigma) or bernoulli (binarized pixels)
+    sigma: float = 0.1  # VAE: standard deviation of the gaussian likelihood
 
     def __post_init__(self) -> None:
         _check("model.latent_dim", self.latent_dim >= 1, "must be >= 1")
@@ -35,6 +40,25 @@ class ModelConfig:
             "must be three positive channel widths",
         )
         _check("model.hidden", self.hidden >= 1, "must be >= 1")
+        _check("model.beta", self.beta >= 0, "must be >= 0")
+        _check("model.likelihood", self.likelihood in LIKELIHOODS, f"must be one of {LIKELIHOODS}")
+        _check("model.sigma", self.sigma > 0, "must be > 0")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The MLP classification head: latent -> hidden1 -> hidden2 -> classes."""
+
+    hidden1: int = 256
+    hidden2: int = 128
+    dropout: float = 0.2
+    mode: str = "frozen"  # frozen: train on cached latents; finetune: encoder and head together
+
+    def __post_init__(self) -> None:
+        _check("head.hidden1", self.hidden1 >= 1, "must be >= 1")
+        _check("head.hidden2", self.hidden2 >= 1, "must be >= 1")
+        _check("head.dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
+        _check("head.mode", self.mode in HEAD_MODES, f"must be one of {HEAD_MODES}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,7 @@ class TrainConfig:
     momentum: float = 0.9
     epochs: int = 10
     batch_size: int = 128
+    encoder_lr: float = 1e-4  # fine-tuning: the encoder's own learning rate
 
     def __post_init__(self) -> None:
         _check("train.optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
@@ -55,6 +80,7 @@ class TrainConfig:
         _check("train.momentum", 0.0 <= self.momentum < 1.0, "must be in [0, 1)")
         _check("train.epochs", self.epochs >= 1, "must be >= 1")
         _check("train.batch_size", self.batch_size >= 1, "must be >= 1")
+        _check("train.encoder_lr", self.encoder_lr > 0, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -62,10 +88,23 @@ class TrialConfig:
     """Everything one training run needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-_SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig}
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "head": HeadConfig, "train": TrainConfig}
+_VAE_ONLY = {"model.beta", "model.likelihood", "model.sigma"}
+
+
+def stage_keys(stage: str) -> dict[str, Any]:
+    """The dotted keys a stage's search space may use, with their types."""
+    keys = config_keys()
+    if stage == "mlp":
+        return {k: t for k, t in keys.items() if k.startswith(("head.", "train."))}
+    excluded = {"train.encoder_lr"} | (_VAE_ONLY if stage == "ae" else set())
+    return {
+        k: t for k, t in keys.items() if k.startswith(("model.", "train.")) and k not in excluded
+    }
 
 
 def config_keys() -> dict[str, Any]:

@@ -1,17 +1,20 @@
-"""The convolutional autoencoder: a config in, layers out, and its own named loss terms.
+"""The models: conv AE, conv VAE and the MLP head; a config in, layers out, named loss terms.
 
 Encoder: conv 1->c1 k4 s2 p1, conv c1->c2 k4 s2 p1, conv c2->c3 k3 s2 (28 -> 14 -> 7 -> 3),
-linear 9*c3 -> hidden -> latent; the decoder mirrors it and ends in a sigmoid. Dropout sits in
-the linear layers. Models know nothing of Optuna, MLflow, files or devices.
+linear 9*c3 -> hidden -> latent; the decoder mirrors it (its output passes through a sigmoid).
+Dropout sits in the linear layers. Each model's `loss_terms` returns `loss` (what is minimised)
+and the terms logged beside it. Models know nothing of Optuna, MLflow, files or devices.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_tune.config import ModelConfig
+from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 
 
 def conv_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
@@ -32,6 +35,7 @@ def conv_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
 
 
 def conv_decoder(cfg: ModelConfig) -> nn.Sequential:
+    """Latent -> pixel logits (the sigmoid is applied by the model, BCE wants logits)."""
     c1, c2, c3 = cfg.channels
     return nn.Sequential(
         nn.Linear(cfg.latent_dim, cfg.hidden),
@@ -45,7 +49,6 @@ def conv_decoder(cfg: ModelConfig) -> nn.Sequential:
         nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
         nn.ReLU(),
         nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
-        nn.Sigmoid(),
     )
 
 
@@ -62,19 +65,131 @@ class ConvAutoencoder(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """`loss` is what is minimised; the other terms are logged beside it."""
         mse = F.mse_loss(self(x), x)
         return {"loss": mse, "mse": mse}
 
 
-MODELS = {"ae": ConvAutoencoder}
+class ConvVAE(nn.Module):
+    """Conv VAE: the encoder outputs mean and log-variance; loss = negative ELBO (beta-weighted).
+
+    Terms are in nats per image: `recon` (-log p(x|z)), `kl` (KL(q(z|x) || N(0, I))),
+    `neg_elbo` = recon + kl. The bernoulli likelihood binarizes each batch afresh (dynamic
+    binarization); the gaussian one has a fixed standard deviation `sigma`.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = conv_encoder(cfg, 2 * cfg.latent_dim)
+        self.decoder = conv_decoder(cfg)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean: the representation heads are trained on."""
+        return self.posterior(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def sample(self, n: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decode(torch.randn(n, self.cfg.latent_dim, device=device))
+
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.posterior(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        logits = self.decoder(z)
+        if self.cfg.likelihood == "bernoulli":
+            target = torch.bernoulli(x)
+            recon = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        else:
+            var = self.cfg.sigma**2
+            recon = 0.5 * (x - torch.sigmoid(logits)) ** 2 / var + 0.5 * math.log(2 * math.pi * var)
+        recon = recon.flatten(1).sum(1)
+        kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(1)
+        return {
+            "loss": (recon + self.cfg.beta * kl).mean(),
+            "recon": recon.mean(),
+            "kl": kl.mean(),
+            "neg_elbo": (recon + kl).mean(),
+            "mse": F.mse_loss(torch.sigmoid(logits), x),
+        }
+
+
+class MLPHead(nn.Module):
+    """latent -> hidden1 -> hidden2 -> classes, with ReLU and dropout; trained on latents.
+
+    Latents are standardized first with fixed statistics of the training latents (buffers,
+    saved with the model): autoencoder latents have arbitrary scales, which SGD handles badly.
+    """
+
+    def __init__(self, in_features: int, cfg: HeadConfig, n_classes: int = 10) -> None:
+        super().__init__()
+        self.register_buffer("input_mean", torch.zeros(in_features))
+        self.register_buffer("input_std", torch.ones(in_features))
+        self.net = nn.Sequential(
+            nn.Linear(in_features, cfg.hidden1),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden1, cfg.hidden2),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden2, n_classes),
+        )
+
+    def standardize_with(self, latents: torch.Tensor) -> MLPHead:
+        self.input_mean.copy_(latents.mean(0))
+        self.input_std.copy_(latents.std(0).clamp_min(1e-6))
+        return self
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net((z - self.input_mean) / self.input_std)
+
+    def loss_terms(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return classification_terms(self(z), y)
+
+
+class Classifier(nn.Module):
+    """An autoencoder's encoder and an MLP head, fine-tuned together on images."""
+
+    def __init__(self, autoencoder: nn.Module, head: MLPHead) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.autoencoder.encode(x))
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return classification_terms(self(x), y)
+
+    def param_groups(self, cfg: TrainConfig) -> list[dict]:
+        """The encoder learns at its own (smaller) rate; the decoder is not trained."""
+        return [
+            {"params": self.autoencoder.encoder.parameters(), "lr": cfg.encoder_lr},
+            {"params": self.head.parameters()},
+        ]
+
+
+def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    loss = F.cross_entropy(logits, y)
+    return {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean()}
+
+
+AUTOENCODERS = {"ae": ConvAutoencoder, "vae": ConvVAE}
 
 
 def build_model(stage: str, cfg: ModelConfig) -> nn.Module:
-    return MODELS[stage](cfg)
+    return AUTOENCODERS[stage](cfg)

@@ -14,12 +14,15 @@ from pathlib import Path
 import torch
 
 import vae_tune
+from vae_tune.baselines import logistic_baselines
 from vae_tune.data import load_splits
+from vae_tune.encoders import best_trial_encoder
 from vae_tune.errors import VaeTuneError
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.storage import dashboard_command, default_storage, open_storage
 from vae_tune.study import Log, StudyOptions, StudySummary, run_study
+from vae_tune.tasks import AutoencoderTask, HeadTask
 from vae_tune.tracking import Tracker, default_tracking_uri
 
 
@@ -42,6 +45,14 @@ class StudyRequest:
     sampler: str | None = None
     pruner: str | None = None
     force: bool = False
+    encoder: str = "ae"  # mlp: the stage whose encoder the head is trained on
+    encoder_study: str | None = None  # mlp: that stage's study [default: ENCODER-DATASET]
+
+    @property
+    def default_study_name(self) -> str:
+        if self.stage == "mlp":
+            return f"mlp-{self.encoder}-{self.dataset}"
+        return f"{self.stage}-{self.dataset}"
 
 
 @dataclass(frozen=True)
@@ -69,15 +80,30 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
         seed=request.seed,
         device=device,
     )
+    if request.stage == "mlp":
+        encoder, lineage = best_trial_encoder(
+            request.encoder_study or f"{request.encoder}-{request.dataset}",
+            storage,
+            root / "studies" / "encoders",
+            split={"dataset": request.dataset, "val_size": request.val_size, "seed": request.seed},
+            data_dir=request.data_dir,
+            device=device,
+            log=log,
+        )
+        task: AutoencoderTask | HeadTask = HeadTask(encoder, splits, lineage)
+    else:
+        task = AutoencoderTask(request.stage, splits)
     options = StudyOptions(
-        study_name=request.study_name or f"{request.stage}-{request.dataset}",
+        study_name=request.study_name or request.default_study_name,
         n_trials=request.n_trials,
         timeout=request.timeout,
         seed=request.seed,
         device=device,
         force=request.force,
     )
-    summary = run_study(space, splits, storage, tracker, options, log=log)
+    summary = run_study(space, task, storage, tracker, options, log=log)
+    if isinstance(task, HeadTask):
+        _record_baselines(tracker, summary.experiment_id, task, request.seed, log)
     return StudyResult(
         summary,
         dashboard_command(_shown_path(storage_location, root)),
@@ -144,6 +170,30 @@ def _prepare_space(request: StudyRequest, root: Path) -> SearchSpace:
     if request.epochs is not None:
         space = space.with_fixed({"train.epochs": request.epochs})
     return space
+
+
+def _record_baselines(
+    tracker: Tracker, experiment_id: str, task: HeadTask, seed: int, log: Log
+) -> None:
+    """Logistic-regression baselines on the same split, once per encoder, in the same experiment."""
+    encoder_run = task.lineage["encoder.run_id"]
+    done = f"tags.`vae_tune.role` = 'baseline' and tags.`encoder.run_id` = '{encoder_run}'"
+    if tracker.client.search_runs([experiment_id], filter_string=done):
+        return
+    log("baselines: logistic regression on latents, PCA components and pixels")
+    train_z, val_z = task.latents()
+    s = task.splits
+    scores = logistic_baselines(train_z, val_z, s.train_x, s.val_x, s.train_y, s.val_y, seed)
+    for name, accuracy in scores.items():
+        run_id = tracker.start_run(
+            experiment_id,
+            f"baseline-{name}",
+            params={"baseline": name, "latent_dim": train_z.shape[1], "seed": seed},
+            tags={"vae_tune.role": "baseline", **task.lineage},
+        )
+        tracker.log_metrics(run_id, {"val_accuracy": accuracy}, step=0)
+        tracker.end_run(run_id, "FINISHED")
+        log(f"  {name}: val_accuracy {accuracy:.4f}")
 
 
 def _shown_path(path: str, root: Path) -> str:

@@ -23,16 +23,18 @@ from typing import Any
 import optuna
 import yaml
 
-from vae_tune.config import TrialConfig, build_config, config_keys
+from vae_tune.config import TrialConfig, build_config, stage_keys
 from vae_tune.errors import ConfigError, SpaceError
 from vae_tune.samplers import make_pruner, make_sampler
 
 STAGE_METRICS: dict[str, dict[str, str]] = {
     # stage -> metric name -> the direction that makes sense for it
     "ae": {"val_loss": "minimize", "val_mse": "minimize"},
+    "vae": {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize"},
+    "mlp": {"val_accuracy": "maximize", "val_loss": "minimize"},
 }
 _TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
-_STUDY_KEYS = {"metric", "direction", "sampler", "pruner"}
+_STUDY_KEYS = {"metric", "direction", "sampler", "pruner", "min_kl"}
 _PARAM_KEYS = {
     "float": {"type", "low", "high", "log", "step"},
     "int": {"type", "low", "high", "log", "step"},
@@ -72,6 +74,8 @@ class StudySettings:
     direction: str
     sampler: Mapping[str, Any]
     pruner: Mapping[str, Any]
+    # VAE: a validation KL (nats per image) below this after epoch 1 means posterior collapse.
+    min_kl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,11 +134,13 @@ def parse_space(text: str, source: str = "<string>") -> SearchSpace:
     fixed = dict(_mapping(source, "fixed", doc.get("fixed", {})))
     search = _mapping(source, "search", doc.get("search", {}))
 
-    known = config_keys()
+    known = stage_keys(stage)
     for key in [*fixed, *search]:
         if key not in known:
             section = "fixed" if key in fixed else "search"
-            raise SpaceError(source, f"{section}.{key}", f"unknown key; known: {sorted(known)}")
+            raise SpaceError(
+                source, f"{section}.{key}", f"unknown key for {stage}; known: {sorted(known)}"
+            )
     for key in set(fixed) & set(search):
         raise SpaceError(source, key, "is both fixed and searched")
 
@@ -163,7 +169,10 @@ def _parse_study(source: str, stage: str, study: Mapping[str, Any]) -> StudySett
             factory(spec)
         except (TypeError, ValueError) as exc:
             raise SpaceError(source, key, str(exc)) from exc
-    return StudySettings(metric, direction, sampler, pruner)
+    min_kl = study.get("min_kl")
+    if min_kl is not None and (stage != "vae" or not isinstance(min_kl, int | float) or min_kl < 0):
+        raise SpaceError(source, "study.min_kl", "is a number >= 0, for the vae stage only")
+    return StudySettings(metric, direction, sampler, pruner, min_kl)
 
 
 def _parse_param(source: str, name: str, spec: Any) -> Param:

@@ -20,17 +20,17 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from vae_tune.data import Splits
 from vae_tune.errors import StudyMismatchError
-from vae_tune.models import build_model
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace
+from vae_tune.tasks import AutoencoderTask, HeadTask
 from vae_tune.tracking import RUN_STATUS, Tracker
 from vae_tune.train import EpochResult, fit
 
 # Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Log = Callable[[str], None]
+Task = AutoencoderTask | HeadTask
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def trial_seed(study_seed: int, trial_number: int) -> int:
 
 def run_study(
     space: SearchSpace,
-    splits: Splits,
+    task: Task,
     storage: optuna.storages.BaseStorage,
     tracker: Tracker,
     options: StudyOptions,
@@ -79,7 +79,7 @@ def run_study(
         direction=settings.direction,
         load_if_exists=True,
     )
-    run_settings = _run_settings(space, splits, options)
+    run_settings = _run_settings(space, task, options)
     _check_resume(study, space, run_settings, options.force)
     experiment_id = tracker.experiment_id(options.study_name)
     parent_run_id = _parent_run(study, tracker, experiment_id, space, run_settings)
@@ -90,7 +90,7 @@ def run_study(
         f"study {options.study_name}: {finished} trials finished, running {remaining} more "
         f"(metric {settings.metric}, {settings.direction})"
     )
-    objective = _Objective(space, splits, tracker, options, experiment_id, parent_run_id, log)
+    objective = _Objective(space, task, tracker, options, experiment_id, parent_run_id, log)
     try:
         if remaining:
             study.optimize(
@@ -150,14 +150,14 @@ class _Objective:
     def __init__(
         self,
         space: SearchSpace,
-        splits: Splits,
+        task: Task,
         tracker: Tracker,
         options: StudyOptions,
         experiment_id: str,
         parent_run_id: str,
         log: Log,
     ) -> None:
-        self.space, self.splits, self.tracker, self.options = space, splits, tracker, options
+        self.space, self.task, self.tracker, self.options = space, task, tracker, options
         self.experiment_id, self.parent_run_id, self.log = experiment_id, parent_run_id, log
         self.metric = space.settings.metric
         self.maximize = space.settings.direction == "maximize"
@@ -170,18 +170,21 @@ class _Objective:
         run_id = self.tracker.start_run(
             self.experiment_id,
             f"trial-{trial.number:03d}",
-            params={**flat, "seed": seed, "data.train_size": len(self.splits.train_x)},
+            params={**flat, "seed": seed, "data.train_size": len(self.task.splits.train_x)},
             tags={
                 "optuna.study_name": self.options.study_name,
                 "optuna.trial_number": trial.number,
                 "vae_tune.stage": self.space.stage,
+                **self.task.lineage,
             },
             parent_run_id=self.parent_run_id,
         )
         trial.set_user_attr("mlflow_run_id", run_id)
 
         torch.manual_seed(seed)
-        model = build_model(self.space.stage, config.model).to(self.options.device)
+        model = self.task.build(config).to(self.options.device)
+        train, val = self.task.data(config)
+        min_kl = self.space.settings.min_kl
         best: EpochResult | None = None
 
         def on_epoch_end(result: EpochResult) -> None:
@@ -196,6 +199,12 @@ class _Objective:
                 f"{self.metric} {value:.5g} | trial best {best.metrics[self.metric]:.5g} | "
                 f"study best {_study_best(trial.study)} | {result.metrics['epoch_time_s']:.1f} s"
             )
+            kl = result.metrics.get("val_kl")
+            if min_kl is not None and kl is not None and result.epoch >= 2 and kl < min_kl:
+                trial.set_user_attr("pruned_at_epoch", result.epoch)
+                raise optuna.TrialPruned(
+                    f"posterior collapse at epoch {result.epoch}: KL {kl:.3g} < {min_kl} nats"
+                )
             if trial.should_prune():
                 trial.set_user_attr("pruned_at_epoch", result.epoch)
                 raise optuna.TrialPruned(
@@ -205,13 +214,14 @@ class _Objective:
         try:
             fit(
                 model,
-                (self.splits.train_x,),
-                (self.splits.val_x,),
+                train,
+                val,
                 config.train,
                 seed=seed,
                 on_epoch_end=on_epoch_end,
             )
         except optuna.TrialPruned as exc:
+            trial.set_user_attr("prune_reason", str(exc))
             self._end(
                 run_id,
                 "PRUNED",
@@ -225,7 +235,7 @@ class _Objective:
             self._end(run_id, "FAIL", {"fail_reason": reason}, status=status)
             raise
         finally:
-            del model
+            del model, train, val
             _free_memory(self.options.device)
 
         assert best is not None  # fit ran at least one epoch
@@ -243,15 +253,16 @@ class _Objective:
         )
 
 
-def _run_settings(space: SearchSpace, splits: Splits, options: StudyOptions) -> dict[str, Any]:
+def _run_settings(space: SearchSpace, task: Task, options: StudyOptions) -> dict[str, Any]:
     """What must stay the same for trials of one study to be comparable."""
     return {
         "stage": space.stage,
-        "dataset": splits.dataset,
-        "train_size": len(splits.train_x),
-        "val_size": len(splits.val_x),
+        "dataset": task.splits.dataset,
+        "train_size": len(task.splits.train_x),
+        "val_size": len(task.splits.val_x),
         "seed": options.seed,
         "fixed": dict(space.fixed),
+        **({"encoder": task.lineage} if task.lineage else {}),
     }
 
 
@@ -297,7 +308,7 @@ def _parent_run(
         tracker.resume_run(run_id)
         return run_id
     params = {f"fixed.{k}": v for k, v in space.fixed.items()}
-    params |= {k: v for k, v in run_settings.items() if k != "fixed"}
+    params |= {k: v for k, v in run_settings.items() if k not in ("fixed", "encoder")}
     params |= {
         "study.metric": space.settings.metric,
         "study.direction": space.settings.direction,
@@ -308,7 +319,11 @@ def _parent_run(
         experiment_id,
         study.study_name,
         params=params,
-        tags={"optuna.study_name": study.study_name, "vae_tune.role": "study"},
+        tags={
+            "optuna.study_name": study.study_name,
+            "vae_tune.role": "study",
+            **run_settings.get("encoder", {}),
+        },
     )
     tracker.log_text(run_id, space.text, "search_space.yaml")
     study.set_user_attr("mlflow_parent_run_id", run_id)
@@ -322,7 +337,7 @@ def _trial_line(trial: FrozenTrial, metric: str) -> str:
         params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
         return f"trial {trial.number} COMPLETE {metric} {trial.value:.5g}  {params}"
     if trial.state == TrialState.PRUNED:
-        return f"trial {trial.number} PRUNED at epoch {trial.user_attrs.get('pruned_at_epoch')}"
+        return f"trial {trial.number} PRUNED: {trial.user_attrs.get('prune_reason')}"
     return f"trial {trial.number} {trial.state.name}: {trial.user_attrs.get('fail_reason')}"
 
 

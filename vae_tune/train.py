@@ -38,7 +38,8 @@ EpochCallback = Callable[[EpochResult], None]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+    """The configured optimizer; models with `param_groups(cfg)` set per-group learning rates."""
+    params = model.param_groups(cfg) if hasattr(model, "param_groups") else model.parameters()
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -92,15 +93,24 @@ def fit(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Tensors, batch_size: int = 2048) -> dict[str, float]:
-    """Every loss term averaged over `data`, in eval mode and without autograd."""
+def evaluate(
+    model: nn.Module, data: Tensors, batch_size: int = 2048, seed: int = 0
+) -> dict[str, float]:
+    """Every loss term averaged over `data`, in eval mode and without autograd.
+
+    Stochastic terms (a VAE's sampled z, a binarization) use a fixed seed, so the same model
+    always gets the same value, without disturbing the training random stream.
+    """
     model.eval()
     n = len(data[0])
     sums: dict[str, torch.Tensor] = {}
-    for start in range(0, n, batch_size):
-        batch = [t[start : start + batch_size] for t in data]
-        for name, value in model.loss_terms(*batch).items():
-            sums[name] = sums.get(name, 0.0) + value * len(batch[0])
+    device = data[0].device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, n, batch_size):
+            batch = [t[start : start + batch_size] for t in data]
+            for name, value in model.loss_terms(*batch).items():
+                sums[name] = sums.get(name, 0.0) + value * len(batch[0])
     return {name: float(total) / n for name, total in sums.items()}
 
 
