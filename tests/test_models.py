@@ -1,13 +1,14 @@
-"""The conv autoencoder: shapes, output range, loss terms, configurable widths."""
+"""The models: conv AE and VAE (shapes, output range, ELBO terms) and the MLP head."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vae_tune.config import ModelConfig
+from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 from vae_tune.errors import ConfigError
-from vae_tune.models import build_model
+from vae_tune.models import Classifier, MLPHead, build_model
+from vae_tune.train import make_optimizer
 
 
 @pytest.mark.parametrize("latent_dim", [2, 185])
@@ -55,3 +56,56 @@ def test_bad_model_config_names_the_key() -> None:
         ModelConfig(dropout=1.0)
     with pytest.raises(ConfigError, match=r"model\.channels"):
         ModelConfig(channels=(8, 16))
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_vae_elbo_terms(likelihood: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("vae", ModelConfig(latent_dim=6, likelihood=likelihood, beta=0.5))
+    x = torch.rand(8, 1, 28, 28)
+    terms = model.loss_terms(x)
+    assert set(terms) == {"loss", "recon", "kl", "neg_elbo", "mse"}
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert terms["kl"] >= 0
+    assert torch.allclose(terms["neg_elbo"], terms["recon"] + terms["kl"])
+    assert torch.allclose(terms["loss"], terms["recon"] + 0.5 * terms["kl"])
+    assert model.encode(x).shape == (8, 6)
+    assert model.sample(3).shape == (3, 1, 28, 28)
+
+
+def test_vae_kl_is_zero_exactly_at_the_prior() -> None:
+    model = build_model("vae", ModelConfig(latent_dim=4))
+    last = model.encoder[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)  # mean 0, log-variance 0: q(z|x) = N(0, I)
+    assert model.loss_terms(torch.rand(4, 1, 28, 28))["kl"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bernoulli_recon_is_cross_entropy_in_nats() -> None:
+    torch.manual_seed(0)
+    model = build_model("vae", ModelConfig(latent_dim=4, likelihood="bernoulli"))
+    x = torch.ones(2, 1, 28, 28)  # binarizes to all ones whatever the draw
+    terms = model.loss_terms(x)
+    # -log p(x|z) of 784 pixels, each predicted near 0.5 by an untrained decoder: ~784 * ln 2.
+    assert 0.5 * 784 * 0.693 < terms["recon"].item() < 2 * 784 * 0.693
+
+
+def test_mlp_head_standardizes_and_classifies() -> None:
+    head = MLPHead(5, HeadConfig(hidden1=16, hidden2=8, dropout=0.0), n_classes=10)
+    z = torch.randn(32, 5) * 100 + 50
+    head.standardize_with(z)
+    assert torch.allclose(head.input_mean, z.mean(0))
+    logits = head(z)
+    assert logits.shape == (32, 10)
+    terms = head.loss_terms(z, torch.randint(0, 10, (32,)))
+    assert set(terms) == {"loss", "accuracy"} and 0 <= terms["accuracy"] <= 1
+
+
+def test_finetuned_classifier_trains_the_encoder_at_its_own_rate() -> None:
+    ae = build_model("ae", ModelConfig(latent_dim=4))
+    model = Classifier(ae, MLPHead(4, HeadConfig()))
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-3, encoder_lr=1e-5))
+    encoder_group, head_group = optimizer.param_groups
+    assert encoder_group["lr"] == 1e-5 and head_group["lr"] == 1e-3
+    assert len(encoder_group["params"]) == len(list(ae.encoder.parameters()))
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)

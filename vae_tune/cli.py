@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(highlight=False, soft_wrap=True)  # commands stay copyable
-errors = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.callback()

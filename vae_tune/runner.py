@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from optuna.storages import BaseStorage
+from torch import nn
 
 import vae_tune
 from vae_tune.baselines import logistic_baselines
@@ -71,6 +73,8 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
     tracking_uri = request.tracking_uri or default_tracking_uri(root)
     tracker = Tracker(tracking_uri, artifact_root=local_artifact_root(tracking_uri))
     device = resolve_device(request.device)
+    # The encoder first: a missing encoder study is reported before any data is loaded.
+    encoder = _encoder(request, storage, root, device, log) if request.stage == "mlp" else None
     log(f"loading {request.dataset} on {device}")
     splits = load_splits(
         request.dataset,
@@ -80,19 +84,11 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
         seed=request.seed,
         device=device,
     )
-    if request.stage == "mlp":
-        encoder, lineage = best_trial_encoder(
-            request.encoder_study or f"{request.encoder}-{request.dataset}",
-            storage,
-            root / "studies" / "encoders",
-            split={"dataset": request.dataset, "val_size": request.val_size, "seed": request.seed},
-            data_dir=request.data_dir,
-            device=device,
-            log=log,
-        )
-        task: AutoencoderTask | HeadTask = HeadTask(encoder, splits, lineage)
-    else:
-        task = AutoencoderTask(request.stage, splits)
+    task: AutoencoderTask | HeadTask = (
+        HeadTask(encoder[0], splits, lineage=encoder[1])
+        if encoder
+        else AutoencoderTask(request.stage, splits)
+    )
     options = StudyOptions(
         study_name=request.study_name or request.default_study_name,
         n_trials=request.n_trials,
@@ -170,6 +166,20 @@ def _prepare_space(request: StudyRequest, root: Path) -> SearchSpace:
     if request.epochs is not None:
         space = space.with_fixed({"train.epochs": request.epochs})
     return space
+
+
+def _encoder(
+    request: StudyRequest, storage: BaseStorage, root: Path, device: torch.device, log: Log
+) -> tuple[nn.Module, dict[str, str]]:
+    return best_trial_encoder(
+        request.encoder_study or f"{request.encoder}-{request.dataset}",
+        storage,
+        root / "studies" / "encoders",
+        split={"dataset": request.dataset, "val_size": request.val_size, "seed": request.seed},
+        data_dir=request.data_dir,
+        device=device,
+        log=log,
+    )
 
 
 def _record_baselines(
