@@ -120,4 +120,5 @@ def test_mlp_refuses_an_encoder_trained_on_another_split(vae_then_mlp) -> None:
 def test_mlp_without_an_encoder_study_says_what_to_run(tmp_path: Path) -> None:
     result = invoke(tmp_path, "study", "mlp", "--encoder", "ae", *SMALL)
     assert result.exit_code == 2
-    assert "run `vae-tune study` for the encoder first" in result.output
+    assert "no study 'ae-fashion-mnist'" in result.output
+    assert "run `vae-tune study` for it first" in result.output

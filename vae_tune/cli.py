@@ -16,6 +16,7 @@ from rich.table import Table
 from vae_tune.errors import VaeTuneError
 
 if TYPE_CHECKING:
+    from vae_tune.promote import Promotion
     from vae_tune.runner import StudyResult
 
 app = typer.Typer(
@@ -127,6 +128,78 @@ def study(
         encoder_study=encoder_study,
     )
     _run(lambda: _print_summary(runner.run(request, log=console.print)))
+
+
+@app.command()
+def promote(
+    stage: Annotated[Stage, typer.Argument(help="Which study to promote: ae, vae or mlp.")],
+    study_name: Annotated[
+        str | None, typer.Option(help="Study name [default: as `vae-tune study` names it].")
+    ] = None,
+    encoder: Annotated[
+        EncoderStage, typer.Option(help="mlp: the encoder stage (for the default study name).")
+    ] = EncoderStage.ae,
+    top_k: Annotated[int, typer.Option(min=1, help="Complete trials considered.")] = 3,
+    seeds: Annotated[
+        int, typer.Option(min=0, help="Extra training runs per candidate, other seeds.")
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Evaluate on the test split again an already promoted trial.")
+    ] = False,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    dataset: Annotated[Dataset, typer.Option(help="Dataset.")] = Dataset.fashion_mnist,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+) -> None:
+    """Choose the champion on validation data, retrain it, evaluate it once on test, register it."""
+    from vae_tune import runner
+
+    request = runner.PromoteRequest(
+        stage=stage.value,
+        study_name=study_name,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        device=device,
+        top_k=top_k,
+        seeds=seeds,
+        force=force,
+        encoder=encoder.value,
+    )
+    _run(lambda: _print_promotion(runner.promote(request, log=console.print)))
+
+
+def _print_promotion(result: Promotion) -> None:
+    candidates = Table(title=f"candidates of {result.study_name} (validation {result.metric})")
+    for column in ("trial", "mean", "std", "runs", "params"):
+        candidates.add_column(column)
+    for c in result.candidates:
+        params = " ".join(f"{k}={_fmt(v)}" for k, v in c.trial.params.items())
+        candidates.add_row(str(c.trial.number), _fmt(c.mean), _fmt(c.spread), str(len(c.values)),
+                           params)  # fmt: skip
+    console.print(candidates)
+    test = Table(
+        title=f"champion: trial {result.champion.trial.number}, test split", show_header=False
+    )
+    for name, value in result.test.items():
+        test.add_row(name, _fmt(value))
+    console.print(test)
+    if result.per_class_f1:
+        per_class = Table(title="test F1 per class")
+        per_class.add_column("class")
+        per_class.add_column("F1")
+        for name, value in result.per_class_f1.items():
+            per_class.add_row(name, f"{value:.4f}")
+        console.print(per_class)
+    state = "already promoted, test split not read again" if result.reused else "registered"
+    console.print(f"{result.model_name} version {result.model_version} @champion ({state}); "
+                  f"MLflow run {result.run_id}")  # fmt: skip
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
 
 
 _STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}

@@ -1,9 +1,10 @@
-"""The encoder an MLP-head study builds on: the best trial of an AE/VAE study, retrained.
+"""The encoder an MLP-head study builds on.
 
-The trial is replayed through the same code path as in its study: the space text stored on the
-study is parsed again and sampled with the trial's own params (a FixedTrial), then trained with
-the trial's seed for the epoch count it was selected at. The result is cached under
-`studies/encoders/`, so resuming a head study does not retrain it.
+The promoted champion of the encoder study (the model registry's alias `champion`) when there is
+one; otherwise the study's best trial, replayed through the same code path as in its study
+(`replay_config`) and retrained with the trial's seed for the epoch count it was selected at.
+A retrained encoder is cached under `studies/encoders/`, so resuming a head study does not
+retrain it. Either way the lineage (study, trial, run, model version) comes back with it.
 """
 
 from __future__ import annotations
@@ -17,40 +18,33 @@ import optuna
 import torch
 from torch import nn
 
-from vae_tune.config import build_config
 from vae_tune.data import load_splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import build_model
-from vae_tune.space import parse_space
-from vae_tune.study import Log
+from vae_tune.study import Log, load_existing, replay_config
+from vae_tune.tracking import Tracker
 from vae_tune.train import fit
 
+Lineage = dict[str, str]
 
-def best_trial_encoder(
+
+def resolve_encoder(
     study_name: str,
     storage: optuna.storages.BaseStorage,
+    tracker: Tracker,
     cache_dir: Path,
     *,
     split: dict[str, object],
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
-) -> tuple[nn.Module, dict[str, str]]:
-    """The retrained best trial of `study_name` and its lineage (study, trial, MLflow run).
+) -> tuple[nn.Module, Lineage]:
+    """The encoder of `study_name`: its registered champion, else its best trial retrained.
 
     `split` ({dataset, val_size, seed}) is the head study's: it must be the encoder's too, or
     the encoder would have been trained on the head's validation images.
     """
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        raise VaeTuneError(
-            f"no study {study_name!r} in the storage: run `vae-tune study` for the encoder first"
-        ) from None
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
-        raise VaeTuneError(f"study {study_name!r} has no complete trial to take an encoder from")
-    trial = study.best_trial
+    study = load_existing(study_name, storage)
     settings = study.user_attrs["settings"]
     theirs = {key: settings[key] for key in split}
     if theirs != split:
@@ -59,29 +53,86 @@ def best_trial_encoder(
             "its training images would overlap this study's validation images. Use the same "
             "--dataset, --val-size and --seed."
         )
+    model_name = f"vae-tune-{settings['dataset']}-{settings['stage']}"
+    champion = tracker.champion(model_name)
+    if champion is not None and champion.tags.get("study") == study_name:
+        log(f"encoder: {model_name} version {champion.version} (alias champion)")
+        lineage = {
+            "encoder.source": "registry",
+            "encoder.model": model_name,
+            "encoder.version": str(champion.version),
+            "encoder.study": study_name,
+            "encoder.trial": champion.tags.get("trial", ""),
+            "encoder.run_id": str(champion.run_id),
+            "encoder.stage": settings["stage"],
+        }
+        return tracker.load_model(model_name, str(champion.version)).to(device), lineage
+    return best_trial_encoder(study, cache_dir, data_dir=data_dir, device=device, log=log)
+
+
+def encoder_from_lineage(
+    lineage: Lineage,
+    storage: optuna.storages.BaseStorage,
+    tracker: Tracker,
+    cache_dir: Path,
+    *,
+    data_dir: Path | None,
+    device: torch.device,
+    log: Log = print,
+) -> nn.Module:
+    """The very encoder a head study was run on, from the lineage stored on that study."""
+    if lineage["encoder.source"] == "registry":
+        log(f"encoder: {lineage['encoder.model']} version {lineage['encoder.version']}")
+        model = tracker.load_model(lineage["encoder.model"], lineage["encoder.version"])
+        return model.to(device)
+    study = load_existing(lineage["encoder.study"], storage)
+    model, current = best_trial_encoder(study, cache_dir, data_dir=data_dir, device=device, log=log)
+    if current["encoder.trial"] != lineage["encoder.trial"]:
+        raise VaeTuneError(
+            f"the head study used trial {lineage['encoder.trial']} of {lineage['encoder.study']}"
+            f" as its encoder, but that study's best trial is now {current['encoder.trial']}: "
+            "run the head study again (with --force) on the new encoder"
+        )
+    return model
+
+
+def best_trial_encoder(
+    study: optuna.Study,
+    cache_dir: Path,
+    *,
+    data_dir: Path | None,
+    device: torch.device,
+    log: Log = print,
+) -> tuple[nn.Module, Lineage]:
+    """The retrained best trial of `study` and its lineage (study, trial, MLflow run)."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise VaeTuneError(
+            f"study {study.study_name!r} has no complete trial to take an encoder from"
+        )
+    trial = study.best_trial
+    settings = study.user_attrs["settings"]
     lineage = {
         "encoder.source": "best trial, retrained",
-        "encoder.study": study_name,
+        "encoder.study": study.study_name,
         "encoder.trial": str(trial.number),
         "encoder.run_id": str(trial.user_attrs.get("mlflow_run_id")),
         "encoder.stage": settings["stage"],
     }
-    space = parse_space(study.user_attrs["search_space"], f"study {study_name}")
-    space = space.with_fixed(settings["fixed"])
-    config = build_config(space.sample(optuna.trial.FixedTrial(trial.params)))
+    config = replay_config(study, trial)
     model = build_model(settings["stage"], config.model)
 
     # The key covers everything the weights depend on: a recreated study reuses no stale file.
     recipe = json.dumps([config.model, config.train, trial.user_attrs, settings], default=str)
     digest = hashlib.sha1(recipe.encode()).hexdigest()[:12]
-    cache = cache_dir / f"{study_name}-trial{trial.number}-{digest}.pt"
+    cache = cache_dir / f"{study.study_name}-trial{trial.number}-{digest}.pt"
     if cache.is_file():
         model.load_state_dict(torch.load(cache, map_location="cpu"))
-        log(f"encoder: trial {trial.number} of {study_name} (cached in {cache})")
+        log(f"encoder: trial {trial.number} of {study.study_name} (cached in {cache})")
         return model.to(device), lineage
 
     epochs = trial.user_attrs["best_epoch"]
-    log(f"encoder: retraining trial {trial.number} of {study_name} for {epochs} epochs")
+    log(f"encoder: retraining trial {trial.number} of {study.study_name} for {epochs} epochs")
     splits = load_splits(
         settings["dataset"],
         data_dir,

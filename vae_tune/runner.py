@@ -18,12 +18,14 @@ from torch import nn
 import vae_tune
 from vae_tune.baselines import logistic_baselines
 from vae_tune.data import load_splits
-from vae_tune.encoders import best_trial_encoder
+from vae_tune.encoders import encoder_from_lineage, resolve_encoder
 from vae_tune.errors import VaeTuneError
+from vae_tune.promote import Promotion
+from vae_tune.promote import promote as run_promotion
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.storage import dashboard_command, default_storage, open_storage
-from vae_tune.study import Log, StudyOptions, StudySummary, run_study
+from vae_tune.study import Log, StudyOptions, StudySummary, load_existing, run_study
 from vae_tune.tasks import AutoencoderTask, HeadTask
 from vae_tune.tracking import Tracker, default_tracking_uri
 
@@ -74,7 +76,9 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
     tracker = Tracker(tracking_uri, artifact_root=local_artifact_root(tracking_uri))
     device = resolve_device(request.device)
     # The encoder first: a missing encoder study is reported before any data is loaded.
-    encoder = _encoder(request, storage, root, device, log) if request.stage == "mlp" else None
+    encoder = (
+        _encoder(request, storage, tracker, root, device, log) if request.stage == "mlp" else None
+    )
     log(f"loading {request.dataset} on {device}")
     splits = load_splits(
         request.dataset,
@@ -105,6 +109,78 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
         dashboard_command(_shown_path(storage_location, root)),
         mlflow_command(tracking_uri, root),
     )
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    stage: str
+    study_name: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    device: str = "auto"
+    top_k: int = 3
+    seeds: int = 0
+    force: bool = False
+    encoder: str = "ae"
+
+    @property
+    def default_study_name(self) -> str:
+        return StudyRequest(
+            self.stage, dataset=self.dataset, encoder=self.encoder
+        ).default_study_name
+
+
+def promote(request: PromoteRequest, log: Log = print, root: Path | None = None) -> Promotion:
+    """Promote the best trials of a study: one retrain, one test evaluation, registered."""
+    root = root or Path.cwd()
+    storage = open_storage(request.storage or default_storage(root))
+    tracking_uri = request.tracking_uri or default_tracking_uri(root)
+    tracker = Tracker(tracking_uri, artifact_root=local_artifact_root(tracking_uri))
+    device = resolve_device(request.device)
+    study = load_existing(request.study_name or request.default_study_name, storage)
+    settings = study.user_attrs["settings"]
+    if settings["stage"] != request.stage:
+        raise VaeTuneError(f"study {study.study_name!r} is a {settings['stage']} study")
+    encoder = None
+    if request.stage == "mlp":
+        encoder = encoder_from_lineage(
+            settings["encoder"],
+            storage,
+            tracker,
+            encoder_cache(root),
+            data_dir=request.data_dir,
+            device=device,
+            log=log,
+        )
+    splits = load_splits(
+        settings["dataset"],
+        request.data_dir,
+        val_size=settings["val_size"],
+        train_size=settings["train_size"],
+        seed=settings["seed"],
+        device=device,
+    )
+    task: AutoencoderTask | HeadTask = (
+        HeadTask(encoder, splits, lineage=settings["encoder"])
+        if encoder is not None
+        else AutoencoderTask(request.stage, splits)
+    )
+    return run_promotion(
+        study,
+        task,
+        tracker,
+        data_dir=request.data_dir,
+        top_k=request.top_k,
+        seeds=request.seeds,
+        force=request.force,
+        log=log,
+    )
+
+
+def encoder_cache(root: Path) -> Path:
+    return root / "studies" / "encoders"
 
 
 def default_space_path(stage: str, root: Path) -> Path:
@@ -169,12 +245,18 @@ def _prepare_space(request: StudyRequest, root: Path) -> SearchSpace:
 
 
 def _encoder(
-    request: StudyRequest, storage: BaseStorage, root: Path, device: torch.device, log: Log
+    request: StudyRequest,
+    storage: BaseStorage,
+    tracker: Tracker,
+    root: Path,
+    device: torch.device,
+    log: Log,
 ) -> tuple[nn.Module, dict[str, str]]:
-    return best_trial_encoder(
+    return resolve_encoder(
         request.encoder_study or f"{request.encoder}-{request.dataset}",
         storage,
-        root / "studies" / "encoders",
+        tracker,
+        encoder_cache(root),
         split={"dataset": request.dataset, "val_size": request.val_size, "seed": request.seed},
         data_dir=request.data_dir,
         device=device,

@@ -20,9 +20,10 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from vae_tune.errors import StudyMismatchError
+from vae_tune.config import TrialConfig
+from vae_tune.errors import StudyMismatchError, VaeTuneError
 from vae_tune.samplers import make_pruner, make_sampler
-from vae_tune.space import SearchSpace
+from vae_tune.space import SearchSpace, parse_space
 from vae_tune.tasks import AutoencoderTask, HeadTask
 from vae_tune.tracking import RUN_STATUS, Tracker
 from vae_tune.train import EpochResult, fit
@@ -58,6 +59,23 @@ class StudySummary:
 def trial_seed(study_seed: int, trial_number: int) -> int:
     """A per-trial seed from (study seed, trial number): independent of worker and order."""
     return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
+
+
+def load_existing(study_name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise VaeTuneError(
+            f"no study {study_name!r} in the storage: run `vae-tune study` for it first"
+        ) from None
+
+
+def replay_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
+    """A finished trial's config through the path the study sampled it with: the space text
+    stored on the study, its fixed values as the study ran, and the trial's own params."""
+    space = parse_space(study.user_attrs["search_space"], f"study {study.study_name}")
+    space = space.with_fixed(study.user_attrs["settings"]["fixed"])
+    return space.config(space.sample(optuna.trial.FixedTrial(trial.params)))
 
 
 def run_study(

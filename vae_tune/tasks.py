@@ -41,7 +41,7 @@ class HeadTask:
     splits: Splits
     lineage: dict[str, str] = field(default_factory=dict)  # where the encoder came from
     stage: str = "mlp"
-    _latents: tuple[torch.Tensor, torch.Tensor] | None = None
+    _latents: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def build(self, config: TrialConfig) -> nn.Module:
         head = MLPHead(self.encoder.cfg.latent_dim, config.head, len(self.splits.classes))
@@ -68,6 +68,8 @@ class HeadTask:
 @torch.no_grad()  # not inference_mode: the latents are inputs of head training later
 def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     model.eval()
+    if len(images) == 0:
+        return images.new_zeros(0, model.cfg.latent_dim)
     device = next(model.parameters()).device
     parts = [
         model.encode(images[i : i + batch_size].to(device))

@@ -7,13 +7,17 @@ stores get an explicit artifact folder beside `mlflow.db`, so nothing lands in a
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from torch import nn
 
 from vae_tune.errors import StoreError
 
@@ -102,6 +106,49 @@ class Tracker:
         if tags:
             self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=status)
+
+    def register_model(
+        self, run_id: str, model: nn.Module, name: str, tags: Mapping[str, str]
+    ) -> str:
+        """Log `model` (MLflow's pytorch flavour) under the run's `model/`, register it as a new
+        version of `name` and move the alias `champion` to it. Returns the version."""
+        import mlflow.pytorch  # loads the flavour only where a model is logged
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model"
+            # Pickle keeps the module with its methods (`encode`, `sample`), which heads need;
+            # explicit requirements: inferring them would load the model in a subprocess.
+            mlflow.pytorch.save_model(
+                model,
+                str(path),
+                serialization_format="pickle",
+                pip_requirements=["torch", "vae-tune"],
+            )
+            self.client.log_artifacts(run_id, str(path), "model")
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
+        version = self.client.create_model_version(name, source, run_id=run_id, tags=dict(tags))
+        self.client.set_registered_model_alias(name, "champion", version.version)
+        return str(version.version)
+
+    def champion(self, name: str) -> ModelVersion | None:
+        """The version of `name` with the alias `champion`, if there is one."""
+        try:
+            return self.client.get_model_version_by_alias(name, "champion")
+        except MlflowException:
+            return None
+
+    def load_model(self, name: str, version: str) -> nn.Module:
+        import mlflow.pytorch
+
+        model_version = self.client.get_model_version(name, version)
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.client.download_artifacts(model_version.run_id, "model", folder)
+            return mlflow.pytorch.load_model(path, map_location="cpu")
 
     def child_runs(self, experiment_id: str, parent_run_id: str) -> list:
         return self.client.search_runs(

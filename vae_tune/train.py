@@ -52,13 +52,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def fit(
     model: nn.Module,
     train: Tensors,
-    val: Tensors,
+    val: Tensors | None,
     cfg: TrainConfig,
     *,
     seed: int = 0,
     on_epoch_end: EpochCallback | None = None,
 ) -> list[EpochResult]:
-    """Train for `cfg.epochs` epochs, evaluating on `val` after each; returns every epoch."""
+    """Train for `cfg.epochs` epochs, evaluating on `val` (if given) after each epoch."""
     optimizer = make_optimizer(model, cfg)
     device = train[0].device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -80,7 +80,7 @@ def fit(
                 sums[name] = sums.get(name, 0.0) + value.detach() * len(idx)
         train_terms = {name: float(total) / n for name, total in sums.items()}
         _check_finite(epoch, "train", train_terms)
-        val_terms = evaluate(model, val)
+        val_terms = evaluate(model, val) if val is not None else {}
         _check_finite(epoch, "validation", val_terms)
         metrics = {f"train_{k}": v for k, v in train_terms.items()}
         metrics |= {f"val_{k}": v for k, v in val_terms.items()}
