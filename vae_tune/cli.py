@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from enum import Enum
@@ -227,6 +228,9 @@ def _run(action) -> None:
     """Run a command: user errors as one line and exit 2, Ctrl-C or SIGTERM as exit 130."""
     for name in ("optuna", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Models are pickled on purpose (heads need the encoder's methods): no warning each time.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars garble logs
     # A kill (SIGTERM) takes the same graceful path as Ctrl-C: runs closed, study resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
