@@ -172,6 +172,18 @@ def promote(
     _run(lambda: _print_promotion(runner.promote(request, log=console.print)))
 
 
+@app.command()
+def report(
+    dataset: Annotated[Dataset, typer.Option(help="Dataset.")] = Dataset.fashion_mnist,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+) -> None:
+    """Write reports/DATASET.md: studies, pruning funnel, champions, baselines, references."""
+    from vae_tune import runner
+
+    _run(lambda: console.print(f"wrote {runner.report(dataset.value, storage, tracking_uri)}"))
+
+
 def _print_promotion(result: Promotion) -> None:
     candidates = Table(title=f"candidates of {result.study_name} (validation {result.metric})")
     for column in ("trial", "mean", "std", "runs", "params"):

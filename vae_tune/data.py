@@ -125,7 +125,7 @@ def _read_split(dataset: str, data_dir: Path, split: str, download: bool) -> tup
         raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     paths = _find(dataset, data_dir, split)
     if paths is None and download:
-        _download(dataset, data_dir)
+        _download(dataset, data_dir, split)
         paths = _find(dataset, data_dir, split)
     if paths is None:
         raise DataError(_missing_message(dataset, data_dir, split))
@@ -152,7 +152,7 @@ def _find(dataset: str, data_dir: Path, split: str) -> tuple[Path, Path] | None:
     return None
 
 
-def _download(dataset: str, data_dir: Path) -> None:
+def _download(dataset: str, data_dir: Path, split: str) -> None:
     """torchvision's download into its own layout (`<dir>/<Name>/raw`), checked by MD5."""
     import torchvision.datasets  # imported here: it is only needed when files are missing
 
@@ -161,7 +161,7 @@ def _download(dataset: str, data_dir: Path) -> None:
         getattr(torchvision.datasets, DATASETS[dataset][0])(str(data_dir), download=True)
     except Exception as exc:  # offline, DNS, HTTP or checksum errors all mean "not available"
         raise DataError(
-            f"{_missing_message(dataset, data_dir, 'train')}\nDownload failed: {exc}"
+            f"{_missing_message(dataset, data_dir, split)}\nDownload failed: {exc}"
         ) from exc
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import torch
 from optuna.storages import BaseStorage
 from torch import nn
@@ -22,6 +23,7 @@ from vae_tune.encoders import encoder_from_lineage, resolve_encoder
 from vae_tune.errors import VaeTuneError
 from vae_tune.promote import Promotion
 from vae_tune.promote import promote as run_promotion
+from vae_tune.report import build_report
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.storage import dashboard_command, default_storage, open_storage
@@ -167,7 +169,7 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
         if encoder is not None
         else AutoencoderTask(request.stage, splits)
     )
-    return run_promotion(
+    result = run_promotion(
         study,
         task,
         tracker,
@@ -177,6 +179,37 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
         force=request.force,
         log=log,
     )
+    path = _write_report(storage, tracker, settings["dataset"], root / "reports")
+    tracker.log_text(result.run_id, path.read_text(), "report.md")
+    log(f"report: {_shown_path(str(path), root)}")
+    return result
+
+
+def report(
+    dataset: str,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    root: Path | None = None,
+) -> Path:
+    """Write reports/DATASET.md and attach it to every promotion run of the dataset's studies."""
+    root = root or Path.cwd()
+    opened = open_storage(storage or default_storage(root))
+    uri = tracking_uri or default_tracking_uri(root)
+    tracker = Tracker(uri, artifact_root=local_artifact_root(uri))
+    path = _write_report(opened, tracker, dataset, root / "reports")
+    text = path.read_text()
+    for summary in optuna.get_all_study_summaries(opened, include_best_trial=False):
+        if summary.user_attrs.get("settings", {}).get("dataset") == dataset:
+            for record in summary.user_attrs.get("promotions", {}).values():
+                tracker.log_text(record["run_id"], text, "report.md")
+    return path
+
+
+def _write_report(storage: BaseStorage, tracker: Tracker, dataset: str, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{dataset}.md"
+    path.write_text(build_report(storage, tracker, dataset))
+    return path
 
 
 def encoder_cache(root: Path) -> Path:

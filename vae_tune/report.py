@@ -1,0 +1,97 @@
+"""The report: one Markdown file per dataset with every study's best values, its pruning funnel,
+the champions' test metrics, the baselines, and the reference results side by side.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+import optuna
+from optuna.trial import TrialState
+
+from vae_tune.tracking import Tracker
+
+REFERENCES = [
+    ("conv AE + MLP head, Optuna-tuned (20 trials)", "Fashion-MNIST", "test accuracy 90.08 %"),
+    ("CNN with augmentation", "Fashion-MNIST", "test accuracy 93.51 %"),
+    ("VAE + logistic regression, latent 100", "Fashion-MNIST", "test error 0.1744"),
+    ("multilayer CNN on pixels", "Fashion-MNIST", "test error 0.1135"),
+    ("MLP VAE, latent 20, 200 epochs", "binarized MNIST", "negative ELBO 102.7 nats"),
+    ("MLP VAE vs conv VAE, latent 2", "MNIST", "ELBO -142.8 vs -157.1; MSE 0.0375 vs 0.0444"),
+]
+
+
+def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset: str) -> str:
+    studies = [
+        optuna.load_study(study_name=s.study_name, storage=storage)
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if s.user_attrs.get("settings", {}).get("dataset") == dataset
+    ]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# vae-tune report: {dataset}", "", f"Written {now}.", ""]
+    lines += ["## Studies", "", "| study | stage | metric | complete | pruned | failed | best |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for study in studies:
+        counts = Counter(t.state for t in study.get_trials(deepcopy=False))
+        best = _best(study)
+        lines.append(
+            f"| {study.study_name} | {study.user_attrs['settings']['stage']} | "
+            f"{study.user_attrs.get('metric')} ({study.direction.name.lower()}) | "
+            f"{counts[TrialState.COMPLETE]} | {counts[TrialState.PRUNED]} | "
+            f"{counts[TrialState.FAIL]} | {best} |"
+        )
+    lines += ["", "## Pruning funnel", "", "Trials pruned at each epoch (reported epochs).", ""]
+    for study in studies:
+        funnel = Counter(
+            t.user_attrs.get("pruned_at_epoch")
+            for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        )
+        steps = ", ".join(f"epoch {e}: {n}" for e, n in sorted(funnel.items(), key=_epoch_key))
+        lines.append(f"- {study.study_name}: {steps or 'none pruned'}")
+    lines += ["", "## Champions (test split, evaluated once)", ""]
+    for study in studies:
+        for trial, record in study.user_attrs.get("promotions", {}).items():
+            lines.append(f"### {study.study_name}, trial {trial}")
+            lines.append("")
+            lines.append(
+                f"{record['model_name']} version {record['model_version']}, MLflow run "
+                f"`{record['run_id']}`, test split read {record.get('test_reads', 1)} time(s)."
+            )
+            lines += ["", "| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {v:.5g} |" for k, v in record["test"].items()]
+            if record.get("per_class_f1"):
+                lines += ["", "| class | test F1 |", "|---|---|"]
+                lines += [f"| {k} | {v:.4f} |" for k, v in record["per_class_f1"].items()]
+            lines.append("")
+    lines += ["## Baselines (validation accuracy, logistic regression)", ""]
+    for study in studies:
+        if study.user_attrs["settings"]["stage"] != "mlp":
+            continue
+        experiment = tracker.client.get_experiment_by_name(study.study_name)
+        runs = (
+            tracker.client.search_runs(
+                [experiment.experiment_id], filter_string="tags.`vae_tune.role` = 'baseline'"
+            )
+            if experiment
+            else []
+        )
+        for run in runs:
+            accuracy = run.data.metrics.get("val_accuracy", float("nan"))
+            lines.append(f"- {study.study_name}: {run.data.params['baseline']} {accuracy:.4f}")
+    lines += ["", "## Reference results (from the design document)", "",
+              "| source | setup | result |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {source} | {setup} | {result} |" for source, setup, result in REFERENCES]
+    return "\n".join(lines) + "\n"
+
+
+def _best(study: optuna.Study) -> str:
+    try:
+        return f"{study.best_value:.5g} (trial {study.best_trial.number})"
+    except ValueError:
+        return "-"
+
+
+def _epoch_key(item: tuple[object, int]) -> int:
+    epoch = item[0]
+    return int(epoch) if isinstance(epoch, int | str) and str(epoch).isdigit() else 10**9
