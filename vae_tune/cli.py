@@ -51,6 +51,21 @@ class Dataset(str, Enum):
     mnist = "mnist"
 
 
+# Options shared by several commands: one definition, one help text.
+StorageOption = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage: journal file or URL (default: studies/optuna.journal)."),
+]
+TrackingOption = Annotated[
+    str | None, typer.Option(help="MLflow tracking URI (default: sqlite:///mlflow.db).")
+]
+DatasetOption = Annotated[Dataset, typer.Option(help="Dataset.")]
+DataDirOption = Annotated[
+    Path | None, typer.Option(help="Data folder (default: $VAE_TUNE_DATA or ./data).")
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+
+
 @app.command()
 def study(
     stage: Annotated[
@@ -66,28 +81,21 @@ def study(
         int | None, typer.Option(min=1, help="Epochs per trial (overrides train.epochs).")
     ] = None,
     study_name: Annotated[
-        str | None, typer.Option(help="Study name [default: STAGE-DATASET].")
+        str | None, typer.Option(help="Study name (default: STAGE-DATASET).")
     ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(help="Optuna storage: journal file or URL [default: studies/optuna.journal]."),
-    ] = None,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI [default: sqlite:///mlflow.db].")
-    ] = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
     space: Annotated[
-        Path | None, typer.Option(help="Search-space YAML [default: search_spaces/STAGE.yaml].")
+        Path | None, typer.Option(help="Search-space YAML (default: search_spaces/STAGE.yaml).")
     ] = None,
-    dataset: Annotated[Dataset, typer.Option(help="Dataset.")] = Dataset.fashion_mnist,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Data folder [default: $VAE_TUNE_DATA or ./data].")
-    ] = None,
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    data_dir: DataDirOption = None,
     train_size: Annotated[
         int | None, typer.Option(min=10, help="Train on a stratified subset of this size.")
     ] = None,
     val_size: Annotated[int, typer.Option(min=1, help="Validation images.")] = 12_000,
     seed: Annotated[int, typer.Option(help="Study seed: split, sampler and trial seeds.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     sampler: Annotated[
         str | None, typer.Option(help="Sampler name, overriding the space file.")
     ] = None,
@@ -101,7 +109,7 @@ def study(
         EncoderStage, typer.Option(help="mlp: the stage whose encoder the head is trained on.")
     ] = EncoderStage.ae,
     encoder_study: Annotated[
-        str | None, typer.Option(help="mlp: the encoder's study [default: ENCODER-DATASET].")
+        str | None, typer.Option(help="mlp: the encoder's study (default: ENCODER-DATASET).")
     ] = None,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
@@ -135,7 +143,7 @@ def study(
 def promote(
     stage: Annotated[Stage, typer.Argument(help="Which study to promote: ae, vae or mlp.")],
     study_name: Annotated[
-        str | None, typer.Option(help="Study name [default: as `vae-tune study` names it].")
+        str | None, typer.Option(help="Study name (default: as `vae-tune study` names it).")
     ] = None,
     encoder: Annotated[
         EncoderStage, typer.Option(help="mlp: the encoder stage (for the default study name).")
@@ -147,11 +155,11 @@ def promote(
     force: Annotated[
         bool, typer.Option(help="Evaluate on the test split again an already promoted trial.")
     ] = False,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
-    dataset: Annotated[Dataset, typer.Option(help="Dataset.")] = Dataset.fashion_mnist,
-    data_dir: Annotated[Path | None, typer.Option(help="Data folder.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    data_dir: DataDirOption = None,
+    device: DeviceOption = "auto",
 ) -> None:
     """Choose the champion on validation data, retrain it, evaluate it once on test, register it."""
     from vae_tune import runner
@@ -174,9 +182,9 @@ def promote(
 
 @app.command()
 def report(
-    dataset: Annotated[Dataset, typer.Option(help="Dataset.")] = Dataset.fashion_mnist,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
 ) -> None:
     """Write reports/DATASET.md: studies, pruning funnel, champions, baselines, references."""
     from vae_tune import runner
