@@ -221,7 +221,7 @@ def _evaluate_autoencoder(
                 "Decoded latents between two test images",
             ),
             "latent_projection.png": plots.latent_projections(
-                encode(model, test_x[:2000]), test_y[:2000], classes
+                encode(model, test_x[:1000]), test_y[:1000], classes
             ),
         }
         if hasattr(model, "sample"):
