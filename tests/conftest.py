@@ -12,6 +12,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+# Tables are read back by tests: render them wide enough not to fold (rich reads this once).
+os.environ.setdefault("COLUMNS", "250")
+
 from vae_tune.cli import app
 
 REPO = Path(__file__).resolve().parent.parent

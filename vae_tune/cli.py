@@ -192,6 +192,140 @@ def report(
     _run(lambda: console.print(f"wrote {runner.report(dataset.value, storage, tracking_uri)}"))
 
 
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65534, help="optuna-dashboard's port; MLflow takes the next."),
+    ] = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Serve optuna-dashboard and the MLflow UI on this project's stores until Ctrl-C."""
+    from vae_tune import runner
+
+    _run(lambda: runner.serve_uis(storage, tracking_uri, host, port, log=console.print))
+
+
+class TrialState(str, Enum):
+    complete = "complete"
+    pruned = "pruned"
+    fail = "fail"
+    running = "running"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+StudyNameOption = Annotated[
+    str | None, typer.Option(help="Study name (default: as `vae-tune study` names it).")
+]
+EncoderOption = Annotated[
+    EncoderStage, typer.Option(help="mlp: the encoder stage (for the default study name).")
+]
+
+
+@app.command()
+def status(storage: StorageOption = None, tracking_uri: TrackingOption = None) -> None:
+    """Every study in the storage: trials by state, best value, running trials."""
+    from vae_tune import runner, tables
+
+    def show() -> None:
+        opened, _ = runner.open_stores(storage, tracking_uri, Path.cwd())
+        table = Table(title="studies")
+        columns = ("study", "stage", "dataset", "metric", *tables.STATES, "best", "running_trials")
+        for column in columns:
+            table.add_column(column.replace("_", " "), overflow="fold")
+        for row in tables.study_rows(opened):
+            table.add_row(*(_fmt(row[c]) if row[c] is not None else "-" for c in columns))
+        console.print(table)
+
+    _run(show)
+
+
+@app.command()
+def trials(
+    stage: Annotated[Stage, typer.Argument(help="ae, vae or mlp.")],
+    study_name: StudyNameOption = None,
+    encoder: EncoderOption = EncoderStage.ae,
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    state: Annotated[TrialState | None, typer.Option(help="Only trials in this state.")] = None,
+    sort: Annotated[str, typer.Option(help="Column to sort by (value: best first).")] = "value",
+    limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many.")] = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """A study's trials as a table: state, value, epochs, params, MLflow run."""
+    from vae_tune import runner, tables
+
+    def show() -> None:
+        name = study_name or _default_name(stage, dataset, encoder)
+        study, frame = runner.trials_table(name, storage, tracking_uri)
+        maximize = study.direction.name == "MAXIMIZE"
+        chosen = tables.select(frame, state and state.value, sort, sort == "value" and maximize,
+                               limit)  # fmt: skip
+        columns = [c for c in ("number", "state", "value", "best_epoch", "pruned_at_epoch",
+                               "duration_s") if c in chosen]  # fmt: skip
+        columns += [c for c in chosen if c.startswith("params_")] + ["mlflow_run_id"]
+        table = Table(title=f"{name}: {len(chosen)} of {len(frame)} trials")
+        for column in columns:  # `params_train.lr` -> `lr`: narrow enough for a terminal
+            table.add_column(column.rpartition(".")[2].removeprefix("params_"), overflow="fold")
+        for _, row in chosen.iterrows():
+            table.add_row(*(_cell(c, row.get(c)) for c in columns))
+        console.print(table)
+
+    _run(show)
+
+
+@app.command()
+def export(
+    stage: Annotated[Stage, typer.Argument(help="ae, vae or mlp.")],
+    format: Annotated[ExportFormat, typer.Option(help="File format.")] = ExportFormat.csv,
+    out: Annotated[Path | None, typer.Option(help="File (default: STUDY.FORMAT here).")] = None,
+    study_name: StudyNameOption = None,
+    encoder: EncoderOption = EncoderStage.ae,
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Optuna trials joined with their MLflow runs, as one CSV or Parquet table."""
+    from vae_tune import runner
+
+    def write() -> None:
+        name = study_name or _default_name(stage, dataset, encoder)
+        _, frame = runner.trials_table(name, storage, tracking_uri)
+        path = out or Path(f"{name}.{format.value}")
+        if format == ExportFormat.csv:
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        console.print(f"wrote {len(frame)} trials x {len(frame.columns)} columns to {path}")
+
+    _run(write)
+
+
+def _default_name(stage: Stage, dataset: Dataset, encoder: EncoderStage) -> str:
+    from vae_tune.runner import StudyRequest
+
+    return StudyRequest(
+        stage.value, dataset=dataset.value, encoder=encoder.value
+    ).default_study_name
+
+
+def _cell(column: str, value: object) -> str:
+    """A short cell: 4 significant digits, run ids cut to 8 characters (as MLflow shows them)."""
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
+        return "-"
+    if column == "mlflow_run_id":
+        return str(value)[:8]
+    if column == "state":
+        return str(value).lower()
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _print_promotion(result: Promotion) -> None:
     candidates = Table(title=f"candidates of {result.study_name} (validation {result.metric})")
     for column in ("trial", "mean", "std", "runs", "params"):

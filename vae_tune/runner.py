@@ -8,15 +8,18 @@ validated first, then the stores are opened, and only then is data loaded and tr
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import torch
 from optuna.storages import BaseStorage
 from torch import nn
 
 import vae_tune
+from vae_tune import servers, tables
 from vae_tune.baselines import logistic_baselines
 from vae_tune.data import load_splits
 from vae_tune.encoders import encoder_from_lineage, resolve_encoder
@@ -137,9 +140,7 @@ class PromoteRequest:
 def promote(request: PromoteRequest, log: Log = print, root: Path | None = None) -> Promotion:
     """Promote the best trials of a study: one retrain, one test evaluation, registered."""
     root = root or Path.cwd()
-    storage = open_storage(request.storage or default_storage(root))
-    tracking_uri = request.tracking_uri or default_tracking_uri(root)
-    tracker = Tracker(tracking_uri, artifact_root=local_artifact_root(tracking_uri))
+    storage, tracker = open_stores(request.storage, request.tracking_uri, root)
     device = resolve_device(request.device)
     study = load_existing(request.study_name or request.default_study_name, storage)
     settings = study.user_attrs["settings"]
@@ -193,9 +194,7 @@ def report(
 ) -> Path:
     """Write reports/DATASET.md and attach it to every promotion run of the dataset's studies."""
     root = root or Path.cwd()
-    opened = open_storage(storage or default_storage(root))
-    uri = tracking_uri or default_tracking_uri(root)
-    tracker = Tracker(uri, artifact_root=local_artifact_root(uri))
+    opened, tracker = open_stores(storage, tracking_uri, root)
     path = _write_report(opened, tracker, dataset, root / "reports")
     text = path.read_text()
     for summary in optuna.get_all_study_summaries(opened, include_best_trial=False):
@@ -210,6 +209,24 @@ def _write_report(storage: BaseStorage, tracker: Tracker, dataset: str, folder: 
     path = folder / f"{dataset}.md"
     path.write_text(build_report(storage, tracker, dataset))
     return path
+
+
+def open_stores(
+    storage: str | None, tracking_uri: str | None, root: Path
+) -> tuple[BaseStorage, Tracker]:
+    """The Optuna storage and the MLflow tracker, defaults resolved against `root`."""
+    uri = tracking_uri or default_tracking_uri(root)
+    opened = open_storage(storage or default_storage(root))
+    return opened, Tracker(uri, artifact_root=local_artifact_root(uri))
+
+
+def trials_table(
+    study_name: str, storage: str | None, tracking_uri: str | None, root: Path | None = None
+) -> tuple[optuna.Study, pd.DataFrame]:
+    """A study's trials joined with their MLflow runs."""
+    opened, tracker = open_stores(storage, tracking_uri, root or Path.cwd())
+    study = load_existing(study_name, opened)
+    return study, tables.trials_table(study, tracker)
 
 
 def encoder_cache(root: Path) -> Path:
@@ -327,3 +344,44 @@ def _shown_path(path: str, root: Path) -> str:
         return str(Path(path).resolve().relative_to(root.resolve()))
     except ValueError:
         return path
+
+
+def serve_uis(
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log: Log = print,
+    root: Path | None = None,
+) -> None:
+    """optuna-dashboard on the study storage and the MLflow UI on the tracking store, until
+    Ctrl-C. `port` is the dashboard's, the MLflow UI takes the next one; free ports otherwise."""
+    root = root or Path.cwd()
+    location = storage or default_storage(root)
+    if "://" not in location and not Path(location).is_file():
+        raise VaeTuneError(f"no study storage at {location}: run `vae-tune study` first")
+    uri = tracking_uri or default_tracking_uri(root)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise VaeTuneError(f"no MLflow store at {uri}: run `vae-tune study` first")
+    ports = (port, port + 1) if port else (servers.free_port(host), servers.free_port(host))
+    for p in ports:
+        servers.check_port(host, p)
+    logs = root / "studies" / "logs"
+    both = [
+        servers.dashboard_server(location, host, ports[0], logs),
+        servers.mlflow_server(uri, local_artifact_root(uri), host, ports[1], logs),
+    ]
+    log("starting optuna-dashboard and the MLflow UI ...")
+    try:
+        servers.start(both)
+        for server in both:
+            log(f"{server.name}: {server.url}")
+        log("Ctrl-C stops both.")
+        while all(s.process.poll() is None for s in both):
+            time.sleep(0.5)
+        dead = next(s for s in both if s.process.poll() is not None)
+        raise VaeTuneError(f"{dead.name} stopped; its log: {dead.log}")
+    except KeyboardInterrupt:
+        log("stopping both servers")
+    finally:
+        servers.stop(both)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import optuna_dashboard
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -102,6 +103,8 @@ def run_study(
     experiment_id = tracker.experiment_id(options.study_name)
     parent_run_id = _parent_run(study, tracker, experiment_id, space, run_settings)
 
+    optuna_dashboard.save_note(study, _study_note(space, run_settings, tracker, experiment_id,
+                                                  parent_run_id))  # fmt: skip
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = max(0, options.n_trials - finished)
     log(
@@ -241,6 +244,7 @@ class _Objective:
         except optuna.TrialPruned as exc:
             trial.set_user_attr("prune_reason", str(exc))
             self._end(
+                trial,
                 run_id,
                 "PRUNED",
                 {"pruned_at_epoch": trial.user_attrs["pruned_at_epoch"], "prune_reason": str(exc)},
@@ -250,7 +254,7 @@ class _Objective:
             reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason)
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
-            self._end(run_id, "FAIL", {"fail_reason": reason}, status=status)
+            self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
             raise
         finally:
             del model, train, val
@@ -262,13 +266,31 @@ class _Objective:
         self.tracker.log_metrics(
             run_id, {f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch
         )
-        self._end(run_id, "COMPLETE", {"best_epoch": best.epoch})
+        outcome = f"{self.metric} {value:.5g} at epoch {best.epoch}"
+        self._end(trial, run_id, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
         return value
 
-    def _end(self, run_id: str, state: str, tags: dict, status: str | None = None) -> None:
+    def _end(
+        self,
+        trial: optuna.Trial,
+        run_id: str,
+        state: str,
+        tags: dict,
+        status: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        """Close the trial's MLflow run and leave a note on the trial for optuna-dashboard."""
         self.tracker.end_run(
             run_id, status or RUN_STATUS[state], {"optuna.trial_state": state, **tags}
         )
+        outcome = outcome or ", ".join(f"{k}: {_short(v)}" for k, v in tags.items())
+        rows = [f"| `{k}` | {_short(v)} |" for k, v in trial.params.items()]
+        link = self.tracker.run_link(self.experiment_id, run_id)
+        optuna_dashboard.save_note(
+            trial,
+            "\n".join([f"**{state}** ({outcome})", "", "| param | value |", "|---|---|", *rows,
+                       "", f"MLflow run [{run_id}]({link}), seed {trial.user_attrs['seed']}"]),
+        )  # fmt: skip
 
 
 def _run_settings(space: SearchSpace, task: Task, options: StudyOptions) -> dict[str, Any]:
@@ -348,6 +370,24 @@ def _parent_run(
     study.set_user_attr("mlflow_experiment_id", experiment_id)
     study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
     return run_id
+
+
+def _study_note(
+    space: SearchSpace,
+    run_settings: dict[str, Any],
+    tracker: Tracker,
+    experiment_id: str,
+    parent_run_id: str,
+) -> str:
+    """The study's note in optuna-dashboard: its settings, its MLflow run, its search space."""
+    settings = "\n".join(f"- {k}: `{v}`" for k, v in run_settings.items() if k != "fixed")
+    link = tracker.run_link(experiment_id, parent_run_id)
+    return (
+        f"**{space.stage} study**, metric `{space.settings.metric}` ({space.settings.direction}),"
+        f" sampler `{dict(space.settings.sampler)}`, pruner `{dict(space.settings.pruner)}`\n\n"
+        f"{settings}\n\nMLflow parent run [{parent_run_id}]({link})\n\n"
+        f"Search space ({space.source}):\n\n```yaml\n{space.text}\n```"
+    )
 
 
 def _trial_line(trial: FrozenTrial, metric: str) -> str:

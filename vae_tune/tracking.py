@@ -150,6 +150,13 @@ class Tracker:
             path = self.client.download_artifacts(model_version.run_id, "model", folder)
             return mlflow.pytorch.load_model(path, map_location="cpu")
 
+    def run_link(self, experiment_id: str, run_id: str) -> str:
+        """The run's page: a full URL for a tracking server, else the MLflow UI's own path."""
+        path = f"#/experiments/{experiment_id}/runs/{run_id}"
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"{self.tracking_uri.rstrip('/')}/{path}"
+        return path
+
     def child_runs(self, experiment_id: str, parent_run_id: str) -> list:
         return self.client.search_runs(
             [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'"

@@ -1,0 +1,60 @@
+"""`vae-tune status`, `trials` and `export` on a real small study."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.conftest import invoke
+from tests.test_study import load_study, runs_of
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("views")
+    result = invoke(root, "study", "ae", "--n-trials", "3", "--epochs", "2",
+                    "--train-size", "500", "--val-size", "200")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_status_lists_the_study_with_counts_and_best(project) -> None:
+    result = invoke(project, "status")
+    assert result.exit_code == 0, result.output
+    study = load_study(project)
+    line = next(line for line in result.output.splitlines() if "ae-fashion-mnist" in line)
+    cells = [c.strip() for c in line.strip("│ ").split("│")]
+    complete = sum(t.state.name == "COMPLETE" for t in study.trials)
+    assert cells[:4] == ["ae-fashion-mnist", "ae", "fashion-mnist", "val_loss"]
+    assert cells[4] == str(complete)
+    assert cells[8] == f"{study.best_value:.5g}"
+
+
+def test_trials_filters_by_state_and_sorts_best_first(project) -> None:
+    study = load_study(project)
+    result = invoke(project, "trials", "ae", "--state", "complete", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    assert f"ae-fashion-mnist: 2 of {len(study.trials)} trials" in result.output
+    best = study.best_trial
+    first_row = next(line for line in result.output.splitlines() if line.startswith("│"))
+    assert first_row.strip("│ ").split("│")[0].strip() == str(best.number)
+    assert best.user_attrs["mlflow_run_id"][:5] in result.output
+    bad = invoke(project, "trials", "ae", "--sort", "nonsense")
+    assert bad.exit_code == 2 and "no such column" in bad.output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export_joins_trials_with_their_mlflow_runs(project, fmt: str) -> None:
+    result = invoke(project, "export", "ae", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    path = project / f"ae-fashion-mnist.{fmt}"
+    frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+    study = load_study(project)
+    assert sorted(frame["number"]) == [t.number for t in study.trials]
+    _, _, children = runs_of(project)
+    by_run = {r.info.run_id: r for r in children}
+    for _, row in frame.iterrows():
+        run = by_run[row["mlflow_run_id"]]
+        assert row["mlflow_status"] == run.info.status
+        assert row["mlflow.val_loss"] == pytest.approx(run.data.metrics["val_loss"])
+        assert row["value"] == pytest.approx(study.trials[row["number"]].value)
