@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vae_tune.errors import VaeTuneError
@@ -26,7 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(highlight=False, soft_wrap=True)  # commands stay copyable
+# No markup: log lines carry user text (reasons, shapes like [128, 1, 28, 28]) to print as is.
+console = Console(highlight=False, soft_wrap=True, markup=False)  # commands stay copyable
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -390,10 +392,10 @@ def _run(action) -> None:
     try:
         action()
     except VaeTuneError as exc:
-        errors.print(f"[bold red]error:[/] {exc}")
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        errors.print("interrupted: the running trial was closed; run the same command to resume.")
+        errors.print("interrupted: open runs were closed; run the same command to resume.")
         raise typer.Exit(130) from None
 
 
