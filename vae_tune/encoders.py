@@ -18,10 +18,9 @@ import optuna
 import torch
 from torch import nn
 
-from vae_tune.data import load_splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import build_model
-from vae_tune.study import Log, load_existing, replay_config
+from vae_tune.study import Log, load_existing, replay_config, study_splits
 from vae_tune.tracking import Tracker
 from vae_tune.train import fit
 
@@ -133,14 +132,7 @@ def best_trial_encoder(
 
     epochs = trial.user_attrs["best_epoch"]
     log(f"encoder: retraining trial {trial.number} of {study.study_name} for {epochs} epochs")
-    splits = load_splits(
-        settings["dataset"],
-        data_dir,
-        val_size=settings["val_size"],
-        train_size=settings["train_size"],
-        seed=settings["seed"],
-        device=device,
-    )
+    splits = study_splits(study, data_dir, device)
     seed = trial.user_attrs["seed"]
     torch.manual_seed(seed)
     model = model.to(device)

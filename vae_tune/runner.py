@@ -30,7 +30,14 @@ from vae_tune.report import build_report
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.storage import dashboard_command, default_storage, open_storage
-from vae_tune.study import Log, StudyOptions, StudySummary, load_existing, run_study
+from vae_tune.study import (
+    Log,
+    StudyOptions,
+    StudySummary,
+    load_existing,
+    run_study,
+    study_splits,
+)
 from vae_tune.tasks import AutoencoderTask, HeadTask
 from vae_tune.tracking import Tracker, default_tracking_uri
 
@@ -157,14 +164,7 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
             device=device,
             log=log,
         )
-    splits = load_splits(
-        settings["dataset"],
-        request.data_dir,
-        val_size=settings["val_size"],
-        train_size=settings["train_size"],
-        seed=settings["seed"],
-        device=device,
-    )
+    splits = study_splits(study, request.data_dir, device)
     task: AutoencoderTask | HeadTask = (
         HeadTask(encoder, splits, lineage=settings["encoder"])
         if encoder is not None

@@ -13,6 +13,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from vae_tune.config import TrialConfig
+from vae_tune.data import Splits, load_splits
 from vae_tune.errors import StudyMismatchError, VaeTuneError
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, parse_space
@@ -77,6 +79,19 @@ def replay_config(study: optuna.Study, trial: FrozenTrial) -> TrialConfig:
     space = parse_space(study.user_attrs["search_space"], f"study {study.study_name}")
     space = space.with_fixed(study.user_attrs["settings"]["fixed"])
     return space.config(space.sample(optuna.trial.FixedTrial(trial.params)))
+
+
+def study_splits(study: optuna.Study, data_dir: Path | None, device: torch.device) -> Splits:
+    """The train/validation split a study ran on, from the settings stored on it."""
+    settings = study.user_attrs["settings"]
+    return load_splits(
+        settings["dataset"],
+        data_dir,
+        val_size=settings["val_size"],
+        train_size=settings["train_size"],
+        seed=settings["seed"],
+        device=device,
+    )
 
 
 def run_study(
