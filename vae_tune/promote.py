@@ -98,6 +98,7 @@ def promote(
                          per_class_f1=record.get("per_class_f1", {}),
                          baselines=record.get("baselines", {}))  # fmt: skip
 
+    test_reads = (record or {}).get("test_reads", 0) + 1  # this promotion reads it once
     model, final_task = retrain_on_train_and_validation(champion, task, log)
     log("evaluating on the test split (read once for this promotion)")
     test_x, test_y = load_test(settings["dataset"], data_dir, device=task.splits.train_x.device)
@@ -115,7 +116,7 @@ def promote(
             "promotion.selection_rule": rule,
             "promotion.seeds": json.dumps([c.values for c in candidates]),
             "promotion.forced": str(bool(record)).lower(),
-            "promotion.test_reads": (record or {}).get("test_reads", 0) + 1,
+            "promotion.test_reads": test_reads,
             **task.lineage,
         },
     )
@@ -150,7 +151,7 @@ def promote(
         "test": result.test,
         "per_class_f1": result.per_class_f1,
         "baselines": result.baselines,
-        "test_reads": (record or {}).get("test_reads", 0) + 1,
+        "test_reads": test_reads,
     }
     study.set_user_attr("promotions", records)
     return result

@@ -82,10 +82,7 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
     """Run the requested study with the project folder `root` (default: the current one)."""
     root = root or Path.cwd()
     space = _prepare_space(request, root)
-    storage_location = request.storage or default_storage(root)
-    storage = open_storage(storage_location)
-    tracking_uri = request.tracking_uri or default_tracking_uri(root)
-    tracker = Tracker(tracking_uri, artifact_root=local_artifact_root(tracking_uri))
+    storage, tracker = open_stores(request.storage, request.tracking_uri, root)
     device = resolve_device(request.device)
     # The encoder first: a missing encoder study is reported before any data is loaded.
     encoder = (
@@ -118,8 +115,8 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
         _record_baselines(tracker, summary.experiment_id, task, request.seed, log)
     return StudyResult(
         summary,
-        dashboard_command(_shown_path(storage_location, root)),
-        mlflow_command(tracking_uri, root),
+        dashboard_command(_shown_path(request.storage or default_storage(root), root)),
+        mlflow_command(tracker.tracking_uri, root),
     )
 
 

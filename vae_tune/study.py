@@ -236,16 +236,14 @@ class _Objective:
                 f"study best {_study_best(trial.study)} | {result.metrics['epoch_time_s']:.1f} s"
             )
             kl = result.metrics.get("val_kl")
+            reason = None
             if min_kl is not None and kl is not None and result.epoch >= 2 and kl < min_kl:
+                reason = f"posterior collapse at epoch {result.epoch}: KL {kl:.3g} < {min_kl} nats"
+            elif trial.should_prune():
+                reason = f"pruned at epoch {result.epoch}: {self.metric}={value:.5g}"
+            if reason:
                 trial.set_user_attr("pruned_at_epoch", result.epoch)
-                raise optuna.TrialPruned(
-                    f"posterior collapse at epoch {result.epoch}: KL {kl:.3g} < {min_kl} nats"
-                )
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at_epoch", result.epoch)
-                raise optuna.TrialPruned(
-                    f"pruned at epoch {result.epoch}: {self.metric}={value:.5g}"
-                )
+                raise optuna.TrialPruned(reason)
 
         try:
             fit(
