@@ -113,9 +113,13 @@ def study(
     encoder_study: Annotated[
         str | None, typer.Option(help="mlp: the encoder's study (default: ENCODER-DATASET).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes on this machine sharing the study.")
+    ] = 1,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
     from vae_tune import runner  # heavy imports (torch, optuna, mlflow) only when needed
+    from vae_tune.progress import LiveProgress
 
     request = runner.StudyRequest(
         stage=stage.value,
@@ -137,8 +141,11 @@ def study(
         force=force,
         encoder=encoder.value,
         encoder_study=encoder_study,
+        workers=workers,
     )
-    _run(lambda: _print_summary(runner.run(request, log=console.print)))
+    # A live bar per trial in a terminal; plain lines in logs, pipes and CI.
+    progress = LiveProgress(console) if console.is_terminal else None
+    _run(lambda: _print_summary(runner.run(request, log=console.print, progress=progress)))
 
 
 @app.command()
@@ -246,6 +253,33 @@ def status(storage: StorageOption = None, tracking_uri: TrackingOption = None) -
         console.print(table)
 
     _run(show)
+
+
+@app.command()
+def doctor(
+    fix: Annotated[bool, typer.Option(help="Repair what can be repaired safely.")] = False,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Check the stores: schemas, zombie trials, runs left RUNNING, orphaned artifacts."""
+    from vae_tune import runner
+    from vae_tune.doctor import diagnose
+
+    def check() -> None:
+        opened, tracker = runner.open_stores(storage, tracking_uri, Path.cwd())
+        findings = diagnose(opened, tracker, fix=fix)
+        table = Table(title="vae-tune doctor")
+        for column in ("check", "state", "detail"):
+            table.add_column(column, overflow="fold")
+        for finding in findings:
+            table.add_row(finding.check, finding.state, finding.detail)
+        console.print(table)
+        problems = sum(f.state == "problem" for f in findings)
+        if problems:
+            console.print(f"{problems} problem(s): `vae-tune doctor --fix` repairs them")
+            raise typer.Exit(1)
+
+    _run(check)
 
 
 @app.command()

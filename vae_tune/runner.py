@@ -24,6 +24,7 @@ from vae_tune.baselines import logistic_baselines
 from vae_tune.data import load_splits
 from vae_tune.encoders import encoder_from_lineage, resolve_encoder
 from vae_tune.errors import VaeTuneError
+from vae_tune.progress import StudyProgress
 from vae_tune.promote import Promotion
 from vae_tune.promote import promote as run_promotion
 from vae_tune.report import build_report
@@ -40,6 +41,7 @@ from vae_tune.study import (
 )
 from vae_tune.tasks import AutoencoderTask, HeadTask
 from vae_tune.tracking import Tracker, default_tracking_uri
+from vae_tune.workers import run_workers
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class StudyRequest:
     force: bool = False
     encoder: str = "ae"  # mlp: the stage whose encoder the head is trained on
     encoder_study: str | None = None  # mlp: that stage's study [default: ENCODER-DATASET]
+    workers: int = 1  # processes on this machine joining the study
 
     @property
     def default_study_name(self) -> str:
@@ -78,9 +81,43 @@ class StudyResult:
     mlflow_command: str
 
 
-def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> StudyResult:
+@dataclass(frozen=True)
+class StudySetup:
+    """Everything a process needs to run trials of the requested study."""
+
+    space: SearchSpace
+    storage: BaseStorage
+    tracker: Tracker
+    task: AutoencoderTask | HeadTask
+    options: StudyOptions
+
+
+def run(
+    request: StudyRequest,
+    log: Log = print,
+    root: Path | None = None,
+    progress: StudyProgress | None = None,
+) -> StudyResult:
     """Run the requested study with the project folder `root` (default: the current one)."""
     root = root or Path.cwd()
+    setup = study_setup(request, root, log)
+    if request.workers == 1:
+        summary = run_study(
+            setup.space, setup.task, setup.storage, setup.tracker, setup.options, log, progress
+        )
+    else:
+        summary = run_workers(request, root, setup, study_setup, log)
+    if isinstance(setup.task, HeadTask):
+        _record_baselines(setup.tracker, summary.experiment_id, setup.task, request.seed, log)
+    return StudyResult(
+        summary,
+        dashboard_command(_shown_path(request.storage or default_storage(root), root)),
+        mlflow_command(setup.tracker.tracking_uri, root),
+    )
+
+
+def study_setup(request: StudyRequest, root: Path, log: Log) -> StudySetup:
+    """Validate the space, open the stores, resolve device and encoder, load the data."""
     space = _prepare_space(request, root)
     storage, tracker = open_stores(request.storage, request.tracking_uri, root)
     device = resolve_device(request.device)
@@ -110,14 +147,7 @@ def run(request: StudyRequest, log: Log = print, root: Path | None = None) -> St
         device=device,
         force=request.force,
     )
-    summary = run_study(space, task, storage, tracker, options, log=log)
-    if isinstance(task, HeadTask):
-        _record_baselines(tracker, summary.experiment_id, task, request.seed, log)
-    return StudyResult(
-        summary,
-        dashboard_command(_shown_path(request.storage or default_storage(root), root)),
-        mlflow_command(tracker.tracking_uri, root),
-    )
+    return StudySetup(space, storage, tracker, task, options)
 
 
 @dataclass(frozen=True)

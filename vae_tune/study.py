@@ -25,6 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune.config import TrialConfig
 from vae_tune.data import Splits, load_splits
 from vae_tune.errors import StudyMismatchError, VaeTuneError
+from vae_tune.progress import EpochUpdate, PlainProgress, StudyProgress
+from vae_tune.repair import repair, worker_identity
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, parse_space
 from vae_tune.tasks import AutoencoderTask, HeadTask
@@ -94,6 +96,15 @@ def study_splits(study: optuna.Study, data_dir: Path | None, device: torch.devic
     )
 
 
+@dataclass(frozen=True)
+class OpenStudy:
+    """A study ready for trials, with its MLflow experiment and parent run."""
+
+    study: optuna.Study
+    experiment_id: str
+    parent_run_id: str
+
+
 def run_study(
     space: SearchSpace,
     task: Task,
@@ -101,63 +112,163 @@ def run_study(
     tracker: Tracker,
     options: StudyOptions,
     log: Log = print,
+    progress: StudyProgress | None = None,
 ) -> StudySummary:
     """Create or resume the study and run trials until `n_trials` have finished."""
-    settings = space.settings
-    epochs = int(space.config(space.fixed).train.epochs)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=options.study_name,
-        sampler=make_sampler(settings.sampler, seed=options.seed),
-        pruner=make_pruner(settings.pruner, max_epochs=epochs),
-        direction=settings.direction,
-        load_if_exists=True,
-    )
-    run_settings = _run_settings(space, task, options)
-    _check_resume(study, space, run_settings, options.force)
-    experiment_id = tracker.experiment_id(options.study_name)
-    parent_run_id = _parent_run(study, tracker, experiment_id, space, run_settings)
+    opened = open_study(space, run_settings(space, task, options), storage, tracker, options, log)
+    run_trials(opened, space, task, tracker, options, progress or PlainProgress(log), log)
+    return close_study(opened, tracker)
 
-    optuna_dashboard.save_note(study, _study_note(space, run_settings, tracker, experiment_id,
+
+def open_study(
+    space: SearchSpace,
+    settings: dict[str, Any],
+    storage: optuna.storages.BaseStorage,
+    tracker: Tracker,
+    options: StudyOptions,
+    log: Log = print,
+) -> OpenStudy:
+    """Create or resume the study: check it matches, open its parent run, heal crashed trials."""
+    study = _optuna_study(space, storage, options.study_name, options.seed, create=True)
+    _check_resume(study, space, settings, options.force)
+    experiment_id = tracker.experiment_id(options.study_name)
+    parent_run_id = _parent_run(study, tracker, experiment_id, space, settings)
+    optuna_dashboard.save_note(study, _study_note(space, settings, tracker, experiment_id,
                                                   parent_run_id))  # fmt: skip
+    for line in repair(study, tracker).lines():
+        log(f"repaired: {line}")
+    return OpenStudy(study, experiment_id, parent_run_id)
+
+
+def join_study(
+    space: SearchSpace,
+    storage: optuna.storages.BaseStorage,
+    options: StudyOptions,
+    worker: int,
+) -> OpenStudy:
+    """Another worker's handle on a study `open_study` prepared: its own sampler seed, so
+    workers do not draw the same random start-up trials."""
+    study = _optuna_study(space, storage, options.study_name, options.seed + worker, create=False)
+    attrs = study.user_attrs
+    return OpenStudy(study, attrs["mlflow_experiment_id"], attrs["mlflow_parent_run_id"])
+
+
+def run_trials(
+    opened: OpenStudy,
+    space: SearchSpace,
+    task: Task,
+    tracker: Tracker,
+    options: StudyOptions,
+    progress: StudyProgress,
+    log: Log = print,
+    workers: int = 1,
+) -> None:
+    """Run trials in this process until the study holds `n_trials` finished ones. A Ctrl-C or
+    a storage failure closes the parent run (KILLED or FAILED) before it propagates."""
+    study, metric = opened.study, space.settings.metric
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = max(0, options.n_trials - finished)
-    log(
-        f"study {options.study_name}: {finished} trials finished, running {remaining} more "
-        f"(metric {settings.metric}, {settings.direction})"
-    )
-    objective = _Objective(space, task, tracker, options, experiment_id, parent_run_id, log)
+    if workers == 1:
+        log(
+            f"study {options.study_name}: {finished} trials finished, running {remaining} more "
+            f"(metric {metric}, {space.settings.direction})"
+        )
+    if not remaining:
+        return
+    epochs = int(space.config(space.fixed).train.epochs)
+    progress.begin(trials=-(-remaining // workers), epochs=epochs)
+
+    def trial_ended(study: optuna.Study, trial: FrozenTrial) -> None:
+        progress.trial_ended(
+            trial.number, len(trial.intermediate_values), _trial_line(trial, metric)
+        )
+
+    objective = _Objective(space, task, tracker, options, opened, progress)
     try:
-        if remaining:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=options.timeout,
-                catch=(Exception,),  # a failed trial is recorded; the study goes on
-                callbacks=[
-                    optuna.study.MaxTrialsCallback(options.n_trials, states=FINISHED),
-                    lambda study, trial: log(_trial_line(trial, settings.metric)),
-                ],
-            )
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=options.timeout,
+            catch=(Exception,),  # a failed trial is recorded; the study goes on
+            callbacks=[trial_ended, _stop_when_budget_taken(options.n_trials)],
+        )
     except KeyboardInterrupt:
-        tracker.end_run(parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
+        tracker.end_run(opened.parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
         raise
     except Exception as exc:  # a storage or tracking failure: the parent run must not stay open
-        tracker.end_run(parent_run_id, "FAILED", {"fail_reason": f"{type(exc).__name__}: {exc}"})
+        reason = f"{type(exc).__name__}: {exc}"
+        tracker.end_run(opened.parent_run_id, "FAILED", {"fail_reason": reason})
         raise
-    summary = summarize(study, experiment_id, parent_run_id)
+    finally:
+        progress.close()
+
+
+def close_study(opened: OpenStudy, tracker: Tracker) -> StudySummary:
+    """Log the study's totals on its parent run and close it FINISHED."""
+    summary = summarize(opened.study, opened.experiment_id, opened.parent_run_id)
     tracker.log_metrics(
-        parent_run_id,
+        opened.parent_run_id,
         {f"n_{state.lower()}": n for state, n in summary.counts.items()}
         | ({"best_value": summary.best_value} if summary.best_value is not None else {}),
-        step=len(study.trials),
+        step=len(opened.study.trials),
     )
     tracker.end_run(
-        parent_run_id,
+        opened.parent_run_id,
         "FINISHED",
         {"best_trial": summary.best_trial, "best_run_id": summary.best_run_id},
     )
     return summary
+
+
+def _optuna_study(
+    space: SearchSpace,
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    sampler_seed: int,
+    create: bool,
+) -> optuna.Study:
+    settings = space.settings
+    epochs = int(space.config(space.fixed).train.epochs)
+    sampler = make_sampler(settings.sampler, seed=sampler_seed)
+    pruner = make_pruner(settings.pruner, max_epochs=epochs)
+    if not create:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        sampler=sampler,
+        pruner=pruner,
+        direction=settings.direction,
+        load_if_exists=True,
+    )
+
+
+class SurplusTrialError(VaeTuneError):
+    """Raised for a trial started after other workers had taken the study's last trials."""
+
+
+def _surplus(trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether this just-started trial is beyond n_trials, counting every worker's finished
+    and running trials: two workers asking at the same moment would both get one. The
+    newest running trials yield, so exactly n_trials finish."""
+    taken = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    excess = len(taken) - n_trials
+    if excess <= 0:
+        return False
+    running = sorted(t.number for t in taken if t.state == TrialState.RUNNING)
+    return trial.number in running[-excess:]
+
+
+def _stop_when_budget_taken(n_trials: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Stop this worker once finished plus running trials (of all workers) reach n_trials.
+    Optuna's MaxTrialsCallback counts finished trials only, so parallel workers overshoot."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        taken = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+        if len(taken) >= n_trials:
+            study.stop()
+
+    return callback
 
 
 def summarize(study: optuna.Study, experiment_id: str, parent_run_id: str) -> StudySummary:
@@ -189,20 +300,25 @@ class _Objective:
         task: Task,
         tracker: Tracker,
         options: StudyOptions,
-        experiment_id: str,
-        parent_run_id: str,
-        log: Log,
+        opened: OpenStudy,
+        progress: StudyProgress,
     ) -> None:
         self.space, self.task, self.tracker, self.options = space, task, tracker, options
-        self.experiment_id, self.parent_run_id, self.log = experiment_id, parent_run_id, log
+        self.experiment_id, self.parent_run_id = opened.experiment_id, opened.parent_run_id
+        self.progress = progress
         self.metric = space.settings.metric
         self.maximize = space.settings.direction == "maximize"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if _surplus(trial, self.options.n_trials):
+            trial.study.stop()
+            trial.set_user_attr("fail_reason", "surplus: other workers took the last trials")
+            raise SurplusTrialError(f"trial {trial.number}: n_trials already taken")
         flat = self.space.sample(trial)
         config = self.space.config(flat)
         seed = trial_seed(self.options.seed, trial.number)
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("worker", worker_identity())  # lets a later start find a zombie
         run_id = self.tracker.start_run(
             self.experiment_id,
             f"trial-{trial.number:03d}",
@@ -216,6 +332,7 @@ class _Objective:
             parent_run_id=self.parent_run_id,
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        self.progress.trial_started(trial.number)
 
         torch.manual_seed(seed)
         model = self.task.build(config).to(self.options.device)
@@ -230,11 +347,16 @@ class _Objective:
             if best is None or (value > best.metrics[self.metric]) == self.maximize:
                 best = result
             trial.report(value, result.epoch)
-            self.log(
-                f"  trial {trial.number} epoch {result.epoch}/{config.train.epochs} "
-                f"{self.metric} {value:.5g} | trial best {best.metrics[self.metric]:.5g} | "
-                f"study best {_study_best(trial.study)} | {result.metrics['epoch_time_s']:.1f} s"
+            update = EpochUpdate(
+                trial.number,
+                result.epoch,
+                config.train.epochs,
+                self.metric,
+                value,
+                best.metrics[self.metric],
+                _study_best(trial.study),
             )
+            self.progress.epoch(update, result.metrics["epoch_time_s"])  # fmt: skip
             kl = result.metrics.get("val_kl")
             reason = None
             if min_kl is not None and kl is not None and result.epoch >= 2 and kl < min_kl:
@@ -266,7 +388,10 @@ class _Objective:
         except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
             reason = f"{type(exc).__name__}: {exc}"
             trial.set_user_attr("fail_reason", reason)
-            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if interrupted:  # not the config's fault: the next start runs it again
+                trial.set_user_attr("interrupted", True)
+            status = "KILLED" if interrupted else None
             self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
             raise
         finally:
@@ -306,7 +431,7 @@ class _Objective:
         )  # fmt: skip
 
 
-def _run_settings(space: SearchSpace, task: Task, options: StudyOptions) -> dict[str, Any]:
+def run_settings(space: SearchSpace, task: Task, options: StudyOptions) -> dict[str, Any]:
     """What must stay the same for trials of one study to be comparable."""
     return {
         "stage": space.stage,

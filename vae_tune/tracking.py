@@ -84,6 +84,13 @@ class Tracker:
         except Exception:
             return False
 
+    def run_status(self, run_id: str) -> str | None:
+        """RUNNING, FINISHED, KILLED or FAILED; None for a run that no longer exists."""
+        try:
+            return self.client.get_run(run_id).info.status
+        except MlflowException:
+            return None
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         batch = [Param(k, str(v)) for k, v in params.items()]
         for start in range(0, len(batch), 100):  # MLflow's limit per batch

@@ -1,0 +1,122 @@
+"""Crash repair: trials whose worker died, MLflow runs left open, interrupted trials retried.
+
+A worker killed with SIGKILL (or a machine that went down) leaves its Optuna trial RUNNING and
+its MLflow run RUNNING for ever. Every trial records the host and pid of its worker, so on this
+host a dead pid identifies the zombie; an RDB storage's heartbeat finds them on any host. Zombies
+and trials interrupted by Ctrl-C or a kill are marked FAIL with the reason and enqueued once more
+with the same params: their config was never judged. Runs are closed to mirror their trial.
+Used at every study start (so a rerun heals the study) and by `vae-tune doctor`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from vae_tune.tracking import RUN_STATUS, Tracker
+
+HOST = socket.gethostname()
+
+
+def worker_identity() -> dict[str, object]:
+    """Stored on each trial: who runs it, so a later process can tell whether it still lives."""
+    return {"host": HOST, "pid": os.getpid()}
+
+
+@dataclass
+class Repairs:
+    zombies: list[int] = field(default_factory=list)  # trial numbers marked FAIL
+    retried: list[int] = field(default_factory=list)  # trial numbers enqueued again
+    runs_closed: list[str] = field(default_factory=list)  # MLflow run ids ended
+
+    def lines(self) -> list[str]:
+        found = []
+        if self.zombies:
+            found.append(f"trials {self.zombies}: their worker died; marked FAIL")
+        if self.retried:
+            found.append(f"trials {self.retried}: interrupted; enqueued again with their params")
+        if self.runs_closed:
+            found.append(f"{len(self.runs_closed)} MLflow run(s) of finished trials closed")
+        return found
+
+
+def zombie_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """RUNNING trials whose worker process is gone (checked on this host only)."""
+    zombies = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if worker and worker["host"] == HOST and not _alive(int(worker["pid"])):
+            zombies.append(trial)
+    return zombies
+
+
+def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[FrozenTrial, str]]:
+    """Finished trials whose MLflow run is still RUNNING, with the status it should end in."""
+    found = []
+    for trial in study.get_trials(deepcopy=False, states=tuple(_TERMINAL)):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and tracker.run_status(run_id) == "RUNNING":
+            found.append((trial, RUN_STATUS[trial.state.name]))
+    return found
+
+
+def to_retry(study: optuna.Study) -> list[FrozenTrial]:
+    """Failed trials that were interrupted, not judged, and have not been enqueued again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.FAIL
+        # No reason at all: Optuna's heartbeat failed it after its worker vanished.
+        and (t.user_attrs.get("interrupted") or "fail_reason" not in t.user_attrs)
+        and t.number not in retried
+        and t.params
+    ]
+
+
+def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs:
+    """Fail zombies, close their runs, enqueue interrupted trials again."""
+    repairs = Repairs()
+    storage = study._storage  # the public API cannot fail another process's trial
+    with warnings.catch_warnings():  # a no-op for storages without heartbeats
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    for trial in zombie_trials(study):
+        pid = trial.user_attrs["worker"]["pid"]
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker pid {pid} died")
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process repaired it first
+        repairs.zombies.append(trial.number)
+    for trial, status in open_runs(study, tracker):
+        run_id = trial.user_attrs["mlflow_run_id"]
+        reason = trial.user_attrs.get("fail_reason", "its worker stopped without closing it")
+        tracker.end_run(run_id, status, {"optuna.trial_state": trial.state.name,
+                                         "fail_reason": reason})  # fmt: skip
+        repairs.runs_closed.append(run_id)
+    if retry:
+        for trial in to_retry(study):
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            repairs.retried.append(trial.number)
+    return repairs
+
+
+_TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
