@@ -129,7 +129,7 @@ def open_study(
     log: Log = print,
 ) -> OpenStudy:
     """Create or resume the study: check it matches, open its parent run, heal crashed trials."""
-    study = _optuna_study(space, storage, options.study_name, options.seed, create=True)
+    study = _optuna_study(space, storage, options.study_name, options.seed)
     _check_resume(study, space, settings, options.force)
     experiment_id = tracker.experiment_id(options.study_name)
     parent_run_id = _parent_run(study, tracker, experiment_id, space, settings)
@@ -146,9 +146,8 @@ def join_study(
     options: StudyOptions,
     worker: int,
 ) -> OpenStudy:
-    """Another worker's handle on a study `open_study` prepared: its own sampler seed, so
-    workers do not draw the same random start-up trials."""
-    study = _optuna_study(space, storage, options.study_name, options.seed + worker, create=False)
+    """Another worker's handle on a study `open_study` prepared, with its own sampler seed."""
+    study = _optuna_study(space, storage, options.study_name, options.seed, worker, create=False)
     attrs = study.user_attrs
     return OpenStudy(study, attrs["mlflow_experiment_id"], attrs["mlflow_parent_run_id"])
 
@@ -224,23 +223,25 @@ def _optuna_study(
     space: SearchSpace,
     storage: optuna.storages.BaseStorage,
     name: str,
-    sampler_seed: int,
-    create: bool,
+    seed: int,
+    worker: int = 0,
+    create: bool = True,
 ) -> optuna.Study:
     settings = space.settings
     epochs = int(space.config(space.fixed).train.epochs)
-    sampler = make_sampler(settings.sampler, seed=sampler_seed)
     pruner = make_pruner(settings.pruner, max_epochs=epochs)
-    if not create:
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    return optuna.create_study(
-        storage=storage,
-        study_name=name,
-        sampler=sampler,
-        pruner=pruner,
-        direction=settings.direction,
-        load_if_exists=True,
-    )
+    if create:
+        study = optuna.create_study(storage=storage, study_name=name, pruner=pruner,
+                                    direction=settings.direction, load_if_exists=True)  # fmt: skip
+    else:
+        study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+    # Optuna's samplers draw from one random stream per process: with one seed, every worker
+    # and every resumed session would replay the same start-up configs. The seed is derived
+    # from (seed, trials already in the study, worker): distinct, and still reproducible.
+    base = int(settings.sampler.get("seed", seed))
+    derived = np.random.SeedSequence([base, len(study.trials), worker]).generate_state(1)[0]
+    study.sampler = make_sampler({**settings.sampler, "seed": int(derived)}, seed=seed)
+    return study
 
 
 class SurplusTrialError(VaeTuneError):

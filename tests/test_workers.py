@@ -1,0 +1,97 @@
+"""Several workers on one study, and a worker killed with SIGKILL: nothing repeated or lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from tests.conftest import data_dir
+from tests.test_study import load_study, runs_of
+
+VAE_TUNE = str(Path(sys.executable).parent / "vae-tune")
+SMALL = ["--epochs", "2", "--train-size", "1000", "--val-size", "500"]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def study_command(*args: str) -> list[str]:
+    return [VAE_TUNE, "study", "ae", *SMALL, *args]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
+
+
+def assert_trials_and_runs_agree(root: Path, n_finished: int) -> None:
+    """Every trial has exactly one closed run that mirrors it, and the study holds n_finished."""
+    trials = load_study(root).get_trials()
+    assert sum(t.state in FINISHED for t in trials) == n_finished
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    _, [parent], children = runs_of(root)
+    assert parent.info.status == "FINISHED"
+    runs = {r.info.run_id: r for r in children}
+    started = [t for t in trials if "mlflow_run_id" in t.user_attrs]
+    assert len(runs) == len(started), "one MLflow child run per trial that started"
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    for trial in started:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["optuna.trial_number"] == str(trial.number)
+        if trial.state == TrialState.COMPLETE:
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["best_val_loss"] == trial.value
+        elif not trial.user_attrs.get("interrupted"):
+            assert run.info.status == status[trial.state.name]
+
+
+def test_two_workers_share_one_study(tmp_path: Path) -> None:
+    result = subprocess.run(study_command("--n-trials", "4", "--workers", "2"), cwd=tmp_path,
+                            env=env(), text=True, capture_output=True, timeout=600)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "locked" not in output.lower()
+    assert "[worker 1]" in output and "[worker 2]" in output
+    assert_trials_and_runs_agree(tmp_path, n_finished=4)
+
+    trials = [t for t in load_study(tmp_path).get_trials() if t.state in FINISHED]
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2, "both workers ran trials"
+    assert len({t.user_attrs["seed"] for t in trials}) == len(trials), "one seed per trial"
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == len(params), "no config was sampled twice"
+
+
+def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> None:
+    command = study_command("--n-trials", "3", "--workers", "2", "--epochs", "3")
+    process = subprocess.Popen(command, cwd=tmp_path, env=env(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    output = []
+    for line in process.stdout:  # wait until a worker is inside a trial
+        output.append(line)
+        if "epoch 1/3" in line:
+            break
+    victim = next(
+        t for t in load_study(tmp_path).get_trials() if t.state == TrialState.RUNNING
+    )
+    os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
+    output.append(process.stdout.read())
+    process.wait(timeout=300)
+    assert "repaired: trials [" in "".join(output), "".join(output)
+
+    # The parent saw its worker die: the trial is failed, its run closed, its params enqueued.
+    killed = load_study(tmp_path).trials[victim.number]
+    assert killed.state == TrialState.FAIL, "".join(output)
+    assert "died" in killed.user_attrs["fail_reason"]
+    client, _, _ = runs_of(tmp_path)
+    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=env(), text=True, capture_output=True,
+                           timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert_trials_and_runs_agree(tmp_path, n_finished=3)
+    retried = [t for t in load_study(tmp_path).get_trials() if t.user_attrs.get("retry_of")
+               == victim.number]  # fmt: skip
+    assert len(retried) == 1 and retried[0].params == victim.params
+    assert retried[0].state in FINISHED
