@@ -72,9 +72,7 @@ def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> No
         output.append(line)
         if "epoch 1/3" in line:
             break
-    victim = next(
-        t for t in load_study(tmp_path).get_trials() if t.state == TrialState.RUNNING
-    )
+    victim = next(t for t in load_study(tmp_path).get_trials() if t.state == TrialState.RUNNING)
     os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
     output.append(process.stdout.read())
     process.wait(timeout=300)
