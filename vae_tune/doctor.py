@@ -58,7 +58,7 @@ def _study_findings(study: optuna.Study, tracker: Tracker, fix: bool) -> list[Fi
     zombies = [t.number for t in zombie_trials(study)]
     unclosed = [t.number for t, _ in open_runs(study, tracker)]
     unretried = [t.number for t in to_retry(study)]
-    stale_parent = _stale_parent_run(study, tracker)
+    stale_parent = _stale_parent_run(study, tracker)  # before the repair ends the zombies
     problems = {
         "zombie trials (worker died)": zombies,
         "finished trials with RUNNING runs": unclosed,
@@ -79,10 +79,12 @@ def _study_findings(study: optuna.Study, tracker: Tracker, fix: bool) -> list[Fi
 
 
 def _stale_parent_run(study: optuna.Study, tracker: Tracker) -> str | None:
-    """The study's MLflow run, if RUNNING while none of its trials is: its process was killed."""
+    """The study's MLflow run, if RUNNING while no live worker runs a trial of it."""
     run_id = study.user_attrs.get("mlflow_parent_run_id")
+    zombies = {t.number for t in zombie_trials(study)}
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if run_id and not running and tracker.run_status(run_id) == "RUNNING":
+    alive = [t for t in running if t.number not in zombies]
+    if run_id and not alive and tracker.run_status(run_id) == "RUNNING":
         return run_id
     return None
 

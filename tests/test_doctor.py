@@ -1,0 +1,56 @@
+"""`vae-tune doctor` on stores a SIGKILL left behind: finds the damage, `--fix` repairs it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from tests.conftest import invoke
+from tests.test_study import load_study, runs_of
+from tests.test_workers import env, study_command
+
+
+def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:
+    process = subprocess.Popen(study_command("--n-trials", "2", "--epochs", "3"), cwd=tmp_path,
+                               env=env(), text=True, stdout=subprocess.PIPE)  # fmt: skip
+    for line in process.stdout:
+        if "trial 0 epoch 1/3" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    client, [parent], [child] = runs_of(tmp_path)
+    assert child.info.status == parent.info.status == "RUNNING"
+    experiment = client.get_experiment(parent.info.experiment_id)
+    orphan = Path(experiment.artifact_location.removeprefix("file://")) / ("ab" * 16)
+    (orphan / "artifacts").mkdir(parents=True)
+
+    found = invoke(tmp_path, "doctor")
+    assert found.exit_code == 1, found.output
+    rows = {line.split("│")[1].strip(): line for line in found.output.splitlines()
+            if line.count("│") >= 3}  # fmt: skip
+    assert "problem" in rows["ae-fashion-mnist: zombie trials (worker died)"]
+    assert "problem" in rows["ae-fashion-mnist: study run"]
+    assert "problem" in rows["artifact folders"]
+    assert load_study(tmp_path).trials[0].state == TrialState.RUNNING, "doctor only looks"
+
+    fixed = invoke(tmp_path, "doctor", "--fix")
+    assert fixed.exit_code == 0, fixed.output
+    assert invoke(tmp_path, "doctor").exit_code == 0
+    trials = load_study(tmp_path).get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert f"worker pid {process.pid} died" == trials[0].user_attrs["fail_reason"]
+    assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
+    _, [parent], [child] = runs_of(tmp_path)
+    assert child.info.status == "FAILED" and parent.info.status == "KILLED"
+    assert not orphan.exists()
+    assert (orphan.parent / parent.info.run_id).is_dir(), "real runs' artifacts are kept"
+
+    resumed = invoke(tmp_path, "study", "ae", "--n-trials", "2", "--epochs", "3",
+                     "--train-size", "1000", "--val-size", "500")  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    states = [t.state for t in load_study(tmp_path).get_trials()]
+    assert states[0] == TrialState.FAIL and states[1] != TrialState.WAITING
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 2
