@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -431,6 +432,28 @@ def _run(action) -> None:
     except KeyboardInterrupt:
         errors.print("interrupted: open runs were closed; run the same command to resume.")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        disk = _disk_error(exc)
+        if disk is None:
+            raise  # a bug: the traceback is what a report needs
+        where = f" ({disk.filename})" if disk.filename else ""
+        errors.print(f"[bold red]error:[/] {escape(disk.strerror or str(disk))}{escape(where)}. "
+                     "Everything recorded before is intact: fix this and run the same command "
+                     "to resume (`vae-tune doctor` checks the stores).")  # fmt: skip
+        raise typer.Exit(1) from None
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _disk_error(exc: BaseException | None) -> OSError | None:
+    """The full, read-only or forbidden disk behind an error, however deep the libraries
+    wrapped it (Optuna raises its own error while failing a trial it cannot write)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def main() -> None:

@@ -56,12 +56,12 @@ def _storage_schema(storage: BaseStorage) -> Finding:
 def _study_findings(study: optuna.Study, tracker: Tracker, fix: bool) -> list[Finding]:
     name = study.study_name
     zombies = [t.number for t in zombie_trials(study)]
-    unclosed = [t.number for t, _ in open_runs(study, tracker)]
+    unclosed = [run_id for run_id, _ in open_runs(study, tracker)]
     unretried = [t.number for t in to_retry(study)]
     stale_parent = _stale_parent_run(study, tracker)  # before the repair ends the zombies
     problems = {
         "zombie trials (worker died)": zombies,
-        "finished trials with RUNNING runs": unclosed,
+        "runs left RUNNING by finished trials": unclosed,
         "interrupted trials not retried": unretried,
     }
     if fix and (zombies or unclosed or unretried):

@@ -55,13 +55,21 @@ def zombie_trials(study: optuna.Study) -> list[FrozenTrial]:
     return zombies
 
 
-def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[FrozenTrial, str]]:
-    """Finished trials whose MLflow run is still RUNNING, with the status it should end in."""
+def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[str, FrozenTrial | None]]:
+    """The study's trial runs still RUNNING although their trial is over. Found through the
+    runs' `optuna.trial_number` tags, so a run whose id never reached the trial (the storage
+    failed right after the run was created) is found too."""
+    experiment_id = study.user_attrs.get("mlflow_experiment_id")
+    parent_run_id = study.user_attrs.get("mlflow_parent_run_id")
+    if not experiment_id or not parent_run_id:
+        return []
+    trials = study.get_trials(deepcopy=False)
     found = []
-    for trial in study.get_trials(deepcopy=False, states=tuple(_TERMINAL)):
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id and tracker.run_status(run_id) == "RUNNING":
-            found.append((trial, RUN_STATUS[trial.state.name]))
+    for run in tracker.child_runs(experiment_id, parent_run_id):
+        number = int(run.data.tags.get("optuna.trial_number", -1))
+        trial = trials[number] if 0 <= number < len(trials) else None
+        if run.info.status == "RUNNING" and (trial is None or trial.state in _TERMINAL):
+            found.append((run.info.run_id, trial))
     return found
 
 
@@ -96,11 +104,13 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process repaired it first
         repairs.zombies.append(trial.number)
-    for trial, status in open_runs(study, tracker):
-        run_id = trial.user_attrs["mlflow_run_id"]
-        reason = trial.user_attrs.get("fail_reason", "its worker stopped without closing it")
-        tracker.end_run(run_id, status, {"optuna.trial_state": trial.state.name,
-                                         "fail_reason": reason})  # fmt: skip
+    for run_id, trial in open_runs(study, tracker):
+        state = trial.state.name if trial else "FAIL"
+        reason = "its worker stopped without closing it"
+        if trial:
+            reason = trial.user_attrs.get("fail_reason", reason)
+        tracker.end_run(run_id, RUN_STATUS[state], {"optuna.trial_state": state,
+                                                    "fail_reason": reason})  # fmt: skip
         repairs.runs_closed.append(run_id)
     if retry:
         for trial in to_retry(study):

@@ -119,7 +119,7 @@ def run(
 def study_setup(request: StudyRequest, root: Path, log: Log) -> StudySetup:
     """Validate the space, open the stores, resolve device and encoder, load the data."""
     space = _prepare_space(request, root)
-    storage, tracker = open_stores(request.storage, request.tracking_uri, root)
+    storage, tracker = open_stores(request.storage, request.tracking_uri, root, write=True)
     device = resolve_device(request.device)
     # The encoder first: a missing encoder study is reported before any data is loaded.
     encoder = (
@@ -239,11 +239,11 @@ def _write_report(storage: BaseStorage, tracker: Tracker, dataset: str, folder: 
 
 
 def open_stores(
-    storage: str | None, tracking_uri: str | None, root: Path
+    storage: str | None, tracking_uri: str | None, root: Path, write: bool = False
 ) -> tuple[BaseStorage, Tracker]:
     """The Optuna storage and the MLflow tracker, defaults resolved against `root`."""
     uri = tracking_uri or default_tracking_uri(root)
-    opened = open_storage(storage or default_storage(root))
+    opened = open_storage(storage or default_storage(root), write=write)
     return opened, Tracker(uri, artifact_root=local_artifact_root(uri))
 
 

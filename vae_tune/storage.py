@@ -7,22 +7,27 @@ reads as it is. A URL (`sqlite:///...`, `postgresql://...`) opens an RDB storage
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from vae_tune.errors import StoreError
+
+MIN_FREE_BYTES = 2**20  # a trial writes a few KiB to the journal; MLflow a few more
 
 
 def default_storage(root: Path) -> str:
     return str(root / "studies" / "optuna.journal")
 
 
-def open_storage(location: str) -> BaseStorage:
-    """A journal storage for a file path, an RDB storage for a URL; clear errors for either."""
+def open_storage(location: str, write: bool = False) -> BaseStorage:
+    """A journal storage for a file path, an RDB storage for a URL; clear errors for either.
+    `write`: the caller will run trials, so a journal's folder must have room for them."""
     if "://" in location:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
@@ -38,9 +43,45 @@ def open_storage(location: str) -> BaseStorage:
         raise StoreError(f"{location!r} is a SQLite database: pass it as 'sqlite:///{location}'")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if write:
+            _check_writable(path.parent)
+            if path.is_file():
+                _heal_torn_tail(path)
         return JournalStorage(JournalFileBackend(str(path)))
     except OSError as exc:
         raise StoreError(f"cannot open Optuna journal {location!r}: {exc.strerror}") from exc
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse to start on a read-only or full folder: a study must be able to record trials."""
+    if not os.access(folder, os.W_OK):
+        raise StoreError(f"{folder} is not writable: the Optuna journal lives there")
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise StoreError(f"{folder} has {free // 1024} KiB free: free some space first "
+                         f"(a study needs at least {MIN_FREE_BYTES // 2**20} MiB)")  # fmt: skip
+
+
+def _heal_torn_tail(path: Path) -> None:
+    """Drop a last record cut short by a full disk or a crash mid-write. Optuna's journal reader
+    refuses any torn line followed by others, so the next append would break the whole study.
+    The torn record was never acknowledged to its writer; dropped under the journal's lock."""
+    with path.open("rb") as journal:
+        journal.seek(0, os.SEEK_END)
+        if journal.tell() == 0:
+            return
+        journal.seek(-1, os.SEEK_END)
+        if journal.read(1) == b"\n":
+            return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            with path.open("r+b") as journal:
+                journal.truncate(data.rfind(b"\n") + 1)
+    finally:
+        lock.release()
 
 
 def dashboard_command(location: str, artifact_dir: Path | None = None) -> str:

@@ -311,6 +311,7 @@ class _Objective:
         self.maximize = space.settings.direction == "maximize"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_identity())  # first: lets a later start find a zombie
         if _surplus(trial, self.options.n_trials):
             trial.study.stop()
             trial.set_user_attr("fail_reason", "surplus: other workers took the last trials")
@@ -319,7 +320,6 @@ class _Objective:
         config = self.space.config(flat)
         seed = trial_seed(self.options.seed, trial.number)
         trial.set_user_attr("seed", seed)
-        trial.set_user_attr("worker", worker_identity())  # lets a later start find a zombie
         run_id = self.tracker.start_run(
             self.experiment_id,
             f"trial-{trial.number:03d}",
