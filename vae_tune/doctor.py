@@ -58,7 +58,7 @@ def _study_findings(study: optuna.Study, tracker: Tracker, fix: bool) -> list[Fi
     zombies = [t.number for t in zombie_trials(study)]
     unclosed = [run_id for run_id, _ in open_runs(study, tracker)]
     unretried = [t.number for t in to_retry(study)]
-    stale_parent = _stale_parent_run(study, tracker)  # before the repair ends the zombies
+    stale_parent = _stale_parent_run(study, tracker, set(zombies))  # before the repair
     problems = {
         "zombie trials (worker died)": zombies,
         "runs left RUNNING by finished trials": unclosed,
@@ -78,10 +78,9 @@ def _study_findings(study: optuna.Study, tracker: Tracker, fix: bool) -> list[Fi
     return findings
 
 
-def _stale_parent_run(study: optuna.Study, tracker: Tracker) -> str | None:
+def _stale_parent_run(study: optuna.Study, tracker: Tracker, zombies: set[int]) -> str | None:
     """The study's MLflow run, if RUNNING while no live worker runs a trial of it."""
     run_id = study.user_attrs.get("mlflow_parent_run_id")
-    zombies = {t.number for t in zombie_trials(study)}
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     alive = [t for t in running if t.number not in zombies]
     if run_id and not alive and tracker.run_status(run_id) == "RUNNING":

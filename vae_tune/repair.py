@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune.tracking import RUN_STATUS, Tracker
 
 HOST = socket.gethostname()
+_TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def worker_identity() -> dict[str, object]:
@@ -117,9 +118,6 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             repairs.retried.append(trial.number)
     return repairs
-
-
-_TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _alive(pid: int) -> bool:

@@ -248,11 +248,16 @@ class SurplusTrialError(VaeTuneError):
     """Raised for a trial started after other workers had taken the study's last trials."""
 
 
+def _taken(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that hold a place in the n_trials budget: finished, or running in any worker."""
+    return study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+
+
 def _surplus(trial: optuna.Trial, n_trials: int) -> bool:
     """Whether this just-started trial is beyond n_trials, counting every worker's finished
     and running trials: two workers asking at the same moment would both get one. The
     newest running trials yield, so exactly n_trials finish."""
-    taken = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    taken = _taken(trial.study)
     excess = len(taken) - n_trials
     if excess <= 0:
         return False
@@ -265,8 +270,7 @@ def _stop_when_budget_taken(n_trials: int) -> Callable[[optuna.Study, FrozenTria
     Optuna's MaxTrialsCallback counts finished trials only, so parallel workers overshoot."""
 
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        taken = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-        if len(taken) >= n_trials:
+        if len(_taken(study)) >= n_trials:
             study.stop()
 
     return callback

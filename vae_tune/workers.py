@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -32,10 +32,19 @@ from vae_tune.study import (
 )
 from vae_tune.study import run_trials as run_trials_here
 
+if TYPE_CHECKING:  # runner imports this module
+    from vae_tune.runner import StudyRequest, StudySetup
+
 JOIN_TIMEOUT_S = 120  # a worker closing its trial after SIGTERM; then it is killed
 
 
-def run_workers(request: Any, root: Path, setup: Any, setup_fn: Callable, log: Log) -> StudySummary:
+def run_workers(
+    request: StudyRequest,
+    root: Path,
+    setup: StudySetup,
+    setup_fn: Callable[[StudyRequest, Path, Log], StudySetup],
+    log: Log,
+) -> StudySummary:
     """Prepare the study here, run it in `request.workers` processes, then close it."""
     space, task, tracker, options = setup.space, setup.task, setup.tracker, setup.options
     opened = open_study(space, run_settings(space, task, options), setup.storage, tracker,
@@ -88,7 +97,13 @@ def _stop(workers: list[multiprocessing.Process]) -> None:
             worker.kill()
 
 
-def _worker_main(setup_fn: Callable, request: Any, root: Path, index: int, threads: int) -> None:
+def _worker_main(
+    setup_fn: Callable[[StudyRequest, Path, Log], StudySetup],
+    request: StudyRequest,
+    root: Path,
+    index: int,
+    threads: int,
+) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it and forwards one
     # SIGTERM, so a second Ctrl-C cannot cut a worker's cleanup short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
