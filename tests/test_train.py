@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
+from vae_tune.augment import flip_shift
 from vae_tune.config import ModelConfig, TrainConfig
+from vae_tune.errors import ConfigError
 from vae_tune.models import build_model
-from vae_tune.train import EpochResult, NonFiniteLossError, evaluate, fit
+from vae_tune.train import EpochResult, NonFiniteLossError, evaluate, fit, make_scheduler
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -49,6 +53,8 @@ def test_callback_sees_every_epoch_and_can_stop_training() -> None:
     assert {"train_loss", "val_loss", "train_mse", "val_mse", "epoch_time_s"} <= set(
         seen[0].metrics
     )
+    assert seen[0].metrics["train_images_per_s"] > 0
+    assert seen[0].metrics["val_images_per_s"] > 0
 
 
 def test_nan_loss_raises_with_the_epoch() -> None:
@@ -76,3 +82,47 @@ def test_evaluate_does_not_track_gradients() -> None:
     a, b = evaluate(model, (x,)), evaluate(model, (x,))
     assert a == b  # eval mode: dropout off, deterministic
     assert not model.training
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    model = build_model("ae", ModelConfig(latent_dim=4))
+    cfg = TrainConfig(lr=0.01, epochs=4, batch_size=8, schedule="cosine")
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=25)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] < rates[3] == pytest.approx(0.01)  # warm-up: 3 steps of 100
+    assert all(a >= b for a, b in itertools.pairwise(rates[3:]))  # then only down
+    assert rates[-1] < 0.01 * 0.01
+    assert make_scheduler(optimizer, TrainConfig(), steps_per_epoch=25) is None
+
+
+def test_cosine_schedule_trains_in_fit() -> None:
+    torch.manual_seed(0)
+    model = build_model("ae", ModelConfig(latent_dim=8))
+    cfg = TrainConfig(lr=3e-3, epochs=3, batch_size=32, schedule="cosine")
+    history = fit(model, (_images(256),), (_images(64),), cfg)
+    assert history[-1].metrics["val_loss"] < history[0].metrics["val_loss"]
+
+
+def test_flip_shift_moves_each_image_by_at_most_two_pixels() -> None:
+    images = torch.zeros(200, 1, 28, 28)
+    images[:, 0, 10, 6] = 1.0  # one bright pixel, off the vertical axis
+    out = flip_shift(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    rows, cols = (out[:, 0] == 1.0).nonzero()[:, 1:].T
+    assert len(rows) == 200 and out.sum() == 200  # every image keeps its pixel, nothing else
+    assert ((rows - 10).abs() <= 2).all()
+    mirrored = (cols - (27 - 6)).abs() <= 2
+    assert (mirrored | ((cols - 6).abs() <= 2)).all()
+    assert 50 < mirrored.sum() < 150  # about half are flipped
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) > 20  # shifts vary
+
+
+def test_augment_needs_images() -> None:
+    head_inputs = (torch.randn(32, 8), torch.randint(0, 10, (32,)))
+    with pytest.raises(ConfigError, match=r"train\.augment"):
+        fit(torch.nn.Linear(8, 10), head_inputs, None, TrainConfig(augment="flip_shift"))

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from vae_tune.augment import AUGMENTATIONS
 from vae_tune.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli")
 HEAD_MODES = ("frozen", "finetune")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     encoder_lr: float = 1e-4  # fine-tuning: the encoder's own learning rate
+    # constant, or cosine: a short linear warm-up, then cosine decay to zero over the epochs
+    schedule: str = "constant"
+    augment: str = "none"  # flip_shift: random mirror and 2-pixel shifts of training images
 
     def __post_init__(self) -> None:
         _check("train.optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
@@ -81,6 +86,8 @@ class TrainConfig:
         _check("train.epochs", self.epochs >= 1, "must be >= 1")
         _check("train.batch_size", self.batch_size >= 1, "must be >= 1")
         _check("train.encoder_lr", self.encoder_lr > 0, "must be > 0")
+        _check("train.schedule", self.schedule in SCHEDULES, f"must be one of {SCHEDULES}")
+        _check("train.augment", self.augment in AUGMENTATIONS, f"must be one of {AUGMENTATIONS}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vae_tune.augment import augment
 from vae_tune.config import TrainConfig
+from vae_tune.errors import ConfigError
 
 Tensors = Sequence[torch.Tensor]
 
@@ -31,7 +33,8 @@ class NonFiniteLossError(RuntimeError):
 @dataclass(frozen=True)
 class EpochResult:
     epoch: int  # 1-based
-    metrics: dict[str, float]  # train_<term>, val_<term>, epoch_time_s
+    # train_<term>, val_<term>, epoch_time_s, train_images_per_s, val_images_per_s
+    metrics: dict[str, float]
 
 
 EpochCallback = Callable[[EpochResult], None]
@@ -49,6 +52,27 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Per-step learning-rate multipliers of `cfg.schedule`; None for a constant rate.
+
+    cosine: linear warm-up over the first 3 % of steps, then cosine decay to zero at the last
+    step. Short studies gain most: the last epochs at a small rate settle into a minimum.
+    """
+    if cfg.schedule == "constant":
+        return None
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = max(1, int(0.03 * total))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def fit(
     model: nn.Module,
     train: Tensors,
@@ -59,10 +83,13 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
 ) -> list[EpochResult]:
     """Train for `cfg.epochs` epochs, evaluating on `val` (if given) after each epoch."""
+    if cfg.augment != "none" and train[0].dim() != 4:
+        raise ConfigError("train.augment", "needs image inputs; a frozen head trains on latents")
     optimizer = make_optimizer(model, cfg)
     device = train[0].device
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(train[0])
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-n // cfg.batch_size))
     history = []
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
@@ -71,20 +98,30 @@ def fit(
         order = torch.randperm(n, device=device, generator=generator)
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            terms = model.loss_terms(*(t[idx] for t in train))
+            inputs, *rest = (t[idx] for t in train)
+            if cfg.augment != "none":
+                inputs = augment(cfg.augment, inputs, generator)
+            terms = model.loss_terms(inputs, *rest)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             # Sum on the device; one sync per epoch instead of one per batch.
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.detach() * len(idx)
-        train_terms = {name: float(total) / n for name, total in sums.items()}
+        train_terms = {name: float(total) / n for name, total in sums.items()}  # syncs
         _check_finite(epoch, "train", train_terms)
+        trained = time.perf_counter()
         val_terms = evaluate(model, val) if val is not None else {}
         _check_finite(epoch, "validation", val_terms)
         metrics = {f"train_{k}": v for k, v in train_terms.items()}
         metrics |= {f"val_{k}": v for k, v in val_terms.items()}
-        metrics["epoch_time_s"] = time.perf_counter() - started
+        ended = time.perf_counter()
+        metrics["epoch_time_s"] = ended - started
+        metrics["train_images_per_s"] = n / (trained - started)
+        if val is not None and len(val[0]):
+            metrics["val_images_per_s"] = len(val[0]) / (ended - trained)
         result = EpochResult(epoch, metrics)
         history.append(result)
         if on_epoch_end is not None:

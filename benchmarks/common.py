@@ -1,0 +1,115 @@
+"""Helpers the benchmark scripts share: medians with their spread, JSON results, tables,
+search spaces with every value fixed, and peak memory.
+
+Benchmarks are scripts, not tests: each writes `benchmarks/results/NAME.json` and prints a
+table. Every speed figure is a ratio against a reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parent.parent
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min and max of repeated measurements, and the runs themselves."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": list(values),
+    }
+
+
+def show(value: Mapping[str, Any], digits: int = 3) -> str:
+    """`median [min, max]` of a `spread`."""
+
+    def f(x: float) -> str:
+        return f"{x:.{digits}g}"
+
+    if len(value["runs"]) == 1:
+        return f(value["median"])
+    return f"{f(value['median'])} [{f(value['min'])}, {f(value['max'])}]"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def write_result(name: str, result: Mapping[str, Any], out: Path | None = None) -> Path:
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=2))
+    return path
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column != columns[0] else "left")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    Console(width=140).print(table)
+
+
+def fixed_space(stage: str, values: Mapping[str, Any], folder: Path, **study: Any) -> Path:
+    """A search-space file that searches nothing: every trial trains the same config."""
+    metric = {"ae": "val_loss", "vae": "val_neg_elbo", "mlp": "val_accuracy"}[stage]
+    doc = {
+        "stage": stage,
+        "study": {"metric": metric, "pruner": {"name": "none"}, **study},
+        "fixed": dict(values),
+    }
+    path = folder / f"{stage}-fixed.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its finished children), in MiB."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_cli(args: Sequence[str], root: Path, log: Path | None = None) -> dict[str, Any]:
+    """`vae-tune ARGS` in the project folder `root`: wall time, peak memory, exit code.
+
+    The peak is the resident set of the largest process of the command's tree (its workers
+    included), as the kernel reports it to `wait4`.
+    """
+    command = [sys.executable, "-m", "vae_tune.cli", *args]
+    started = time.perf_counter()
+    with open(log or os.devnull, "a") as out:
+        process = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"vae-tune {' '.join(args)} exited {process.returncode}; see {log}")
+    return {"command": "vae-tune " + " ".join(args), "wall_s": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
