@@ -109,3 +109,12 @@ def test_finetuned_classifier_trains_the_encoder_at_its_own_rate() -> None:
     assert encoder_group["lr"] == 1e-5 and head_group["lr"] == 1e-3
     assert len(encoder_group["params"]) == len(list(ae.encoder.parameters()))
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_batchnorm_adds_a_norm_after_each_hidden_conv() -> None:
+    model = build_model("vae", ModelConfig(latent_dim=8, batchnorm=True))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [n.num_features for n in norms] == [8, 16, 32, 16, 8]  # encoder, then decoder
+    assert model.loss_terms(torch.rand(4, 1, 28, 28))["loss"].isfinite()
+    plain = build_model("vae", ModelConfig(latent_dim=8))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())

@@ -37,7 +37,9 @@ def test_shipped_ae_space_samples_a_full_config() -> None:
     assert config.model.latent_dim == 185
     assert config.train.lr == 0.0058
     assert config.train.epochs == space.fixed["train.epochs"]
-    assert config.model.channels == (8, 16, 32)
+    assert config.model.channels == (32, 64, 128)  # a list in YAML, a tuple in the config
+    assert config.model.batchnorm is True
+    assert config.train.schedule == "cosine"
 
 
 def test_sampling_stays_inside_the_ranges() -> None:

@@ -76,7 +76,7 @@ def study(
     ],
     n_trials: Annotated[
         int, typer.Option("--n-trials", "-n", min=1, help="Finished trials wanted in the study.")
-    ] = 20,
+    ] = 12,
     timeout: Annotated[
         float | None, typer.Option(min=1, help="Stop starting new trials after this many seconds.")
     ] = None,

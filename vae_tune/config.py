@@ -29,6 +29,7 @@ class ModelConfig:
     dropout: float = 0.0
     channels: tuple[int, int, int] = (8, 16, 32)
     hidden: int = 64
+    batchnorm: bool = False  # batch norm after each conv layer
     beta: float = 1.0  # VAE: weight of the KL term in the training loss
     likelihood: str = "gaussian"  # VAE: gaussian (fixed sigma) or bernoulli (binarized pixels)
     sigma: float = 0.1  # VAE: standard deviation of the gaussian likelihood
@@ -151,6 +152,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):
         return value

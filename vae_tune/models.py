@@ -2,8 +2,9 @@
 
 Encoder: conv 1->c1 k4 s2 p1, conv c1->c2 k4 s2 p1, conv c2->c3 k3 s2 (28 -> 14 -> 7 -> 3),
 linear 9*c3 -> hidden -> latent; the decoder mirrors it (its output passes through a sigmoid).
-Dropout sits in the linear layers. Each model's `loss_terms` returns `loss` (what is minimised)
-and the terms logged beside it. Models know nothing of Optuna, MLflow, files or devices.
+Dropout sits in the linear layers; `model.batchnorm` adds batch norm after each hidden conv.
+Each model's `loss_terms` returns `loss` (what is minimised) and the terms logged beside it.
+Models know nothing of Optuna, MLflow, files or devices.
 """
 
 from __future__ import annotations
@@ -17,14 +18,24 @@ from torch import nn
 from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 
 
+def _norm(cfg: ModelConfig, channels: int) -> list[nn.Module]:
+    """Batch norm after a conv layer when `model.batchnorm` is on: faster, steadier training.
+    Nothing otherwise, so the layer indices (and saved weights) of plain models stay as they were.
+    """
+    return [nn.BatchNorm2d(channels)] if cfg.batchnorm else []
+
+
 def conv_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
     c1, c2, c3 = cfg.channels
     return nn.Sequential(
         nn.Conv2d(1, c1, 4, stride=2, padding=1),
+        *_norm(cfg, c1),
         nn.ReLU(),
         nn.Conv2d(c1, c2, 4, stride=2, padding=1),
+        *_norm(cfg, c2),
         nn.ReLU(),
         nn.Conv2d(c2, c3, 3, stride=2),
+        *_norm(cfg, c3),
         nn.ReLU(),
         nn.Flatten(),
         nn.Linear(c3 * 9, cfg.hidden),
@@ -45,8 +56,10 @@ def conv_decoder(cfg: ModelConfig) -> nn.Sequential:
         nn.ReLU(),
         nn.Unflatten(1, (c3, 3, 3)),
         nn.ConvTranspose2d(c3, c2, 3, stride=2),
+        *_norm(cfg, c2),
         nn.ReLU(),
         nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
+        *_norm(cfg, c1),
         nn.ReLU(),
         nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
     )

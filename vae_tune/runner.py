@@ -47,7 +47,7 @@ from vae_tune.workers import run_workers
 @dataclass(frozen=True)
 class StudyRequest:
     stage: str
-    n_trials: int = 20
+    n_trials: int = 12
     timeout: float | None = None
     epochs: int | None = None
     study_name: str | None = None
