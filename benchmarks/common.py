@@ -8,6 +8,7 @@ table. Every speed figure is a ratio against a reference measured in the same ru
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import resource
@@ -24,8 +25,16 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from vae_tune.data import default_data_dir
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent
+
+
+def quiet() -> None:
+    """Keep the libraries' info lines out of the table."""
+    for name in ("optuna", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
@@ -103,13 +112,17 @@ def run_cli(args: Sequence[str], root: Path, log: Path | None = None) -> dict[st
     included), as the kernel reports it to `wait4`.
     """
     command = [sys.executable, "-m", "vae_tune.cli", *args]
+    # The project folder is elsewhere: a relative data path must still point at the data.
+    env = {**os.environ, "VAE_TUNE_DATA": str(default_data_dir().resolve())}
+    log = log or root / "output.log"
     started = time.perf_counter()
-    with open(log or os.devnull, "a") as out:
-        process = subprocess.Popen(command, cwd=root, stdout=out, stderr=subprocess.STDOUT)
+    with open(log, "a") as out:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise RuntimeError(f"vae-tune {' '.join(args)} exited {process.returncode}; see {log}")
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"vae-tune {' '.join(args)} exited {process.returncode}:\n{tail}")
     return {"command": "vae-tune " + " ".join(args), "wall_s": wall,
             "peak_rss_mb": usage.ru_maxrss / 1024}  # fmt: skip

@@ -7,7 +7,7 @@ in-memory Optuna storage. Same model class, search space, sampler seed and trial
 vae-tune, whose study runs with `--pruner median` so both prune alike. Compared: wall time per
 trial-epoch actually run (pruned trials run fewer epochs), data loading included.
 
-    pip install optuna-integration   # the naive side's MLflow callback
+    pip install -e '.[bench]'   # optuna-integration: the naive side's MLflow callback
     python benchmarks/naive_reference.py [--trials 4] [--epochs 3] [--repeats 3]
 """
 
@@ -34,7 +34,7 @@ from vae_tune.space import load_space
 from vae_tune.storage import default_storage, open_storage
 from vae_tune.train import make_optimizer
 
-from common import REPO, print_table, show, spread, write_result
+from common import REPO, print_table, quiet, show, spread, write_result
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet()
 
     naive, tuned = [], []
     with tempfile.TemporaryDirectory() as folder:

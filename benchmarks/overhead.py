@@ -27,7 +27,7 @@ from vae_tune.runner import StudyRequest, run
 from vae_tune.space import load_space
 from vae_tune.storage import default_storage, open_storage
 
-from common import REPO, fixed_space, print_table, show, spread, write_result
+from common import REPO, fixed_space, print_table, quiet, show, spread, write_result
 
 CONFIG = {  # the space file's fixed values, and mid-range values of what it searches
     "model.latent_dim": 64,
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet()
 
     splits = load_splits("fashion-mnist")
     rows, result = [], {"epochs": args.epochs, "repeats": args.repeats, "stages": {}}

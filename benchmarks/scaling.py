@@ -69,7 +69,7 @@ def main() -> None:
         ["workers", "wall s", "trials/hour", f"speed-up vs {base}", "peak RSS MiB"],
         [
             [w, show(r["wall_s"]), show(r["trials_per_hour"]), show(r[f"speedup_vs_{base}"]),
-             show(r["peak_rss_mb"])]
+             show(r["peak_rss_mb"], 4)]
             for w, r in result["workers"].items()
         ],
     )  # fmt: skip

@@ -24,7 +24,16 @@ from common import REPO, print_table, run_cli, show, spread, write_result
 
 REFERENCE_ACCURACY = 0.9008
 SPACES = REPO / "search_spaces"
+SMOKE = ["--train-size", "1000", "--val-size", "500"]
 PROFILES: dict[str, list[list[str]]] = {
+    # Checks that the script works, in a minute; its accuracy means nothing.
+    "smoke": [
+        ["study", "ae", "--n-trials", "1", "--epochs", "1", *SMOKE],
+        ["promote", "ae"],
+        ["study", "mlp", "--encoder", "ae", "--space", str(SPACES / "mlp_finetune.yaml"),
+         "--n-trials", "1", "--epochs", "1", *SMOKE],
+        ["promote", "mlp"],
+    ],
     # The README's commands with small budgets: minutes on 2 CPU cores.
     "quick": [
         ["study", "ae", "--n-trials", "4", "--epochs", "2"],
@@ -73,7 +82,7 @@ def main() -> None:
             result["profiles"][name] = summary
             rows.append([name, show(summary["wall_s"], 4), show(summary["test_accuracy"], 4),
                          f"{sum(summary['reached_reference'])}/{len(runs)}",
-                         show(summary["peak_rss_mb"])])  # fmt: skip
+                         show(summary["peak_rss_mb"], 4)])  # fmt: skip
     reached = [p["wall_s"]["median"] for p in result["profiles"].values()
                if all(p["reached_reference"])]  # fmt: skip
     result["time_to_reference_s"] = min(reached) if reached else None
