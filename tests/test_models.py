@@ -118,3 +118,29 @@ def test_batchnorm_adds_a_norm_after_each_hidden_conv() -> None:
     assert model.loss_terms(torch.rand(4, 1, 28, 28))["loss"].isfinite()
     plain = build_model("vae", ModelConfig(latent_dim=8))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+
+
+@pytest.mark.parametrize("stage", ["ae", "vae"])
+@pytest.mark.parametrize("hidden2", [0, 64])
+def test_fully_connected_family_shapes_and_finite_losses(stage: str, hidden2: int) -> None:
+    cfg = ModelConfig(family="mlp", latent_dim=6, hidden=128, hidden2=hidden2,
+                      likelihood="bernoulli")  # fmt: skip
+    model = build_model(stage, cfg)
+    assert not any(isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+                   for m in model.modules())  # fmt: skip
+    widths = [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)]
+    out = 6 if stage == "ae" else 12  # a VAE's encoder gives mean and log-variance
+    assert widths == ([128, 64, out] if hidden2 else [128, out])
+    x = torch.rand(5, 1, 28, 28)
+    assert model.encode(x).shape == (5, 6)
+    x_hat = model(x)
+    assert x_hat.shape == x.shape and x_hat.min() >= 0 and x_hat.max() <= 1
+    terms = model.loss_terms(x)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_family_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"model\.family"):
+        ModelConfig(family="transformer")

@@ -122,3 +122,16 @@ def test_mlp_without_an_encoder_study_says_what_to_run(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no study 'ae-fashion-mnist'" in result.output
     assert "run `vae-tune study` for it first" in result.output
+
+
+def test_fully_connected_vae_study_on_mnist(tmp_path: Path) -> None:
+    result = invoke(tmp_path, "study", "vae", "--dataset", "mnist", "--space",
+                    str(REPO / "search_spaces/vae_mlp.yaml"), "--study-name", "vae-mlp-mnist",
+                    "--n-trials", "2", "--epochs", "3", "--pruner", "none", "--train-size", "5000",
+                    "--val-size", "1000")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    study = load_study(tmp_path, "vae-mlp-mnist")
+    assert study.user_attrs["settings"]["fixed"]["model.family"] == "mlp"
+    complete = [t for t in study.get_trials() if t.value is not None]
+    assert complete and all("model.hidden" in t.params for t in complete)
+    assert all(50 < t.value < 600 for t in complete)  # nats per binarized MNIST image

@@ -19,16 +19,19 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli")
 HEAD_MODES = ("frozen", "finetune")
 SCHEDULES = ("constant", "cosine")
+FAMILIES = ("conv", "mlp")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The conv AE/VAE: conv channel widths, the linear bottleneck; likelihood terms (VAE)."""
+    """The AE/VAE: conv or fully connected layers, the bottleneck; likelihood terms (VAE)."""
 
+    family: str = "conv"  # conv, or mlp: fully connected (hidden [, hidden2] units)
     latent_dim: int = 32
     dropout: float = 0.0
     channels: tuple[int, int, int] = (8, 16, 32)
     hidden: int = 64
+    hidden2: int = 0  # mlp family: a second hidden layer of this width; 0 for none
     batchnorm: bool = False  # batch norm after each conv layer
     beta: float = 1.0  # VAE: weight of the KL term in the training loss
     likelihood: str = "gaussian"  # VAE: gaussian (fixed sigma) or bernoulli (binarized pixels)
@@ -42,7 +45,9 @@ class ModelConfig:
             len(self.channels) == 3 and all(c >= 1 for c in self.channels),
             "must be three positive channel widths",
         )
+        _check("model.family", self.family in FAMILIES, f"must be one of {FAMILIES}")
         _check("model.hidden", self.hidden >= 1, "must be >= 1")
+        _check("model.hidden2", self.hidden2 >= 0, "must be >= 0 (0: one hidden layer)")
         _check("model.beta", self.beta >= 0, "must be >= 0")
         _check("model.likelihood", self.likelihood in LIKELIHOODS, f"must be one of {LIKELIHOODS}")
         _check("model.sigma", self.sigma > 0, "must be > 0")

@@ -1,8 +1,10 @@
-"""The models: conv AE, conv VAE and the MLP head; a config in, layers out, named loss terms.
+"""The models: AE, VAE and the MLP head; a config in, layers out, named loss terms.
 
-Encoder: conv 1->c1 k4 s2 p1, conv c1->c2 k4 s2 p1, conv c2->c3 k3 s2 (28 -> 14 -> 7 -> 3),
-linear 9*c3 -> hidden -> latent; the decoder mirrors it (its output passes through a sigmoid).
-Dropout sits in the linear layers; `model.batchnorm` adds batch norm after each hidden conv.
+`model.family: conv` (the default): conv 1->c1 k4 s2 p1, conv c1->c2 k4 s2 p1, conv c2->c3 k3 s2
+(28 -> 14 -> 7 -> 3), linear 9*c3 -> hidden -> latent; the decoder mirrors it (its output passes
+through a sigmoid). `model.batchnorm` adds batch norm after each hidden conv.
+`model.family: mlp`: the fully connected encoder of Kingma and Welling, 784 -> hidden
+[-> hidden2] -> latent, and its mirror image as decoder. Dropout sits in the linear layers.
 Each model's `loss_terms` returns `loss` (what is minimised) and the terms logged beside it.
 Models know nothing of Optuna, MLflow, files or devices.
 """
@@ -65,14 +67,48 @@ def conv_decoder(cfg: ModelConfig) -> nn.Sequential:
     )
 
 
+def mlp_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = 28 * 28
+    for hidden in _mlp_widths(cfg):
+        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_features))
+
+
+def mlp_decoder(cfg: ModelConfig) -> nn.Sequential:
+    """Latent -> pixel logits, the encoder's widths in reverse."""
+    layers: list[nn.Module] = []
+    width = cfg.latent_dim
+    for hidden in reversed(_mlp_widths(cfg)):
+        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, 28 * 28), nn.Unflatten(1, (1, 28, 28)))
+
+
+def _mlp_widths(cfg: ModelConfig) -> list[int]:
+    return [cfg.hidden, cfg.hidden2] if cfg.hidden2 else [cfg.hidden]
+
+
+def encoder_for(cfg: ModelConfig, out_features: int) -> nn.Sequential:
+    return (
+        mlp_encoder(cfg, out_features) if cfg.family == "mlp" else conv_encoder(cfg, out_features)
+    )
+
+
+def decoder_for(cfg: ModelConfig) -> nn.Sequential:
+    return mlp_decoder(cfg) if cfg.family == "mlp" else conv_decoder(cfg)
+
+
 class ConvAutoencoder(nn.Module):
-    """Deterministic conv AE trained on mean squared reconstruction error."""
+    """Deterministic AE (conv, or fully connected) trained on mean squared reconstruction error.
+    The class keeps its name for models already registered; `model.family` picks the layers."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = conv_encoder(cfg, cfg.latent_dim)
-        self.decoder = conv_decoder(cfg)
+        self.encoder = encoder_for(cfg, cfg.latent_dim)
+        self.decoder = decoder_for(cfg)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -89,7 +125,8 @@ class ConvAutoencoder(nn.Module):
 
 
 class ConvVAE(nn.Module):
-    """Conv VAE: the encoder outputs mean and log-variance; loss = negative ELBO (beta-weighted).
+    """VAE (conv, or fully connected): the encoder outputs mean and log-variance; loss =
+    negative ELBO (beta-weighted).
 
     Terms are in nats per image: `recon` (-log p(x|z)), `kl` (KL(q(z|x) || N(0, I))),
     `neg_elbo` = recon + kl. The bernoulli likelihood binarizes each batch afresh (dynamic
@@ -99,8 +136,8 @@ class ConvVAE(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = conv_encoder(cfg, 2 * cfg.latent_dim)
-        self.decoder = conv_decoder(cfg)
+        self.encoder = encoder_for(cfg, 2 * cfg.latent_dim)
+        self.decoder = decoder_for(cfg)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)
