@@ -4,13 +4,15 @@ report; the head study consumes the promoted encoder; studies never read the tes
 from __future__ import annotations
 
 import gzip
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from tests.conftest import data_dir, invoke, mlflow_client
+from tests.conftest import REPO, data_dir, invoke, mlflow_client
 from tests.test_study import load_study
 from vae_tune.data import load_test
 from vae_tune.tracking import Tracker
@@ -124,16 +126,34 @@ def test_second_promotion_does_not_read_test_again_unless_forced(promoted) -> No
     assert str(tracker.champion("vae-tune-fashion-mnist-ae").version) == "2"
 
 
-def test_vae_promotion_logs_prior_samples_and_the_test_elbo(tmp_path: Path) -> None:
-    assert (
-        invoke(tmp_path, "study", "vae", "--n-trials", "2", "--epochs", "2", *SMALL).exit_code == 0
-    )
+def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "search_spaces/vae.yaml").read_text())
+    del doc["search"]["model.latent_dim"]
+    doc["fixed"]["model.latent_dim"] = 2  # the reports' latent-2 comparison
+    del doc["study"]["min_kl"]  # 1,000 images for 2 epochs: not the place to judge collapse
+    space = tmp_path / "vae2.yaml"
+    space.write_text(yaml.safe_dump(doc))
+    study = invoke(tmp_path, "study", "vae", "--space", str(space), "--n-trials", "2", "--epochs",
+                   "2", "--pruner", "none", *SMALL)  # fmt: skip
+    assert study.exit_code == 0, study.output
     result = invoke(tmp_path, "promote", "vae")
     assert result.exit_code == 0, result.output
     [run] = promotion_runs(tmp_path, "vae-fashion-mnist")
-    assert {"test_neg_elbo", "test_kl", "test_recon", "test_mse"} <= set(run.data.metrics)
+    metrics = run.data.metrics
+    assert {"test_neg_elbo", "test_kl", "test_recon", "test_mse"} <= set(metrics)
+    # PPCA and the mixture on the same test images: finite log-likelihoods, sensible MSEs.
+    for name in ("ppca2", "gmm2"):
+        assert math.isfinite(metrics[f"test_{name}_log_likelihood"])
+        assert 0.0 < metrics[f"test_{name}_mse"] < 0.2
+    # PPCA with 2 components reconstructs better than the mean of one of 2 clusters.
+    assert metrics["test_ppca2_mse"] < metrics["test_gmm2_mse"]
     plots = {a.path for a in mlflow_client(tmp_path).list_artifacts(run.info.run_id, "plots")}
-    assert "plots/prior_samples.png" in plots
+    assert {"plots/prior_samples.png", "plots/latent_scatter.png",
+            "plots/latent_grid.png"} <= plots  # fmt: skip
+    report = (tmp_path / "reports" / "fashion-mnist.md").read_text()
+    assert "## VAEs and density baselines (test split)" in report
+    assert "| baseline | PPCA, latent 2 |" in report
+    assert "conv VAE, latent 2, gaussian" in report
 
 
 def test_studies_never_read_the_test_split(tmp_path: Path, real_data: Path) -> None:

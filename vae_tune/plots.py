@@ -70,6 +70,28 @@ def latent_projections(
     return fig
 
 
+def latent_scatter(latents: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> Figure:
+    """2-D latents as they are (no projection), coloured by class."""
+    z, y = latents.detach().cpu().numpy(), labels.cpu().numpy()
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    for k, label in enumerate(classes):
+        ax.scatter(z[y == k, 0], z[y == k, 1], s=4, label=label, alpha=0.7)
+    ax.set_title(f"{len(z)} test images in the 2-D latent space")
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.legend(markerscale=3, fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def latent_grid(steps: int = 11, extent: float = 2.0) -> torch.Tensor:
+    """Points of a regular grid over [-extent, extent]^2, row by row from the top (z2 high)."""
+    values = torch.linspace(-extent, extent, steps)
+    z2, z1 = torch.meshgrid(values.flip(0), values, indexing="ij")
+    return torch.stack([z1.flatten(), z2.flatten()], dim=1)
+
+
 def confusion_matrix_figure(matrix: np.ndarray, classes: tuple[str, ...], title: str) -> Figure:
     fig = Figure(figsize=(7.5, 6.5))
     ax = fig.subplots()

@@ -25,8 +25,9 @@ from vae_tune import plots
 from vae_tune.baselines import logistic_baselines
 from vae_tune.config import TrialConfig, flatten
 from vae_tune.data import Splits, load_test
+from vae_tune.density import density_baselines
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import Classifier
+from vae_tune.models import Classifier, ConvVAE
 from vae_tune.study import Log, replay_config, trial_seed
 from vae_tune.tasks import AutoencoderTask, HeadTask, encode
 from vae_tune.tracking import Tracker
@@ -60,6 +61,7 @@ class Promotion:
     reused: bool = False
     per_class_f1: dict[str, float] = field(default_factory=dict)
     baselines: dict[str, float] = field(default_factory=dict)
+    density: dict[str, dict[str, float]] = field(default_factory=dict)  # VAE: PPCA, mixture
 
     @property
     def champion(self) -> Candidate:
@@ -96,7 +98,8 @@ def promote(
         return Promotion(study.study_name, metric, candidates, record["test"], record["run_id"],
                          record["model_name"], record["model_version"], reused=True,
                          per_class_f1=record.get("per_class_f1", {}),
-                         baselines=record.get("baselines", {}))  # fmt: skip
+                         baselines=record.get("baselines", {}),
+                         density=record.get("density", {}))  # fmt: skip
 
     test_reads = (record or {}).get("test_reads", 0) + 1  # this promotion reads it once
     model, final_task = retrain_on_train_and_validation(champion, task, log)
@@ -124,7 +127,8 @@ def promote(
     if isinstance(task, HeadTask):
         model = _evaluate_classifier(result, model, final_task, test_x, test_y, tracker, log)
     else:
-        _evaluate_autoencoder(result, model, test_x, test_y, task.splits.classes, tracker)
+        _evaluate_autoencoder(result, model, final_task.splits.train_x, test_x, test_y,
+                              task.splits.classes, tracker, log)  # fmt: skip
     tracker.log_metrics(
         run_id,
         {**result.test, f"val_{metric}_mean": champion.mean, f"val_{metric}_std": champion.spread},
@@ -151,6 +155,8 @@ def promote(
         "test": result.test,
         "per_class_f1": result.per_class_f1,
         "baselines": result.baselines,
+        "density": result.density,
+        "model": {k: v for k, v in flatten(champion.config).items() if k.startswith("model.")},
         "test_reads": test_reads,
     }
     study.set_user_attr("promotions", records)
@@ -203,12 +209,21 @@ def retrain_on_train_and_validation(
 def _evaluate_autoencoder(
     result: Promotion,
     model: nn.Module,
+    train_x: torch.Tensor,
     test_x: torch.Tensor,
     test_y: torch.Tensor,
     classes: tuple[str, ...],
     tracker: Tracker,
+    log: Log,
 ) -> None:
     result.test = {f"test_{k}": v for k, v in evaluate(model, (test_x,)).items()}
+    latent_dim = model.cfg.latent_dim
+    if isinstance(model, ConvVAE):
+        log(f"density baselines on the same test split: PPCA and a Gaussian mixture, d = 2 "
+            f"and {latent_dim}")  # fmt: skip
+        result.density = density_baselines(train_x, test_x, [2, latent_dim])
+        for name, scores in result.density.items():
+            result.test |= {f"test_{name.replace('-', '')}_{k}": v for k, v in scores.items()}
     model.eval()
     with torch.no_grad():
         shown = test_x[:10]
@@ -229,6 +244,15 @@ def _evaluate_autoencoder(
             torch.manual_seed(0)
             figures["prior_samples.png"] = plots.image_grid(
                 model.sample(32), "Samples decoded from the prior N(0, I)"
+            )
+        if latent_dim == 2:
+            figures["latent_scatter.png"] = plots.latent_scatter(encode(model, test_x), test_y,
+                                                                 classes)  # fmt: skip
+            grid = plots.latent_grid().to(test_x.device)
+            figures["latent_grid.png"] = plots.image_grid(
+                model.decode(grid),
+                "Decoded latents over [-2, 2]^2 (z1 across, z2 down)",
+                columns=int(len(grid) ** 0.5),
             )
     _log_figures(tracker, result.run_id, figures)
 
