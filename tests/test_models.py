@@ -7,7 +7,7 @@ import torch
 
 from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 from vae_tune.errors import ConfigError
-from vae_tune.models import Classifier, MLPHead, build_model
+from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
 from vae_tune.train import make_optimizer
 
 
@@ -144,3 +144,25 @@ def test_fully_connected_family_shapes_and_finite_losses(stage: str, hidden2: in
 def test_unknown_family_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"model\.family"):
         ModelConfig(family="transformer")
+
+
+def test_pixel_cnn_is_two_conv_pool_blocks_and_a_hidden_layer() -> None:
+    model = PixelCNN(ModelConfig(channels=(6, 12, 1), hidden=32, dropout=0.2))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
+        (1, 6, 5), (6, 12, 5)
+    ]  # fmt: skip
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 2
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    assert model(x).shape == (8, 10)
+    terms = model.loss_terms(x, y)
+    assert torch.isfinite(terms["loss"]) and 0 <= terms["accuracy"] <= 1
+    terms["loss"].backward()
+
+
+def test_linear_head_is_logistic_regression() -> None:
+    head = MLPHead(16, HeadConfig(family="linear"))
+    [layer] = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    assert (layer.in_features, layer.out_features) == (16, 10)
+    z, y = torch.randn(8, 16), torch.randint(0, 10, (8,))
+    assert torch.isfinite(head.loss_terms(z, y)["loss"])

@@ -134,3 +134,11 @@ def test_fixed_overrides() -> None:
     assert space.config(space.fixed).train.epochs == 3
     with pytest.raises(SpaceError, match=r"train\.lr"):
         load_space(AE_SPACE).with_fixed({"train.lr": 0.1})
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "search_spaces").glob("*.yaml")), ids=str)
+def test_every_shipped_space_loads_and_samples(path: Path) -> None:
+    space = load_space(path)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    config = space.config(space.sample(trial))
+    assert config.train.epochs == space.fixed["train.epochs"]

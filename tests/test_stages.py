@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, invoke
+from tests.conftest import REPO, invoke, mlflow_client
 from tests.test_study import load_study, runs_of
 
 SMALL = ["--train-size", "1000", "--val-size", "500"]
@@ -135,3 +135,34 @@ def test_fully_connected_vae_study_on_mnist(tmp_path: Path) -> None:
     complete = [t for t in study.get_trials() if t.value is not None]
     assert complete and all("model.hidden" in t.params for t in complete)
     assert all(50 < t.value < 600 for t in complete)  # nats per binarized MNIST image
+
+
+def test_linear_head_study_is_tuned_logistic_regression(vae_then_mlp) -> None:
+    root, _ = vae_then_mlp
+    result = invoke(root, "study", "mlp", "--encoder", "vae", "--space",
+                    str(REPO / "search_spaces/logreg.yaml"), "--study-name", "logreg",
+                    "--n-trials", "3", "--pruner", "none", *SMALL)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    study = load_study(root, "logreg")
+    assert study.user_attrs["settings"]["fixed"]["head.family"] == "linear"
+    for trial in study.get_trials():
+        assert set(trial.params) == {"train.optimizer", "train.lr", "train.weight_decay"}
+    assert 0.3 < study.best_value <= 1.0  # ten classes: well above chance on real latents
+
+
+def test_pixel_cnn_study_and_promotion(tmp_path: Path) -> None:
+    study = invoke(tmp_path, "study", "cnn", "--n-trials", "2", "--epochs", "2", "--pruner",
+                   "none", *SMALL)  # fmt: skip
+    assert study.exit_code == 0, study.output
+    trials = load_study(tmp_path, "cnn-fashion-mnist").get_trials()
+    assert all(0.4 < t.value <= 1.0 for t in trials)
+    promoted = invoke(tmp_path, "promote", "cnn")
+    assert promoted.exit_code == 0, promoted.output
+    client = mlflow_client(tmp_path)
+    experiment = client.get_experiment_by_name("cnn-fashion-mnist")
+    [run] = client.search_runs([experiment.experiment_id], "tags.`vae_tune.role` = 'promotion'")
+    assert 0.4 < run.data.metrics["test_accuracy"] <= 1.0
+    assert not any(k.startswith("test_accuracy_logreg") for k in run.data.metrics)  # no latents
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/confusion_matrix.png" in plots
+    assert client.get_model_version_by_alias("vae-tune-fashion-mnist-cnn", "champion")

@@ -42,6 +42,7 @@ class Stage(str, Enum):
     ae = "ae"
     vae = "vae"
     mlp = "mlp"
+    cnn = "cnn"
 
 
 class EncoderStage(str, Enum):
@@ -72,7 +73,10 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.
 @app.command()
 def study(
     stage: Annotated[
-        Stage, typer.Argument(help="What to search: ae, vae, or mlp (the head on an encoder).")
+        Stage,
+        typer.Argument(
+            help="What to search: ae, vae, mlp (the head on an encoder) or cnn (pixels)."
+        ),
     ],
     n_trials: Annotated[
         int, typer.Option("--n-trials", "-n", min=1, help="Finished trials wanted in the study.")
@@ -151,7 +155,7 @@ def study(
 
 @app.command()
 def promote(
-    stage: Annotated[Stage, typer.Argument(help="Which study to promote: ae, vae or mlp.")],
+    stage: Annotated[Stage, typer.Argument(help="Which study to promote: ae, vae, mlp or cnn.")],
     study_name: Annotated[
         str | None, typer.Option(help="Study name (default: as `vae-tune study` names it).")
     ] = None,
@@ -285,7 +289,7 @@ def doctor(
 
 @app.command()
 def trials(
-    stage: Annotated[Stage, typer.Argument(help="ae, vae or mlp.")],
+    stage: Annotated[Stage, typer.Argument(help="ae, vae, mlp or cnn.")],
     study_name: StudyNameOption = None,
     encoder: EncoderOption = EncoderStage.ae,
     dataset: DatasetOption = Dataset.fashion_mnist,
@@ -319,7 +323,7 @@ def trials(
 
 @app.command()
 def export(
-    stage: Annotated[Stage, typer.Argument(help="ae, vae or mlp.")],
+    stage: Annotated[Stage, typer.Argument(help="ae, vae, mlp or cnn.")],
     format: Annotated[ExportFormat, typer.Option(help="File format.")] = ExportFormat.csv,
     out: Annotated[Path | None, typer.Option(help="File (default: STUDY.FORMAT here).")] = None,
     study_name: StudyNameOption = None,

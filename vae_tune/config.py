@@ -20,6 +20,7 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 HEAD_MODES = ("frozen", "finetune")
 SCHEDULES = ("constant", "cosine")
 FAMILIES = ("conv", "mlp")
+HEAD_FAMILIES = ("mlp", "linear")
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The MLP classification head: latent -> hidden1 -> hidden2 -> classes."""
+    """The classification head: latent -> hidden1 -> hidden2 -> classes (family mlp), or
+    latent -> classes (family linear: multinomial logistic regression, trained by the loop)."""
 
+    family: str = "mlp"
     hidden1: int = 256
     hidden2: int = 128
     dropout: float = 0.2
     mode: str = "frozen"  # frozen: train on cached latents; finetune: encoder and head together
 
     def __post_init__(self) -> None:
+        _check("head.family", self.family in HEAD_FAMILIES, f"must be one of {HEAD_FAMILIES}")
         _check("head.hidden1", self.hidden1 >= 1, "must be >= 1")
         _check("head.hidden2", self.hidden2 >= 1, "must be >= 1")
         _check("head.dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)")
@@ -114,6 +118,10 @@ def stage_keys(stage: str) -> dict[str, Any]:
     keys = config_keys()
     if stage == "mlp":
         return {k: t for k, t in keys.items() if k.startswith(("head.", "train."))}
+    if stage == "cnn":  # the pixel CNN: its conv widths, hidden layer and dropout
+        cnn = {"model.channels", "model.hidden", "model.dropout", "model.batchnorm"}
+        return {k: t for k, t in keys.items()
+                if k in cnn or (k.startswith("train.") and k != "train.encoder_lr")}  # fmt: skip
     excluded = {"train.encoder_lr"} | (_VAE_ONLY if stage == "ae" else set())
     return {
         k: t for k, t in keys.items() if k.startswith(("model.", "train.")) and k not in excluded

@@ -189,6 +189,9 @@ class MLPHead(nn.Module):
         super().__init__()
         self.register_buffer("input_mean", torch.zeros(in_features))
         self.register_buffer("input_std", torch.ones(in_features))
+        if cfg.family == "linear":  # logistic regression on the standardized latents
+            self.net = nn.Sequential(nn.Linear(in_features, n_classes))
+            return
         self.net = nn.Sequential(
             nn.Linear(in_features, cfg.hidden1),
             nn.ReLU(),
@@ -231,6 +234,37 @@ class Classifier(nn.Module):
             {"params": self.autoencoder.encoder.parameters(), "lr": cfg.encoder_lr},
             {"params": self.head.parameters()},
         ]
+
+
+class PixelCNN(nn.Module):
+    """The reports' reference point, trained from scratch on pixels: two conv + max-pool
+    blocks (k5, `model.channels[:2]` wide), then hidden -> classes with dropout."""
+
+    def __init__(self, cfg: ModelConfig, n_classes: int = 10) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c1, c2 = cfg.channels[:2]
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, 5, padding=2),
+            *_norm(cfg, c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2),
+            *_norm(cfg, c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, cfg.hidden),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, n_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return classification_terms(self(x), y)
 
 
 def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

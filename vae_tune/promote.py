@@ -29,7 +29,7 @@ from vae_tune.density import density_baselines
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Classifier, ConvVAE
 from vae_tune.study import Log, replay_config, trial_seed
-from vae_tune.tasks import AutoencoderTask, HeadTask, encode
+from vae_tune.tasks import HeadTask, PixelTask, Task, encode
 from vae_tune.tracking import Tracker
 from vae_tune.train import evaluate, fit
 
@@ -70,7 +70,7 @@ class Promotion:
 
 def promote(
     study: optuna.Study,
-    task: AutoencoderTask | HeadTask,
+    task: Task,
     tracker: Tracker,
     *,
     data_dir: Path | None,
@@ -124,7 +124,7 @@ def promote(
         },
     )
     result = Promotion(study.study_name, metric, candidates, {}, run_id, "", "")
-    if isinstance(task, HeadTask):
+    if isinstance(final_task, HeadTask | PixelTask):
         model = _evaluate_classifier(result, model, final_task, test_x, test_y, tracker, log)
     else:
         _evaluate_autoencoder(result, model, final_task.splits.train_x, test_x, test_y,
@@ -163,9 +163,7 @@ def promote(
     return result
 
 
-def select(
-    study: optuna.Study, task: AutoencoderTask | HeadTask, top_k: int, seeds: int, log: Log
-) -> list[Candidate]:
+def select(study: optuna.Study, task: Task, top_k: int, seeds: int, log: Log) -> list[Candidate]:
     """The top-k complete trials, each optionally re-run with extra seeds; best mean first."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -187,8 +185,8 @@ def select(
 
 
 def retrain_on_train_and_validation(
-    champion: Candidate, task: AutoencoderTask | HeadTask, log: Log
-) -> tuple[nn.Module, AutoencoderTask | HeadTask]:
+    champion: Candidate, task: Task, log: Log
+) -> tuple[nn.Module, Task]:
     """The champion trained on train + validation for the epochs it was selected at."""
     s = task.splits
     both = Splits(s.dataset, torch.cat([s.train_x, s.val_x]), torch.cat([s.train_y, s.val_y]),
@@ -260,14 +258,16 @@ def _evaluate_autoencoder(
 def _evaluate_classifier(
     result: Promotion,
     model: nn.Module,
-    task: HeadTask,
+    task: HeadTask | PixelTask,
     test_x: torch.Tensor,
     test_y: torch.Tensor,
     tracker: Tracker,
     log: Log,
 ) -> nn.Module:
     """Accuracy, macro-F1, per-class F1 and confusion matrix; the baselines on the same test."""
-    classifier = model if isinstance(model, Classifier) else Classifier(task.encoder, model)
+    classifier = model
+    if isinstance(task, HeadTask) and not isinstance(model, Classifier):
+        classifier = Classifier(task.encoder, model)  # a frozen head: images in, classes out
     classifier.eval()
     with torch.no_grad():
         predictions = torch.cat(
@@ -286,14 +286,14 @@ def _evaluate_classifier(
     figure = plots.confusion_matrix_figure(matrix, classes, title)
     _log_figures(tracker, result.run_id, {"confusion_matrix.png": figure})
     tracker.log_text(result.run_id, json.dumps(result.per_class_f1, indent=2), "per_class_f1.json")
-
-    log("baselines on the same test split: logistic regression on latents, PCA and pixels")
-    train_z, _ = task.latents()
-    s = task.splits
-    test_z = encode(task.encoder, test_x)
-    scores = logistic_baselines(train_z, test_z, s.train_x, test_x, s.train_y, test_y)
-    result.baselines = {f"test_accuracy_{name}": v for name, v in scores.items()}
-    result.test |= result.baselines
+    if isinstance(task, HeadTask):  # a pixel CNN has no latents to compare with
+        log("baselines on the same test split: logistic regression on latents, PCA and pixels")
+        train_z, _ = task.latents()
+        s = task.splits
+        test_z = encode(task.encoder, test_x)
+        scores = logistic_baselines(train_z, test_z, s.train_x, test_x, s.train_y, test_y)
+        result.baselines = {f"test_accuracy_{name}": v for name, v in scores.items()}
+        result.test |= result.baselines
     return classifier
 
 
@@ -329,7 +329,7 @@ def _candidates_json(candidates: list[Candidate]) -> str:
 
 
 def _validation_value(
-    candidate: Candidate, task: AutoencoderTask | HeadTask, seed: int, metric: str, maximize: bool
+    candidate: Candidate, task: Task, seed: int, metric: str, maximize: bool
 ) -> float:
     """One more training run of the candidate on the train split, scored as the study scores."""
     torch.manual_seed(seed)

@@ -21,7 +21,7 @@ from torch import nn
 import vae_tune
 from vae_tune import servers, tables
 from vae_tune.baselines import logistic_baselines
-from vae_tune.data import load_splits
+from vae_tune.data import Splits, load_splits
 from vae_tune.encoders import encoder_from_lineage, resolve_encoder
 from vae_tune.errors import VaeTuneError
 from vae_tune.progress import StudyProgress
@@ -39,7 +39,7 @@ from vae_tune.study import (
     run_study,
     study_splits,
 )
-from vae_tune.tasks import AutoencoderTask, HeadTask
+from vae_tune.tasks import AutoencoderTask, HeadTask, PixelTask, Task
 from vae_tune.tracking import Tracker, default_tracking_uri
 from vae_tune.workers import run_workers
 
@@ -88,7 +88,7 @@ class StudySetup:
     space: SearchSpace
     storage: BaseStorage
     tracker: Tracker
-    task: AutoencoderTask | HeadTask
+    task: Task
     options: StudyOptions
 
 
@@ -134,11 +134,7 @@ def study_setup(request: StudyRequest, root: Path, log: Log) -> StudySetup:
         seed=request.seed,
         device=device,
     )
-    task: AutoencoderTask | HeadTask = (
-        HeadTask(encoder[0], splits, lineage=encoder[1])
-        if encoder
-        else AutoencoderTask(request.stage, splits)
-    )
+    task = make_task(request.stage, splits, encoder)
     options = StudyOptions(
         study_name=request.study_name or request.default_study_name,
         n_trials=request.n_trials,
@@ -192,11 +188,8 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
             log=log,
         )
     splits = study_splits(study, request.data_dir, device)
-    task: AutoencoderTask | HeadTask = (
-        HeadTask(encoder, splits, lineage=settings["encoder"])
-        if encoder is not None
-        else AutoencoderTask(request.stage, splits)
-    )
+    task = make_task(request.stage, splits,
+                     (encoder, settings["encoder"]) if encoder is not None else None)  # fmt: skip
     result = run_promotion(
         study,
         task,
@@ -211,6 +204,17 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
     tracker.log_text(result.run_id, path.read_text(), "report.md")
     log(f"report: {_shown_path(str(path), root)}")
     return result
+
+
+def make_task(
+    stage: str, splits: Splits, encoder: tuple[nn.Module, dict[str, str]] | None = None
+) -> Task:
+    """What a stage trains: a head on `(encoder, lineage)`, a pixel CNN, or an AE/VAE."""
+    if encoder is not None:
+        return HeadTask(encoder[0], splits, lineage=encoder[1])
+    if stage == "cnn":
+        return PixelTask(splits)
+    return AutoencoderTask(stage, splits)
 
 
 def report(

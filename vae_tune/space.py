@@ -32,6 +32,7 @@ STAGE_METRICS: dict[str, dict[str, str]] = {
     "ae": {"val_loss": "minimize", "val_mse": "minimize"},
     "vae": {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize"},
     "mlp": {"val_accuracy": "maximize", "val_loss": "minimize"},
+    "cnn": {"val_accuracy": "maximize", "val_loss": "minimize"},
 }
 _TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
 _STUDY_KEYS = {"metric", "direction", "sampler", "pruner", "min_kl"}

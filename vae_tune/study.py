@@ -29,14 +29,13 @@ from vae_tune.progress import EpochUpdate, PlainProgress, StudyProgress
 from vae_tune.repair import repair, worker_identity
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, parse_space
-from vae_tune.tasks import AutoencoderTask, HeadTask
+from vae_tune.tasks import Task
 from vae_tune.tracking import RUN_STATUS, Tracker
 from vae_tune.train import EpochResult, fit
 
 # Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Log = Callable[[str], None]
-Task = AutoencoderTask | HeadTask
 
 
 @dataclass(frozen=True)

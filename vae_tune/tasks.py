@@ -1,7 +1,8 @@
 """What a stage trains: the model for a trial's config and the tensors it learns from.
 
 The trial loop in `study.py` is the same for every stage; a task supplies the rest. The head
-task encodes the images once per study (frozen encoder), so a head trial trains on latents only.
+task encodes the images once per study (frozen encoder), so a head trial trains on latents only;
+the pixel task trains a CNN from scratch on images and labels.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 
 from vae_tune.config import TrialConfig
 from vae_tune.data import Splits
-from vae_tune.models import Classifier, MLPHead, build_model
+from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
 from vae_tune.train import Tensors
 
 
@@ -31,6 +32,22 @@ class AutoencoderTask:
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
         return (self.splits.train_x,), (self.splits.val_x,)
+
+
+@dataclass
+class PixelTask:
+    """A classifier trained from scratch on pixels: the pixel CNN."""
+
+    splits: Splits
+    lineage: dict[str, str] = field(default_factory=dict)
+    stage: str = "cnn"
+
+    def build(self, config: TrialConfig) -> nn.Module:
+        return PixelCNN(config.model, len(self.splits.classes))
+
+    def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
+        s = self.splits
+        return (s.train_x, s.train_y), (s.val_x, s.val_y)
 
 
 @dataclass
@@ -76,3 +93,6 @@ def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 4096) -> to
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(parts).to(images.device)
+
+
+Task = AutoencoderTask | HeadTask | PixelTask
