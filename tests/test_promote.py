@@ -175,3 +175,47 @@ def test_studies_never_read_the_test_split(tmp_path: Path, real_data: Path) -> N
     promotion = invoke(project, "promote", "ae", "--data-dir", str(tmp_path / "data"))
     assert promotion.exit_code == 2
     assert "t10k-images-idx3-ubyte.gz is not an unsigned-byte IDX file" in promotion.output
+
+
+@pytest.mark.parametrize("stage", ["ae", "mlp"])
+def test_learning_curve_retrains_the_champion_on_growing_subsets(promoted, stage: str) -> None:
+    root, _ = promoted
+    result = invoke(root, "curve", stage, "--sizes", "200,1500")
+    assert result.exit_code == 0, result.output
+    name = "ae-fashion-mnist" if stage == "ae" else "mlp-ae-fashion-mnist"
+    study = load_study(root, name)
+    [(trial, record)] = study.user_attrs["curves"].items()
+    assert trial in study.user_attrs["promotions"]  # the promoted configuration
+    assert [r["size"] for r in record["rows"]] == [200, 1500]
+    assert record["test_reads"] == 2
+    for row in record["rows"]:
+        assert 0.0 <= row["train_error"] < 0.9 and 0.0 < row["test_error"] < 0.9
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name(name)
+    [run] = client.search_runs([experiment.experiment_id], "tags.`vae_tune.role` = 'curve'")
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "test_error")
+    assert [m.step for m in history] == [200, 1500]
+    assert "plots/learning_curve.png" in {
+        a.path for a in client.list_artifacts(run.info.run_id, "plots")
+    }
+    report = (root / "reports" / "fashion-mnist.md").read_text()
+    assert f"### {name}, trial {trial}" in report
+    expected = "logistic regression on the latents" if stage == "ae" else "classifier's own"
+    assert expected in record["evaluation"]
+
+
+def test_learning_curve_refuses_sizes_beyond_the_pool(promoted) -> None:
+    root, _ = promoted
+    result = invoke(root, "curve", "ae", "--sizes", "500,99999")
+    assert result.exit_code == 2
+    assert "--sizes [99999]" in result.output and "pool holds 1500 images" in result.output
+
+
+def test_learning_curve_needs_a_promotion(tmp_path: Path) -> None:
+    assert (
+        invoke(tmp_path, "study", "ae", "--n-trials", "1", "--epochs", "1", *SMALL).exit_code == 0
+    )
+    result = invoke(tmp_path, "curve", "ae", "--sizes", "100")
+    assert result.exit_code == 2
+    assert "no promoted trial: run `vae-tune promote ae` first" in result.output

@@ -11,7 +11,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 
@@ -29,20 +29,28 @@ def logistic_baselines(
     y_train, y_val = _numpy(train_y), _numpy(val_y)
     latent_dim = train_z.shape[1]
     models = {
-        "logreg_latents": (make_pipeline(StandardScaler(), _logreg(seed)), _numpy(train_z),
-                           _numpy(val_z)),
+        "logreg_latents": (latent_logistic_regression(seed), _numpy(train_z), _numpy(val_z)),
         "logreg_pca": (make_pipeline(PCA(latent_dim, random_state=seed), StandardScaler(),
                                      _logreg(seed)), pixels_train, pixels_val),
         "logreg_pixels": (_logreg(seed), pixels_train, pixels_val),
     }  # fmt: skip
     scores = {}
     for name, (model, x_train, x_val) in models.items():
-        with warnings.catch_warnings():
-            # lbfgs on raw pixels stops at max_iter before its tolerance: the accuracy is stable.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(x_train, y_train)
+        fit_quietly(model, x_train, y_train)
         scores[name] = float(np.mean(model.predict(x_val) == y_val))
     return scores
+
+
+def latent_logistic_regression(seed: int = 0) -> Pipeline:
+    """Logistic regression on standardized latents (their scales are arbitrary)."""
+    return make_pipeline(StandardScaler(), _logreg(seed))
+
+
+def fit_quietly(model: Pipeline | LogisticRegression, x: np.ndarray, y: np.ndarray) -> Pipeline:
+    with warnings.catch_warnings():
+        # lbfgs on raw pixels stops at max_iter before its tolerance: the accuracy is stable.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x, y)
 
 
 def _logreg(seed: int) -> LogisticRegression:

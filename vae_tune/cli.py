@@ -348,6 +348,56 @@ def export(
     _run(write)
 
 
+@app.command()
+def curve(
+    stage: Annotated[Stage, typer.Argument(help="The promoted study: ae, vae, mlp or cnn.")],
+    sizes: Annotated[
+        str, typer.Option(help="Training-set sizes, comma-separated.")
+    ] = "20000,30000,40000,50000,60000",
+    study_name: StudyNameOption = None,
+    encoder: EncoderOption = EncoderStage.ae,
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    data_dir: DataDirOption = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Learning curve: the promoted config retrained on growing subsets, each tested once."""
+    from vae_tune import runner
+
+    try:
+        parsed = tuple(int(size) for size in sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"not comma-separated integers: {sizes!r}", param_hint="--sizes"
+        ) from None
+    request = runner.CurveRequest(
+        stage=stage.value,
+        sizes=parsed,
+        study_name=study_name,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        dataset=dataset.value,
+        data_dir=data_dir,
+        device=device,
+        encoder=encoder.value,
+    )
+
+    def show() -> None:
+        result = runner.curve(request, log=console.print)
+        table = Table(title=f"learning curve of {result.study_name}, trial {result.trial} "
+                            f"({result.evaluation}); test split read once per size")  # fmt: skip
+        for column in ("training images", "latent dim", "train error", "test error"):
+            table.add_column(column, justify="right")
+        for row in result.rows:
+            table.add_row(str(row["size"]), str(row["latent_dim"] or "-"),
+                          f"{row['train_error']:.4f}", f"{row['test_error']:.4f}")  # fmt: skip
+        console.print(table)
+        console.print(f"MLflow run {result.run_id}")
+
+    _run(show)
+
+
 def _default_name(stage: Stage, dataset: Dataset, encoder: EncoderStage) -> str:
     from vae_tune.runner import StudyRequest
 

@@ -108,3 +108,19 @@ def confusion_matrix_figure(matrix: np.ndarray, classes: tuple[str, ...], title:
                 color="white" if count > threshold else "black")  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def learning_curve_figure(rows: list[dict[str, float]], title: str) -> Figure:
+    """Training and test error by training-set size."""
+    sizes = [r["size"] for r in rows]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    ax.plot(sizes, [r["train_error"] for r in rows], "o-", label="training error")
+    ax.plot(sizes, [r["test_error"] for r in rows], "s-", label="test error")
+    ax.set_xlabel("training images")
+    ax.set_ylabel("error")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -109,7 +109,7 @@ def promote(
     run_id = tracker.start_run(
         experiment_id,
         f"promote-trial-{number:03d}",
-        params={**flatten(champion.config), "train.epochs": _best_epoch(champion.trial)},
+        params={**flatten(champion.config), "train.epochs": best_epoch(champion.trial)},
         tags={
             "vae_tune.role": "promotion",
             "vae_tune.stage": settings["stage"],
@@ -192,7 +192,7 @@ def retrain_on_train_and_validation(
     both = Splits(s.dataset, torch.cat([s.train_x, s.val_x]), torch.cat([s.train_y, s.val_y]),
                   s.val_x[:0], s.val_y[:0])  # fmt: skip
     final_task = dataclasses.replace(task, splits=both)  # a head task re-encodes the images
-    epochs = _best_epoch(champion.trial)
+    epochs = best_epoch(champion.trial)
     n = len(both.train_x)
     log(f"retraining trial {champion.trial.number} on {n} images for {epochs} epochs")
     config = champion.config
@@ -310,7 +310,7 @@ def _log_figures(tracker: Tracker, run_id: str, figures: dict[str, Any]) -> None
         tracker.client.log_figure(run_id, figure, f"plots/{name}")
 
 
-def _best_epoch(trial: FrozenTrial) -> int:
+def best_epoch(trial: FrozenTrial) -> int:
     return int(trial.user_attrs.get("best_epoch") or max(trial.intermediate_values))
 
 

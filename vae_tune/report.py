@@ -65,6 +65,7 @@ def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset
                 lines += [f"| {k} | {v:.4f} |" for k, v in record["per_class_f1"].items()]
             lines.append("")
     lines += _density_table(studies)
+    lines += _curves(studies)
     lines += ["## Baselines (validation accuracy, logistic regression)", ""]
     for study in studies:
         if study.user_attrs["settings"]["stage"] != "mlp":
@@ -84,6 +85,34 @@ def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset
               "| source | setup | result |", "|---|---|---|"]  # fmt: skip
     lines += [f"| {source} | {setup} | {result} |" for source, setup, result in REFERENCES]
     return "\n".join(lines) + "\n"
+
+
+def _curves(studies: list[optuna.Study]) -> list[str]:
+    """Learning curves of promoted configurations, beside the reports' figures."""
+    lines = []
+    for study in studies:
+        for trial, record in study.user_attrs.get("curves", {}).items():
+            lines += [f"### {study.study_name}, trial {trial} ({record['evaluation']})", "",
+                      f"MLflow run `{record['run_id']}`, {record['epochs']} epochs per size, "
+                      "test split read once per size.", "",
+                      "| training images | latent dim | train error | test error |",
+                      "|---|---|---|---|"]  # fmt: skip
+            lines += [
+                f"| {r['size']} | {r['latent_dim'] or '-'} | {r['train_error']:.4f} | "
+                f"{r['test_error']:.4f} |"
+                for r in record["rows"]
+            ]
+            lines.append("")
+    if not lines:
+        return []
+    return [
+        "## Learning curves",
+        "",
+        "The reference reports, on Fashion-MNIST with 60,000 training images: VAE + logistic "
+        "regression (latent 100) test error 0.1744; multilayer CNN on pixels 0.1135.",
+        "",
+        *lines,
+    ]
 
 
 def _density_table(studies: list[optuna.Study]) -> list[str]:

@@ -21,6 +21,7 @@ from torch import nn
 import vae_tune
 from vae_tune import servers, tables
 from vae_tune.baselines import logistic_baselines
+from vae_tune.curve import Curve, learning_curve
 from vae_tune.data import Splits, load_splits
 from vae_tune.encoders import encoder_from_lineage, resolve_encoder
 from vae_tune.errors import VaeTuneError
@@ -171,25 +172,10 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
     """Promote the best trials of a study: one retrain, one test evaluation, registered."""
     root = root or Path.cwd()
     storage, tracker = open_stores(request.storage, request.tracking_uri, root)
-    device = resolve_device(request.device)
-    study = load_existing(request.study_name or request.default_study_name, storage)
-    settings = study.user_attrs["settings"]
-    if settings["stage"] != request.stage:
-        raise VaeTuneError(f"study {study.study_name!r} is a {settings['stage']} study")
-    encoder = None
-    if request.stage == "mlp":
-        encoder = encoder_from_lineage(
-            settings["encoder"],
-            storage,
-            tracker,
-            encoder_cache(root),
-            data_dir=request.data_dir,
-            device=device,
-            log=log,
-        )
-    splits = study_splits(study, request.data_dir, device)
-    task = make_task(request.stage, splits,
-                     (encoder, settings["encoder"]) if encoder is not None else None)  # fmt: skip
+    study, task = _finished_study(
+        request.stage, request.study_name or request.default_study_name, storage, tracker,
+        root, request.data_dir, resolve_device(request.device), log,
+    )  # fmt: skip
     result = run_promotion(
         study,
         task,
@@ -200,10 +186,67 @@ def promote(request: PromoteRequest, log: Log = print, root: Path | None = None)
         force=request.force,
         log=log,
     )
-    path = _write_report(storage, tracker, settings["dataset"], root / "reports")
+    path = _write_report(storage, tracker, task.splits.dataset, root / "reports")
     tracker.log_text(result.run_id, path.read_text(), "report.md")
     log(f"report: {_shown_path(str(path), root)}")
     return result
+
+
+@dataclass(frozen=True)
+class CurveRequest:
+    stage: str
+    sizes: tuple[int, ...] = (20_000, 30_000, 40_000, 50_000, 60_000)
+    study_name: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    device: str = "auto"
+    encoder: str = "ae"
+
+
+def curve(request: CurveRequest, log: Log = print, root: Path | None = None) -> Curve:
+    """The promoted configuration of a study retrained on growing subsets, each tested once."""
+    root = root or Path.cwd()
+    storage, tracker = open_stores(request.storage, request.tracking_uri, root)
+    name = (
+        request.study_name
+        or StudyRequest(
+            request.stage, dataset=request.dataset, encoder=request.encoder
+        ).default_study_name
+    )
+    study, task = _finished_study(request.stage, name, storage, tracker, root, request.data_dir,
+                                  resolve_device(request.device), log)  # fmt: skip
+    result = learning_curve(study, task, request.sizes, tracker, data_dir=request.data_dir,
+                            log=log)  # fmt: skip
+    path = _write_report(storage, tracker, task.splits.dataset, root / "reports")
+    log(f"report: {_shown_path(str(path), root)}")
+    return result
+
+
+def _finished_study(
+    stage: str,
+    study_name: str,
+    storage: BaseStorage,
+    tracker: Tracker,
+    root: Path,
+    data_dir: Path | None,
+    device: torch.device,
+    log: Log,
+) -> tuple[optuna.Study, Task]:
+    """A study that has run, and the task it trained, rebuilt from the settings stored on it:
+    the same split, and for a head the very encoder it was trained on."""
+    study = load_existing(study_name, storage)
+    settings = study.user_attrs["settings"]
+    if settings["stage"] != stage:
+        raise VaeTuneError(f"study {study.study_name!r} is a {settings['stage']} study")
+    encoder = None
+    if stage == "mlp":
+        encoder = encoder_from_lineage(settings["encoder"], storage, tracker, encoder_cache(root),
+                                       data_dir=data_dir, device=device, log=log)  # fmt: skip
+    splits = study_splits(study, data_dir, device)
+    lineage = settings.get("encoder", {})
+    return study, make_task(stage, splits, (encoder, lineage) if encoder is not None else None)
 
 
 def make_task(
