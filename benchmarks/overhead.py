@@ -35,6 +35,7 @@ CONFIG = {  # the space file's fixed values, and mid-range values of what it sea
     "train.optimizer": "adam",
     "train.lr": 1.0e-3,
     "train.weight_decay": 1.0e-5,
+    "train.schedule": "constant",  # the bare loop has no scheduler
 }
 
 
@@ -94,11 +95,14 @@ def main() -> None:
 
 
 def bare_loop(stage: str, values: dict, splits: Splits, seed: int) -> dict[str, float]:
-    """The same model and optimisation in the plainest loop: index, forward, backward, step."""
+    """The same model and optimisation in the plainest loop: index, forward, backward, step.
+    No augmentation or schedule: the configs here use neither (CONFIG)."""
     config = build_config(values)
     started = time.perf_counter()
     torch.manual_seed(seed)
-    model = build_model(stage, config.model)
+    # The same layout and evaluation batch as vae-tune's loop: this measures its machinery,
+    # not its speed-ups (benchmarks/naive_reference.py measures those).
+    model = build_model(stage, config.model).to(memory_format=torch.channels_last)
     cfg = config.train
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n, train_s, eval_s = len(splits.train_x), 0.0, 0.0
@@ -114,7 +118,7 @@ def bare_loop(stage: str, values: dict, splits: Splits, seed: int) -> dict[str, 
         eval_start = time.perf_counter()
         model.eval()
         with torch.inference_mode():
-            for batch in splits.val_x.split(2048):
+            for batch in splits.val_x.split(512):
                 model.loss_terms(batch)["loss"].item()
         train_s += eval_start - epoch_start
         eval_s += time.perf_counter() - eval_start

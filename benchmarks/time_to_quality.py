@@ -6,7 +6,7 @@ is a budget; a study's `--timeout` keeps it inside that budget. Reported per pro
 of each step and in all, the peak memory of the largest process, and the test accuracy, next to
 the reference (90.08 %, a 20-trial Optuna study of a conv AE + MLP head).
 
-    python benchmarks/time_to_quality.py [--profiles quick,budget30] [--repeats 1]
+    python benchmarks/time_to_quality.py [--profiles quick,budget30] [--repeats 1] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--profiles", default="quick,budget30")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep the project folders here (default: none)")
     args = parser.parse_args()
 
     result: dict = {"reference_accuracy": REFERENCE_ACCURACY, "profiles": {}}
@@ -66,8 +67,8 @@ def main() -> None:
         for name in args.profiles.split(","):
             runs = []
             for repeat in range(args.repeats):
-                root = Path(folder) / f"{name}-{repeat}"
-                root.mkdir()
+                root = (args.keep or Path(folder)) / f"{name}-{repeat}"
+                root.mkdir(parents=True)
                 runs.append(workflow(PROFILES[name], root, seed=repeat))
                 print(f"{name} repeat {repeat + 1}: {runs[-1]['wall_s']:.0f} s, test accuracy "
                       f"{runs[-1]['test_accuracy']:.4f}", file=sys.stderr)  # fmt: skip

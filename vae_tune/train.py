@@ -85,8 +85,9 @@ def fit(
     """Train for `cfg.epochs` epochs, evaluating on `val` (if given) after each epoch."""
     if cfg.augment != "none" and train[0].dim() != 4:
         raise ConfigError("train.augment", "needs image inputs; a frozen head trains on latents")
-    optimizer = make_optimizer(model, cfg)
     device = train[0].device
+    use_fast_layout(model, device)
+    optimizer = make_optimizer(model, cfg)
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(train[0])
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-n // cfg.batch_size))
@@ -129,11 +130,13 @@ def fit(
     return history
 
 
-@torch.inference_mode()
 def evaluate(
-    model: nn.Module, data: Tensors, batch_size: int = 2048, seed: int = 0
+    model: nn.Module, data: Tensors, batch_size: int = 512, seed: int = 0
 ) -> dict[str, float]:
     """Every loss term averaged over `data`, in eval mode and without autograd.
+
+    512 images a batch: on a CPU, larger batches spill the conv activations out of cache
+    (the batch-norm AE evaluates 1.5x faster at 512 than at 2048; measured on 2 cores).
 
     Stochastic terms (a VAE's sampled z, a binarization) use a fixed seed, so the same model
     always gets the same value, without disturbing the training random stream.
@@ -142,13 +145,23 @@ def evaluate(
     n = len(data[0])
     sums: dict[str, torch.Tensor] = {}
     device = data[0].device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    use_fast_layout(model, device)  # outside inference mode: the weights must stay trainable
+    fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with fork, torch.inference_mode():
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             batch = [t[start : start + batch_size] for t in data]
             for name, value in model.loss_terms(*batch).items():
                 sums[name] = sums.get(name, 0.0) + value * len(batch[0])
     return {name: float(total) / n for name, total in sums.items()}
+
+
+def use_fast_layout(model: nn.Module, device: torch.device) -> None:
+    """Conv weights channels-last on a CPU, where oneDNN runs them faster (measured on 2 cores
+    for the batch-norm AE: training 1.36x, evaluation 2.2x). Unmeasured on GPUs: left as is.
+    In place, so an optimizer made before or after sees the same parameters."""
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
 
 
 def _check_finite(epoch: int, split: str, terms: dict[str, float]) -> None:
