@@ -89,9 +89,9 @@ def learning_curve(
             train, _ = sub_task.data(config)
             fit(model, train, None, dataclasses.replace(config.train, epochs=epochs), seed=seed)
             train_error, test_error = _errors(sub_task, model, test_x, test_y, seed)
-            latent_dim = getattr(getattr(model, "cfg", None), "latent_dim", None)
-            if isinstance(task, HeadTask):
-                latent_dim = task.encoder.cfg.latent_dim
+            latent_dim = None  # a pixel CNN has none
+            if isinstance(task, AutoencoderTask | HeadTask):
+                latent_dim = (task.encoder if isinstance(task, HeadTask) else model).cfg.latent_dim
             row = {"size": size, "train_error": train_error, "test_error": test_error,
                    "latent_dim": latent_dim}  # fmt: skip
             rows.append(row)
@@ -108,8 +108,9 @@ def learning_curve(
                               "plots/learning_curve.png")  # fmt: skip
     tracker.end_run(run_id, "FINISHED")
     curves = dict(study.user_attrs.get("curves", {}))
+    earlier = curves.get(str(trial.number), {}).get("test_reads", 0)  # a rerun reads it again
     curves[str(trial.number)] = {"run_id": run_id, "evaluation": evaluation, "rows": rows,
-                                 "epochs": epochs, "test_reads": len(rows)}  # fmt: skip
+                                 "epochs": epochs, "test_reads": earlier + len(rows)}  # fmt: skip
     study.set_user_attr("curves", curves)
     return Curve(study.study_name, trial.number, evaluation, rows, run_id)
 
