@@ -5,6 +5,7 @@ encoder's latents, on PCA components of the same dimension, and on raw pixels.
 from __future__ import annotations
 
 import warnings
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -13,6 +14,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+Estimator = TypeVar("Estimator", Pipeline, LogisticRegression)
 
 
 def logistic_baselines(
@@ -46,7 +49,8 @@ def latent_logistic_regression(seed: int = 0) -> Pipeline:
     return make_pipeline(StandardScaler(), _logreg(seed))
 
 
-def fit_quietly(model: Pipeline | LogisticRegression, x: np.ndarray, y: np.ndarray) -> Pipeline:
+def fit_quietly(model: Estimator, x: np.ndarray, y: np.ndarray) -> Estimator:
+    """`model.fit(x, y)` without lbfgs's convergence warnings; returns the fitted model."""
     with warnings.catch_warnings():
         # lbfgs on raw pixels stops at max_iter before its tolerance: the accuracy is stable.
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -26,10 +26,9 @@ from vae_tune.baselines import fit_quietly, latent_logistic_regression
 from vae_tune.config import flatten
 from vae_tune.data import Splits, load_test
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import Classifier
 from vae_tune.promote import best_epoch
 from vae_tune.study import Log, replay_config
-from vae_tune.tasks import AutoencoderTask, HeadTask, Task, encode
+from vae_tune.tasks import AutoencoderTask, HeadTask, Task, classifier_for, encode, predict
 from vae_tune.tracking import Tracker
 from vae_tune.train import fit
 
@@ -148,18 +147,10 @@ def _errors(
         y_train, y_test = s.train_y.cpu().numpy(), test_y.cpu().numpy()
         regression = fit_quietly(latent_logistic_regression(seed), z_train, y_train)
         return 1 - regression.score(z_train, y_train), 1 - regression.score(z_test, y_test)
-    classifier = model
-    if isinstance(task, HeadTask) and not isinstance(model, Classifier):
-        classifier = Classifier(task.encoder, model)  # a frozen head: images in, classes out
+    classifier = classifier_for(task, model)
     train_accuracy = _accuracy(classifier, s.train_x, s.train_y)
     return 1 - train_accuracy, 1 - _accuracy(classifier, test_x, test_y)
 
 
-@torch.no_grad()
 def _accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    classifier.eval()
-    correct = sum(
-        int((classifier(x[i : i + 2048]).argmax(1) == y[i : i + 2048]).sum())
-        for i in range(0, len(x), 2048)
-    )
-    return correct / len(x)
+    return float((predict(classifier, x) == y).float().mean())

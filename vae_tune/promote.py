@@ -27,9 +27,9 @@ from vae_tune.config import TrialConfig, flatten
 from vae_tune.data import Splits, load_test
 from vae_tune.density import density_baselines
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import Classifier, ConvVAE
+from vae_tune.models import ConvVAE
 from vae_tune.study import Log, replay_config, trial_seed
-from vae_tune.tasks import HeadTask, PixelTask, Task, encode
+from vae_tune.tasks import HeadTask, PixelTask, Task, classifier_for, encode, predict
 from vae_tune.tracking import Tracker
 from vae_tune.train import evaluate, fit
 
@@ -265,15 +265,8 @@ def _evaluate_classifier(
     log: Log,
 ) -> nn.Module:
     """Accuracy, macro-F1, per-class F1 and confusion matrix; the baselines on the same test."""
-    classifier = model
-    if isinstance(task, HeadTask) and not isinstance(model, Classifier):
-        classifier = Classifier(task.encoder, model)  # a frozen head: images in, classes out
-    classifier.eval()
-    with torch.no_grad():
-        predictions = torch.cat(
-            [classifier(test_x[i : i + 2048]).argmax(1) for i in range(0, len(test_x), 2048)]
-        )
-    y_true, y_pred = test_y.cpu().numpy(), predictions.cpu().numpy()
+    classifier = classifier_for(task, model)
+    y_true, y_pred = test_y.cpu().numpy(), predict(classifier, test_x).cpu().numpy()
     classes = task.splits.classes
     per_class = f1_score(y_true, y_pred, average=None, labels=range(len(classes)))
     result.per_class_f1 = {name: float(f) for name, f in zip(classes, per_class, strict=True)}

@@ -95,4 +95,23 @@ def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 4096) -> to
     return torch.cat(parts).to(images.device)
 
 
+def classifier_for(task: HeadTask | PixelTask, model: nn.Module) -> nn.Module:
+    """Images in, class scores out: a frozen head is put behind its task's encoder."""
+    if isinstance(task, HeadTask) and not isinstance(model, Classifier):
+        return Classifier(task.encoder, model)
+    return model
+
+
+@torch.no_grad()
+def predict(classifier: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """The predicted class of each image, in eval mode, a batch at a time."""
+    classifier.eval()
+    return torch.cat(
+        [
+            classifier(images[i : i + batch_size]).argmax(1)
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
 Task = AutoencoderTask | HeadTask | PixelTask
