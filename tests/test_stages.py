@@ -89,7 +89,7 @@ def test_baselines_are_logged_once_beside_the_mlp_study(vae_then_mlp) -> None:
 def test_finetune_mode_trains_encoder_and_head(vae_then_mlp, tmp_path: Path) -> None:
     root, _ = vae_then_mlp
     result = invoke(root, "study", "mlp", "--encoder", "vae", "--space",
-                    str(REPO / "search_spaces/mlp_finetune.yaml"), "--study-name", "ft",
+                    str(REPO / "search_spaces/mlp.yaml"), "--study-name", "ft",
                     "--n-trials", "2", "--epochs", "2", *SMALL)  # fmt: skip
     assert result.exit_code == 0, result.output
     study = load_study(root, "ft")

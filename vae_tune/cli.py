@@ -19,6 +19,7 @@ from rich.table import Table
 from vae_tune.errors import VaeTuneError
 
 if TYPE_CHECKING:
+    from vae_tune.pipeline import PipelineResult
     from vae_tune.promote import Promotion
     from vae_tune.runner import StudyResult
 
@@ -68,6 +69,13 @@ DataDirOption = Annotated[
     Path | None, typer.Option(help="Data folder (default: $VAE_TUNE_DATA or ./data).")
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+SeedOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Seed of the split, the sampler and the trials (default: the space's "
+        "study.sampler.seed, else 0)."
+    ),
+]
 
 
 @app.command()
@@ -79,8 +87,15 @@ def study(
         ),
     ],
     n_trials: Annotated[
-        int, typer.Option("--n-trials", "-n", min=1, help="Finished trials wanted in the study.")
-    ] = 12,
+        int | None,
+        typer.Option(
+            "--n-trials",
+            "-n",
+            min=1,
+            help="Finished trials wanted in the study (default: the space's study.n_trials, "
+            "else 12).",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(min=1, help="Stop starting new trials after this many seconds.")
     ] = None,
@@ -101,7 +116,7 @@ def study(
         int | None, typer.Option(min=10, help="Train on a stratified subset of this size.")
     ] = None,
     val_size: Annotated[int, typer.Option(min=1, help="Validation images.")] = 12_000,
-    seed: Annotated[int, typer.Option(help="Study seed: split, sampler and trial seeds.")] = 0,
+    seed: SeedOption = None,
     device: DeviceOption = "auto",
     sampler: Annotated[
         str | None, typer.Option(help="Sampler name, overriding the space file.")
@@ -121,6 +136,13 @@ def study(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes on this machine sharing the study.")
     ] = 1,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stop when the best value has not improved in this many finished trials.",
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
     from vae_tune import runner  # heavy imports (torch, optuna, mlflow) only when needed
@@ -147,10 +169,57 @@ def study(
         encoder=encoder.value,
         encoder_study=encoder_study,
         workers=workers,
+        patience=patience,
     )
     # A live bar per trial in a terminal; plain lines in logs, pipes and CI.
     progress = LiveProgress(console) if console.is_terminal else None
     _run(lambda: _print_summary(runner.run(request, log=console.print, progress=progress)))
+
+
+@app.command()
+def pipeline(
+    encoder: Annotated[
+        EncoderStage, typer.Option(help="The encoder the classifier is built on.")
+    ] = EncoderStage.ae,
+    budget: Annotated[
+        str, typer.Option(help="Wall time for all four stages: 30m, 90s, 1.5h, 1h30m.")
+    ] = "30m",
+    dataset: DatasetOption = Dataset.fashion_mnist,
+    data_dir: DataDirOption = None,
+    storage: StorageOption = None,
+    tracking_uri: TrackingOption = None,
+    seed: SeedOption = None,
+    device: DeviceOption = "auto",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes on this machine sharing each study.")
+    ] = 1,
+    train_size: Annotated[
+        int | None, typer.Option(min=10, help="Train on a stratified subset of this size.")
+    ] = None,
+    val_size: Annotated[int, typer.Option(min=1, help="Validation images.")] = 12_000,
+) -> None:
+    """Encoder study, its promotion, head study, its promotion and the report, in a budget.
+
+    Rerun it to resume: ended stages are skipped, an interrupted study is topped up."""
+    from vae_tune.pipeline import PipelineRequest, parse_budget, run_pipeline
+
+    def go() -> None:
+        request = PipelineRequest(
+            encoder=encoder.value,
+            budget_s=parse_budget(budget),
+            dataset=dataset.value,
+            data_dir=data_dir,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            seed=seed,
+            device=device,
+            workers=workers,
+            train_size=train_size,
+            val_size=val_size,
+        )
+        _print_pipeline(run_pipeline(request, log=console.print))
+
+    _run(go)
 
 
 @app.command()
@@ -444,6 +513,26 @@ def _print_promotion(result: Promotion) -> None:
                   f"MLflow run {result.run_id}")  # fmt: skip
 
 
+def _print_pipeline(result: PipelineResult) -> None:
+    table = Table(title=f"pipeline: {result.wall_s / 60:.1f} min of a {result.budget_s / 60:.1f}"
+                  " min budget")  # fmt: skip
+    for column in ("stage", "study", "champion", "validation", "test", "wall"):
+        table.add_column(column, overflow="fold")
+    for row in result.rows:
+        validation = "-" if row.validation is None else f"{row.metric} {row.validation:.5g}"
+        test = ", ".join(f"{k} {v:.4g}" for k, v in row.test.items()
+                         if not k.startswith("test_accuracy_"))  # fmt: skip
+        wall = "skipped (done before)" if row.skipped else f"{row.wall_s:.0f} s"
+        champion = "-" if row.champion is None else f"trial {row.champion}"
+        table.add_row(row.stage, row.study, champion, validation, test or "-", wall)
+    for name, value in result.baselines.items():
+        table.add_row("baseline", name.removeprefix("test_accuracy_"), "-", "-",
+                      f"test_accuracy {value:.4g}", "-")  # fmt: skip
+    console.print(table)
+    if result.report is not None:
+        console.print(f"report: {result.report}")
+
+
 def _fmt(value: object) -> str:
     return f"{value:.5g}" if isinstance(value, float) else str(value)
 
@@ -461,6 +550,8 @@ def _print_summary(result: StudyResult) -> None:
         for name, value in summary.best_params.items():
             table.add_row(f"  {name}", f"{value:.4g}" if isinstance(value, float) else str(value))
         table.add_row("best MLflow run", str(summary.best_run_id))
+    if summary.stop_reason:
+        table.add_row("stopped early", summary.stop_reason)
     console.print(table)
     console.print("Watch and compare:")
     console.print(f"  {result.dashboard_command}")

@@ -14,6 +14,7 @@ import os
 import socket
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -21,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune.tracking import RUN_STATUS, Tracker
 
 HOST = socket.gethostname()
+NO_WORKER_AFTER_S = 5  # a live worker records itself within milliseconds of its trial's start
 _TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -47,11 +49,18 @@ class Repairs:
 
 
 def zombie_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """RUNNING trials whose worker process is gone (checked on this host only)."""
+    """RUNNING trials whose worker process is gone (checked on this host only), and trials
+    that never recorded a worker: a worker writes that first, so one that could not (its disk
+    filled up the moment the trial was created) died then."""
     zombies = []
+    now = datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if worker and worker["host"] == HOST and not _alive(int(worker["pid"])):
+        if worker is None:
+            started = trial.datetime_start
+            if started is not None and (now - started).total_seconds() > NO_WORKER_AFTER_S:
+                zombies.append(trial)
+        elif worker["host"] == HOST and not _alive(int(worker["pid"])):
             zombies.append(trial)
     return zombies
 
@@ -97,9 +106,10 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     for trial in zombie_trials(study):
-        pid = trial.user_attrs["worker"]["pid"]
+        worker = trial.user_attrs.get("worker")
+        reason = f"worker pid {worker['pid']} died" if worker else "its worker died at its start"
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker pid {pid} died")
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
             storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:

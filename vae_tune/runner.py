@@ -7,7 +7,6 @@ validated first, then the stores are opened, and only then is data loaded and tr
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,11 @@ from vae_tune.curve import Curve, learning_curve
 from vae_tune.data import Splits, load_splits
 from vae_tune.encoders import encoder_from_lineage, resolve_encoder
 from vae_tune.errors import VaeTuneError
+from vae_tune.options import CommandLine, RunOptions, resolve
 from vae_tune.progress import StudyProgress
 from vae_tune.promote import Promotion
 from vae_tune.promote import promote as run_promotion
 from vae_tune.report import build_report
-from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.storage import dashboard_command, default_storage, open_storage
 from vae_tune.study import (
@@ -39,6 +38,7 @@ from vae_tune.study import (
     load_existing,
     run_study,
     study_splits,
+    summarize,
 )
 from vae_tune.tasks import AutoencoderTask, HeadTask, PixelTask, Task
 from vae_tune.tracking import Tracker, default_tracking_uri
@@ -48,7 +48,7 @@ from vae_tune.workers import run_workers
 @dataclass(frozen=True)
 class StudyRequest:
     stage: str
-    n_trials: int = 12
+    n_trials: int | None = None  # None: the space file's study.n_trials, else 12
     timeout: float | None = None
     epochs: int | None = None
     study_name: str | None = None
@@ -59,7 +59,7 @@ class StudyRequest:
     data_dir: Path | None = None
     train_size: int | None = None
     val_size: int = 12_000
-    seed: int = 0
+    seed: int | None = None  # None: the space file's sampler seed, else 0
     device: str = "auto"
     sampler: str | None = None
     pruner: str | None = None
@@ -67,6 +67,9 @@ class StudyRequest:
     encoder: str = "ae"  # mlp: the stage whose encoder the head is trained on
     encoder_study: str | None = None  # mlp: that stage's study [default: ENCODER-DATASET]
     workers: int = 1  # processes on this machine joining the study
+    patience: int | None = None  # stop after this many finished trials without a new best
+    deadline: float | None = None  # time.time() after which no trial may end (the pipeline's)
+    epoch_s_hint: float | None = None  # a measured epoch time, until the study measures its own
 
     @property
     def default_study_name(self) -> str:
@@ -109,7 +112,9 @@ def run(
     else:
         summary = run_workers(request, root, setup, study_setup, log)
     if isinstance(setup.task, HeadTask):
-        _record_baselines(setup.tracker, summary.experiment_id, setup.task, request.seed, log)
+        _record_baselines(
+            setup.tracker, summary.experiment_id, setup.task, setup.options.seed, log
+        )
     return StudyResult(
         summary,
         dashboard_command(_shown_path(request.storage or default_storage(root), root)),
@@ -117,14 +122,24 @@ def run(
     )
 
 
+def summary_of(study_name: str, storage: BaseStorage) -> StudySummary:
+    """The summary of a study that has run, without running it."""
+    study = load_existing(study_name, storage)
+    attrs = study.user_attrs
+    return summarize(study, attrs["mlflow_experiment_id"], attrs["mlflow_parent_run_id"])
+
+
 def study_setup(request: StudyRequest, root: Path, log: Log) -> StudySetup:
     """Validate the space, open the stores, resolve device and encoder, load the data."""
-    space = _prepare_space(request, root)
+    space, run_options = _prepare_space(request, root)
     storage, tracker = open_stores(request.storage, request.tracking_uri, root, write=True)
     device = resolve_device(request.device)
+    seed = run_options.seed
     # The encoder first: a missing encoder study is reported before any data is loaded.
     encoder = (
-        _encoder(request, storage, tracker, root, device, log) if request.stage == "mlp" else None
+        _encoder(request, seed, storage, tracker, root, device, log)
+        if request.stage == "mlp"
+        else None
     )
     log(f"loading {request.dataset} on {device}")
     splits = load_splits(
@@ -132,17 +147,20 @@ def study_setup(request: StudyRequest, root: Path, log: Log) -> StudySetup:
         request.data_dir,
         val_size=request.val_size,
         train_size=request.train_size,
-        seed=request.seed,
+        seed=seed,
         device=device,
     )
     task = make_task(request.stage, splits, encoder)
     options = StudyOptions(
         study_name=request.study_name or request.default_study_name,
-        n_trials=request.n_trials,
+        n_trials=run_options.n_trials,
         timeout=request.timeout,
-        seed=request.seed,
+        seed=seed,
         device=device,
         force=request.force,
+        patience=run_options.patience,
+        deadline=request.deadline,
+        epoch_s_hint=request.epoch_s_hint,
     )
     return StudySetup(space, storage, tracker, task, options)
 
@@ -346,30 +364,21 @@ def mlflow_command(tracking_uri: str, root: Path) -> str:
     return f"open {tracking_uri} in a browser"
 
 
-def _prepare_space(request: StudyRequest, root: Path) -> SearchSpace:
+def _prepare_space(request: StudyRequest, root: Path) -> tuple[SearchSpace, RunOptions]:
     space = load_space(request.space or default_space_path(request.stage, root))
     if space.stage != request.stage:
         raise VaeTuneError(
             f"{space.source} is a search space for {space.stage!r}, not {request.stage!r}"
         )
-    settings = space.settings
-    try:
-        if request.sampler:
-            settings = dataclasses.replace(settings, sampler={"name": request.sampler})
-            make_sampler(settings.sampler, seed=request.seed)
-        if request.pruner:
-            settings = dataclasses.replace(settings, pruner={"name": request.pruner})
-            make_pruner(settings.pruner, max_epochs=1)
-    except ValueError as exc:
-        raise VaeTuneError(str(exc)) from exc
-    space = dataclasses.replace(space, settings=settings)
-    if request.epochs is not None:
-        space = space.with_fixed({"train.epochs": request.epochs})
-    return space
+    typed = CommandLine(seed=request.seed, n_trials=request.n_trials, epochs=request.epochs,
+                        sampler=request.sampler, pruner=request.pruner,
+                        patience=request.patience)  # fmt: skip
+    return resolve(typed, space)
 
 
 def _encoder(
     request: StudyRequest,
+    seed: int,
     storage: BaseStorage,
     tracker: Tracker,
     root: Path,
@@ -381,7 +390,7 @@ def _encoder(
         storage,
         tracker,
         encoder_cache(root),
-        split={"dataset": request.dataset, "val_size": request.val_size, "seed": request.seed},
+        split={"dataset": request.dataset, "val_size": request.val_size, "seed": seed},
         data_dir=request.data_dir,
         device=device,
         log=log,

@@ -35,7 +35,7 @@ STAGE_METRICS: dict[str, dict[str, str]] = {
     "cnn": {"val_accuracy": "maximize", "val_loss": "minimize"},
 }
 _TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
-_STUDY_KEYS = {"metric", "direction", "sampler", "pruner", "min_kl"}
+_STUDY_KEYS = {"metric", "direction", "sampler", "pruner", "min_kl", "n_trials", "patience"}
 _PARAM_KEYS = {
     "float": {"type", "low", "high", "log", "step"},
     "int": {"type", "low", "high", "log", "step"},
@@ -68,6 +68,14 @@ class Param:
         """The values whose validity proves the whole range valid."""
         return list(self.choices) if self.type == "categorical" else [self.low, self.high]
 
+    def middle(self) -> Any:
+        """A typical value: the first choice, or the middle of the range (on its own scale)."""
+        if self.type == "categorical":
+            return self.choices[0]
+        low, high = float(self.low), float(self.high)  # type: ignore[arg-type]
+        value = (low * high) ** 0.5 if self.log else (low + high) / 2
+        return round(value) if self.type == "int" else value
+
 
 @dataclass(frozen=True)
 class StudySettings:
@@ -77,6 +85,8 @@ class StudySettings:
     pruner: Mapping[str, Any]
     # VAE: a validation KL (nats per image) below this after epoch 1 means posterior collapse.
     min_kl: float | None = None
+    n_trials: int | None = None  # finished trials wanted, unless --n-trials says otherwise
+    patience: int | None = None  # stop after this many finished trials without a new best
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,10 @@ class SearchSpace:
 
     def config(self, flat: Mapping[str, Any]) -> TrialConfig:
         return build_config(flat)
+
+    def typical_config(self) -> TrialConfig:
+        """The config at the middle of every searched range: what a trial costs, typically."""
+        return self.config({**self.fixed, **{p.name: p.middle() for p in self.params}})
 
     def with_fixed(self, overrides: Mapping[str, Any]) -> SearchSpace:
         """The same space with some fixed values replaced (command-line overrides)."""
@@ -173,7 +187,14 @@ def _parse_study(source: str, stage: str, study: Mapping[str, Any]) -> StudySett
     min_kl = study.get("min_kl")
     if min_kl is not None and (stage != "vae" or not isinstance(min_kl, int | float) or min_kl < 0):
         raise SpaceError(source, "study.min_kl", "is a number >= 0, for the vae stage only")
-    return StudySettings(metric, direction, sampler, pruner, min_kl)
+    counts = {}
+    for key in ("n_trials", "patience"):
+        value = study.get(key)
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value is not None and (not whole or value < 1):
+            raise SpaceError(source, f"study.{key}", f"must be an integer >= 1, got {value!r}")
+        counts[key] = value
+    return StudySettings(metric, direction, sampler, pruner, min_kl, **counts)
 
 
 def _parse_param(source: str, name: str, spec: Any) -> Param:

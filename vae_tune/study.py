@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import json
+import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,12 +31,19 @@ from vae_tune.progress import EpochUpdate, PlainProgress, StudyProgress
 from vae_tune.repair import repair, worker_identity
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace, parse_space
+from vae_tune.stopping import (
+    FINISHED,
+    Pace,
+    patience_spent,
+    stop_before_deadline,
+    stop_on_patience,
+    stop_when_taken,
+    surplus,
+)
 from vae_tune.tasks import Task
 from vae_tune.tracking import RUN_STATUS, Tracker
 from vae_tune.train import EpochResult, fit
 
-# Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Log = Callable[[str], None]
 
 
@@ -46,6 +55,9 @@ class StudyOptions:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     force: bool = False  # resume even if the space or settings changed, recording the new ones
+    patience: int | None = None  # stop after this many finished trials without a new best
+    deadline: float | None = None  # time.time(): start no trial that could not end before it
+    epoch_s_hint: float | None = None  # a measured epoch time, before any trial has run
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class StudySummary:
     best_run_id: str | None
     experiment_id: str
     parent_run_id: str
+    stop_reason: str | None = None  # why the study stopped before n_trials (patience, budget)
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -102,6 +115,7 @@ class OpenStudy:
     study: optuna.Study
     experiment_id: str
     parent_run_id: str
+    note: str = ""  # the study's note in optuna-dashboard
 
 
 def run_study(
@@ -132,11 +146,12 @@ def open_study(
     _check_resume(study, space, settings, options.force)
     experiment_id = tracker.experiment_id(options.study_name)
     parent_run_id = _parent_run(study, tracker, experiment_id, space, settings)
-    optuna_dashboard.save_note(study, _study_note(space, settings, tracker, experiment_id,
-                                                  parent_run_id))  # fmt: skip
+    note = _study_note(space, settings, tracker, experiment_id, parent_run_id)
+    optuna_dashboard.save_note(study, note)
+    study.set_user_attr("stop_reason", None)  # this session decides anew
     for line in repair(study, tracker).lines():
         log(f"repaired: {line}")
-    return OpenStudy(study, experiment_id, parent_run_id)
+    return OpenStudy(study, experiment_id, parent_run_id, note)
 
 
 def join_study(
@@ -166,14 +181,30 @@ def run_trials(
     study, metric = opened.study, space.settings.metric
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = max(0, options.n_trials - finished)
+    epochs = int(space.config(space.fixed).train.epochs)
+    pace = Pace(options.epoch_s_hint)
     if workers == 1:
         log(
             f"study {options.study_name}: {finished} trials finished, running {remaining} more "
             f"(metric {metric}, {space.settings.direction})"
         )
-    if not remaining:
+    stop_reason = options.patience and patience_spent(study, options.patience)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    # A deadline never leaves a study without a result: the first trial runs regardless.
+    if remaining and complete and options.deadline and not pace.fits(options.deadline, epochs):
+        stop_reason = "budget: no time left for a trial"
+    if stop_reason:
+        study.set_user_attr("stop_reason", stop_reason)
+        log(f"study {options.study_name}: stopped, {stop_reason}")
+    if not remaining or stop_reason:
         return
-    epochs = int(space.config(space.fixed).train.epochs)
+    callbacks = [stop_when_taken(options.n_trials)]
+    if options.patience:
+        callbacks.append(stop_on_patience(options.patience))
+    timeout = options.timeout
+    if options.deadline is not None:
+        callbacks.append(stop_before_deadline(options.deadline, epochs, pace))
+        timeout = min(timeout or math.inf, max(1.0, options.deadline - time.time()))
     progress.begin(trials=-(-remaining // workers), epochs=epochs)
 
     def trial_ended(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -186,9 +217,9 @@ def run_trials(
         study.optimize(
             objective,
             n_trials=remaining,
-            timeout=options.timeout,
+            timeout=timeout if timeout != math.inf else None,
             catch=(Exception,),  # a failed trial is recorded; the study goes on
-            callbacks=[trial_ended, _stop_when_budget_taken(options.n_trials)],
+            callbacks=[trial_ended, *callbacks],
         )
     except KeyboardInterrupt:
         tracker.end_run(opened.parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
@@ -204,17 +235,20 @@ def run_trials(
 def close_study(opened: OpenStudy, tracker: Tracker) -> StudySummary:
     """Log the study's totals on its parent run and close it FINISHED."""
     summary = summarize(opened.study, opened.experiment_id, opened.parent_run_id)
+    if summary.stop_reason and opened.note:
+        optuna_dashboard.save_note(
+            opened.study, f"**Stopped early**: {summary.stop_reason}\n\n{opened.note}"
+        )
     tracker.log_metrics(
         opened.parent_run_id,
         {f"n_{state.lower()}": n for state, n in summary.counts.items()}
         | ({"best_value": summary.best_value} if summary.best_value is not None else {}),
         step=len(opened.study.trials),
     )
-    tracker.end_run(
-        opened.parent_run_id,
-        "FINISHED",
-        {"best_trial": summary.best_trial, "best_run_id": summary.best_run_id},
-    )
+    tags = {"best_trial": summary.best_trial, "best_run_id": summary.best_run_id}
+    if summary.stop_reason:
+        tags["stop_reason"] = summary.stop_reason
+    tracker.end_run(opened.parent_run_id, "FINISHED", tags)
     return summary
 
 
@@ -237,42 +271,13 @@ def _optuna_study(
     # Optuna's samplers draw from one random stream per process: with one seed, every worker
     # and every resumed session would replay the same start-up configs. The seed is derived
     # from (seed, trials already in the study, worker): distinct, and still reproducible.
-    base = int(settings.sampler.get("seed", seed))
-    derived = np.random.SeedSequence([base, len(study.trials), worker]).generate_state(1)[0]
+    derived = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
     study.sampler = make_sampler({**settings.sampler, "seed": int(derived)}, seed=seed)
     return study
 
 
 class SurplusTrialError(VaeTuneError):
     """Raised for a trial started after other workers had taken the study's last trials."""
-
-
-def _taken(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that hold a place in the n_trials budget: finished, or running in any worker."""
-    return study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-
-
-def _surplus(trial: optuna.Trial, n_trials: int) -> bool:
-    """Whether this just-started trial is beyond n_trials, counting every worker's finished
-    and running trials: two workers asking at the same moment would both get one. The
-    newest running trials yield, so exactly n_trials finish."""
-    taken = _taken(trial.study)
-    excess = len(taken) - n_trials
-    if excess <= 0:
-        return False
-    running = sorted(t.number for t in taken if t.state == TrialState.RUNNING)
-    return trial.number in running[-excess:]
-
-
-def _stop_when_budget_taken(n_trials: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """Stop this worker once finished plus running trials (of all workers) reach n_trials.
-    Optuna's MaxTrialsCallback counts finished trials only, so parallel workers overshoot."""
-
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(_taken(study)) >= n_trials:
-            study.stop()
-
-    return callback
 
 
 def summarize(study: optuna.Study, experiment_id: str, parent_run_id: str) -> StudySummary:
@@ -292,6 +297,7 @@ def summarize(study: optuna.Study, experiment_id: str, parent_run_id: str) -> St
         best_run_id=best.user_attrs.get("mlflow_run_id") if best else None,
         experiment_id=experiment_id,
         parent_run_id=parent_run_id,
+        stop_reason=study.user_attrs.get("stop_reason"),
     )
 
 
@@ -315,7 +321,7 @@ class _Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_identity())  # first: lets a later start find a zombie
-        if _surplus(trial, self.options.n_trials):
+        if surplus(trial, self.options.n_trials):
             trial.study.stop()
             trial.set_user_attr("fail_reason", "surplus: other workers took the last trials")
             raise SurplusTrialError(f"trial {trial.number}: n_trials already taken")

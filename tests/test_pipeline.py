@@ -1,0 +1,127 @@
+"""`vae-tune pipeline`: the budget planned from measured costs, kept, resumed; bad budgets
+refused before anything is written."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.conftest import invoke, mlflow_client
+from vae_tune.errors import VaeTuneError
+from vae_tune.pipeline import Costs, parse_budget, plan_budget
+from vae_tune.storage import open_storage
+
+SUBSET = ["--train-size", "2000", "--val-size", "1000"]
+# This machine's measured costs, roughly: an AE epoch 11 s, a fine-tuning epoch 5.5 s.
+COSTS = Costs(encoder_epoch_s=11.0, encoder_epochs=4, head_epoch_s=5.5, head_epochs=25)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800), ("90s", 90), ("1.5h", 5400), ("1h30m", 5400), ("8", 480), (" 2m 30s", 150)],
+)
+def test_budget_parses_durations(text: str, seconds: float) -> None:
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0m", "banana", "5x", "m", "-3m", ""])
+def test_bad_budgets_are_refused(text: str) -> None:
+    with pytest.raises(VaeTuneError, match="--budget"):
+        parse_budget(text)
+
+
+def test_plan_keeps_both_promotions_inside_the_budget() -> None:
+    for budget in (480, 600, 1800, 3600):
+        plan = plan_budget(budget, COSTS)
+        head_trial = plan.head_epochs * COSTS.head_epoch_s
+        reserved = plan.promote_encoder_s + plan.promote_head_s + 2 * plan.overhead_s
+        head_study = budget - reserved - plan.encoder_study_s
+        assert plan.encoder_study_s >= COSTS.encoder_epochs * COSTS.encoder_epoch_s
+        assert head_study >= head_trial
+        assert plan.encoder_study_s + head_study + reserved == pytest.approx(budget)
+    # Short budgets cut the head trials' epochs; long ones run the space's own.
+    assert plan_budget(480, COSTS).head_epochs < plan_budget(600, COSTS).head_epochs <= 25
+    assert plan_budget(1800, COSTS).head_epochs == 25
+
+
+def test_plan_scales_with_the_machine() -> None:
+    slow = Costs(encoder_epoch_s=33.0, encoder_epochs=4, head_epoch_s=16.5, head_epochs=25)
+    assert plan_budget(1800, slow).head_epochs < plan_budget(1800, COSTS).head_epochs
+
+
+def test_a_budget_too_small_for_one_trial_names_the_least() -> None:
+    with pytest.raises(VaeTuneError, match=r"too small for one trial .* give at least \d+:\d\d"):
+        plan_budget(120, COSTS)
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [("0", "more than zero"), ("banana", "give a duration"), ("20s", "too small for one trial")],
+)
+def test_bad_budget_writes_nothing(tmp_path: Path, budget: str, message: str) -> None:
+    result = invoke(tmp_path, "pipeline", "--budget", budget)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []  # no store, no study, no report
+
+
+def promotion_accuracy(root: Path, study: str) -> float:
+    client = mlflow_client(root)
+    experiment = client.get_experiment_by_name(study)
+    [run] = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`vae_tune.role` = 'promotion'"
+    )
+    return run.data.metrics["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_pipeline_keeps_its_budget_and_resumes(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = invoke(tmp_path, "pipeline", "--budget", "2m", *SUBSET)
+    wall = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert wall <= 120 * 1.1, f"{wall:.0f} s for a 2 min budget"
+    for stage in ("1/4 study ae", "2/4 promote ae", "3/4 study mlp", "4/4 promote mlp"):
+        assert f"[{stage} | " in result.output  # progress names the stage and the time left
+    assert (tmp_path / "reports" / "fashion-mnist.md").is_file()
+    assert promotion_accuracy(tmp_path, "mlp-ae-fashion-mnist") > 0.5
+    storage = open_storage(str(tmp_path / "studies" / "optuna.journal"))
+    for name in ("ae-fashion-mnist", "mlp-ae-fashion-mnist"):
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert study.user_attrs["stop_reason"].startswith("budget: ")
+        assert study.user_attrs["promotions"]
+    # The final table: each stage's champion and test metric, and the baselines.
+    assert "test_accuracy" in result.output and "logreg_pixels" in result.output
+
+    again = invoke(tmp_path, "pipeline", "--budget", "2m", *SUBSET)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("skipped (done before)") == 4
+    assert "the test split is not read again" in again.output
+
+
+@pytest.mark.slow
+def test_interrupted_pipeline_tops_up_its_study(tmp_path: Path) -> None:
+    """A study stopped by Ctrl-C has no stop reason: the next pipeline continues it."""
+    first = invoke(tmp_path, "study", "ae", "--n-trials", "1", "--epochs", "4", *SUBSET)
+    assert first.exit_code == 0, first.output
+    result = invoke(tmp_path, "pipeline", "--budget", "2m", *SUBSET)
+    assert result.exit_code == 0, result.output
+    assert "study ae-fashion-mnist: 1 trials finished" in result.output
+    storage = open_storage(str(tmp_path / "studies" / "optuna.journal"))
+    study = optuna.load_study(study_name="ae-fashion-mnist", storage=storage)
+    assert len(study.trials) > 1
+
+
+@pytest.mark.slow
+def test_eight_minute_pipeline_on_the_full_data(tmp_path: Path) -> None:
+    """The issue's must-show: from nothing to a tested classifier in 8 minutes on 2 cores."""
+    started = time.monotonic()
+    result = invoke(tmp_path, "pipeline", "--budget", "8m")
+    wall = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert wall <= 9.5 * 60, f"{wall:.0f} s"
+    assert promotion_accuracy(tmp_path, "mlp-ae-fashion-mnist") >= 0.89
+    assert (tmp_path / "reports" / "fashion-mnist.md").is_file()

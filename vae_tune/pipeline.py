@@ -1,0 +1,367 @@
+"""`vae-tune pipeline`: from nothing to a tested classifier within a time budget.
+
+Four stages, the user's own commands in order: the encoder study, its promotion, the head study
+on the promoted encoder, its promotion; then the report. The budget is planned from what an
+epoch of each model costs on this machine (measured first, in seconds), and the studies then
+correct the plan with their own epoch times: each stops starting trials that could not end in
+time, so both promotions fit. Rerunning resumes: a study that ended (its trials done, or its
+share of a budget spent) is skipped, an interrupted one is topped up, a promoted champion is
+not retrained.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import optuna
+import torch
+
+from vae_tune import runner
+from vae_tune.calibrate import epoch_seconds
+from vae_tune.data import load_splits
+from vae_tune.errors import VaeTuneError
+from vae_tune.models import Classifier, MLPHead, build_model
+from vae_tune.options import DEFAULT_SEED
+from vae_tune.promote import Promotion
+from vae_tune.space import SearchSpace, load_space
+from vae_tune.stopping import FINISHED
+from vae_tune.storage import default_storage, open_storage
+from vae_tune.tasks import encode
+
+Log = Callable[[str], None]
+
+ENCODER_SHARE = 0.25  # of the study time: the head study decides the accuracy, so it gets more
+MIN_HEAD_EPOCHS = 3
+WANTED_HEAD_TRIALS = 3  # epochs per head trial are cut before the head study gets fewer trials
+N_TRIALS_CAP = 200  # the budget, not a trial count, ends a pipeline's studies
+# Promotion retrains on train + validation: 60,000 of 48,000 images by default.
+RETRAIN_SCALE = 1.25
+# Per stage beyond its epochs: data, MLflow runs, pictures, registry, the logistic-regression
+# baselines (24 s on 48,000 images, 2 cores); counted in encoder epochs, which grow with the
+# data and shrink with the machine's speed as these do (an epoch took 11 s there), plus seconds.
+OVERHEAD_ENCODER_EPOCHS = 3.0
+OVERHEAD_S = 8.0
+
+
+def parse_budget(text: str) -> float:
+    """Seconds from `30m`, `90s`, `1.5h`, `1h30m` or a bare number of minutes."""
+    cleaned = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+        seconds = float(cleaned) * 60
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", cleaned)
+        if not parts or "".join(f"{n}{u}" for n, u in parts) != cleaned.replace(" ", ""):
+            raise VaeTuneError(
+                f"--budget {text!r}: give a duration such as 30m, 90s, 1.5h or 1h30m"
+            )
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise VaeTuneError(f"--budget {text!r}: the budget must be more than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    encoder: str = "ae"
+    budget_s: float = 1800.0
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    seed: int | None = None
+    device: str = "auto"
+    workers: int = 1
+    train_size: int | None = None
+    val_size: int = 12_000
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per epoch, measured on this machine, and the epochs a trial runs."""
+
+    encoder_epoch_s: float
+    encoder_epochs: int
+    head_epoch_s: float
+    head_epochs: int  # the head space's own: the most a pipeline runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    encoder_study_s: float
+    head_epochs: int
+    promote_encoder_s: float  # reserved after the encoder study
+    promote_head_s: float  # reserved after the head study
+    overhead_s: float  # per command: start-up, data, runs, pictures, baselines
+
+    def describe(self, costs: Costs) -> str:
+        return (
+            f"encoder study {self.encoder_study_s / 60:.1f} min "
+            f"({costs.encoder_epoch_s:.1f} s/epoch, {costs.encoder_epochs} epochs a trial); "
+            f"head trials of {self.head_epochs} epochs ({costs.head_epoch_s:.1f} s/epoch); "
+            f"{(self.promote_encoder_s + self.promote_head_s) / 60:.1f} min kept for promotions"
+        )
+
+
+def plan_budget(budget_s: float, costs: Costs) -> Plan:
+    """Share the budget: both promotions reserved first, then the studies' time split
+    ENCODER_SHARE : rest. Head trials run the head space's epochs, fewer when the head study
+    could not otherwise run WANTED_HEAD_TRIALS of them (short budgets)."""
+    overhead = OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
+    promote_encoder = costs.encoder_epochs * costs.encoder_epoch_s * RETRAIN_SCALE + overhead
+    encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
+
+    def shares(epochs: int) -> tuple[float, float, float]:
+        promote_head = epochs * costs.head_epoch_s * RETRAIN_SCALE + overhead
+        studies = budget_s - 2 * overhead - promote_encoder - promote_head
+        return promote_head, studies * ENCODER_SHARE, studies * (1 - ENCODER_SHARE)
+
+    lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
+    for wanted in (WANTED_HEAD_TRIALS, 1):
+        for epochs in range(costs.head_epochs, lowest - 1, -1):
+            promote_head, encoder_s, head_s = shares(epochs)
+            if encoder_s >= encoder_trial and head_s >= wanted * epochs * costs.head_epoch_s:
+                return Plan(encoder_s, epochs, promote_encoder, promote_head, overhead)
+    promote_head, _, _ = shares(lowest)
+    head_trial = lowest * costs.head_epoch_s
+    studies = max(encoder_trial / ENCODER_SHARE, head_trial / (1 - ENCODER_SHARE))
+    least = 2 * overhead + promote_encoder + promote_head + studies
+    raise VaeTuneError(
+        f"--budget {_clock(budget_s)} is too small for one trial of each study and both "
+        f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
+        f"a head epoch {costs.head_epoch_s:.1f} s): give at least {_clock(least * 1.05)}"
+    )
+
+
+@dataclass(frozen=True)
+class StageRow:
+    stage: str
+    study: str
+    champion: int | None
+    metric: str
+    validation: float | None
+    test: dict[str, float]
+    wall_s: float
+    skipped: bool = False
+
+
+@dataclass
+class PipelineResult:
+    budget_s: float
+    wall_s: float
+    plan: str
+    rows: list[StageRow] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def run_pipeline(
+    request: PipelineRequest, log: Log = print, root: Path | None = None
+) -> PipelineResult:
+    started = time.time()
+    end = started + request.budget_s
+    root = root or Path.cwd()
+
+    def stage_log(stage: str) -> Log:
+        def emit(line: str) -> None:
+            log(f"[{stage} | {_clock(max(0.0, end - time.time()))} left] {line}")
+
+        return emit
+
+    encoder_name = f"{request.encoder}-{request.dataset}"
+    head_name = f"mlp-{request.encoder}-{request.dataset}"
+    encoder_space, head_space = _spaces(request, root)
+    storage = _existing_storage(request.storage, root)  # nothing is written before the plan
+    encoder_epochs = _stored_epochs(storage, encoder_name) or _epochs(encoder_space)
+    head_epochs_max = _stored_epochs(storage, head_name) or _epochs(head_space)
+    log(f"measuring what an epoch costs on this machine ({_clock(request.budget_s)} budget)")
+    costs = measure_costs(request, encoder_space, head_space, encoder_epochs, head_epochs_max)
+    plan = plan_budget(request.budget_s, costs)
+    if _stored_epochs(storage, head_name):  # a resumed head study keeps its trials' length
+        plan = replace(plan, head_epochs=head_epochs_max)
+    log(f"plan: {plan.describe(costs)}")
+    storage, _ = runner.open_stores(request.storage, request.tracking_uri, root, write=True)
+    result = PipelineResult(request.budget_s, 0.0, plan.describe(costs))
+
+    common = {
+        "dataset": request.dataset,
+        "data_dir": request.data_dir,
+        "storage": request.storage,
+        "tracking_uri": request.tracking_uri,
+        "device": request.device,
+    }
+    studies = {
+        "seed": request.seed,
+        "workers": request.workers,
+        "train_size": request.train_size,
+        "val_size": request.val_size,
+        "n_trials": N_TRIALS_CAP,
+        **common,
+    }
+    # 1. The encoder study, until its share of the budget is spent.
+    encoder_study = runner.StudyRequest(
+        request.encoder,
+        epochs=encoder_epochs,
+        deadline=time.time() + plan.encoder_study_s,
+        epoch_s_hint=costs.encoder_epoch_s,
+        **studies,
+    )
+    log_1 = stage_log(f"1/4 study {request.encoder}")
+    result.rows.append(_study_stage(encoder_study, storage, log_1, root))
+    # 2. Its champion, retrained and tested once.
+    log_2 = stage_log(f"2/4 promote {request.encoder}")
+    result.rows.append(
+        _promote_stage(runner.PromoteRequest(request.encoder, **common), log_2, root)
+    )
+    # 3. The head study on that champion, stopping in time for the last promotion (and for
+    # the baselines the head study fits when it ends).
+    head_study = runner.StudyRequest(
+        "mlp",
+        encoder=request.encoder,
+        epochs=plan.head_epochs,
+        deadline=end - plan.promote_head_s - plan.overhead_s,
+        epoch_s_hint=costs.head_epoch_s,
+        **studies,
+    )
+    result.rows.append(_study_stage(head_study, storage, stage_log("3/4 study mlp"), root))
+    # 4. The classifier, tested once; the report.
+    head_promotion = runner.PromoteRequest("mlp", encoder=request.encoder, **common)
+    head = _promote_stage(head_promotion, stage_log("4/4 promote mlp"), root)
+    result.rows.append(head)
+    result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
+    result.report = runner.report(request.dataset, request.storage, request.tracking_uri, root)
+    result.wall_s = time.time() - started
+    return result
+
+
+def measure_costs(
+    request: PipelineRequest,
+    encoder_space: SearchSpace,
+    head_space: SearchSpace,
+    encoder_epochs: int,
+    head_epochs: int,
+) -> Costs:
+    """Seconds per epoch of a typical encoder trial and a typical head trial, on the real data
+    (the head on an untrained encoder of the same shape: the cost does not depend on weights)."""
+    device = runner.resolve_device(request.device)
+    seed = DEFAULT_SEED if request.seed is None else request.seed
+    splits = load_splits(
+        request.dataset,
+        request.data_dir,
+        val_size=request.val_size,
+        train_size=request.train_size,
+        seed=seed,
+        device=device,
+    )
+    torch.manual_seed(0)
+    encoder_config = encoder_space.typical_config()
+    encoder = build_model(request.encoder, encoder_config.model).to(device)
+    encoder_s = epoch_seconds(encoder, (splits.train_x,), (splits.val_x,), encoder_config.train)
+    head_config = head_space.typical_config()
+    head = MLPHead(encoder_config.model.latent_dim, head_config.head, len(splits.classes))
+    train, val = (splits.train_x, splits.train_y), (splits.val_x, splits.val_y)
+    if head_config.head.mode == "frozen":  # trained on latents: the encoder runs once per study
+        train, val = (encode(encoder, train[0]), train[1]), (encode(encoder, val[0]), val[1])
+        head_s = epoch_seconds(head.to(device), train, val, head_config.train)
+    else:
+        head_s = epoch_seconds(Classifier(encoder, head).to(device), train, val, head_config.train)
+    return Costs(encoder_s, encoder_epochs, head_s, head_epochs)
+
+
+def _spaces(request: PipelineRequest, root: Path) -> tuple[SearchSpace, SearchSpace]:
+    encoder = load_space(runner.default_space_path(request.encoder, root))
+    return encoder, load_space(runner.default_space_path("mlp", root))
+
+
+def _epochs(space: SearchSpace) -> int:
+    return int(space.config(space.fixed).train.epochs)
+
+
+def _existing_storage(location: str | None, root: Path) -> optuna.storages.BaseStorage | None:
+    """The study storage if there is one already; None for a fresh project."""
+    location = location or default_storage(root)
+    if "://" not in location and not Path(location).is_file():
+        return None
+    return open_storage(location)
+
+
+def _stored_epochs(storage: optuna.storages.BaseStorage | None, name: str) -> int | None:
+    """The epochs an existing study's trials run: a resumed study must keep them."""
+    study = _existing(storage, name) if storage is not None else None
+    if study is None:
+        return None
+    fixed = study.user_attrs.get("settings", {}).get("fixed", {})
+    return fixed.get("train.epochs")
+
+
+def _existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def _study_stage(
+    request: runner.StudyRequest, storage: optuna.storages.BaseStorage, log: Log, root: Path
+) -> StageRow:
+    started = time.time()
+    name = request.study_name or request.default_study_name
+    study = _existing(storage, name)
+    done = study is not None and _ended(study)
+    if done:
+        log(f"study {name} ended before ({_ended(study)}): skipped")
+        summary = runner.summary_of(name, storage)
+    else:
+        summary = runner.run(request, log=log, root=root).summary
+        if summary.counts["COMPLETE"] == 0:
+            raise VaeTuneError(f"study {name}: no trial completed; see the reasons above")
+    metric = _metric(storage, name)
+    wall = time.time() - started
+    return StageRow(
+        f"study {request.stage}",
+        name,
+        summary.best_trial,
+        metric,
+        summary.best_value,
+        {},
+        wall,
+        skipped=done,
+    )
+
+
+def _ended(study: optuna.Study) -> str | None:
+    """Why a study needs no more trials from a pipeline, or None."""
+    reason = study.user_attrs.get("stop_reason")
+    if reason:
+        return reason
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    return "its trials are done" if finished >= N_TRIALS_CAP else None
+
+
+def _promote_stage(request: runner.PromoteRequest, log: Log, root: Path) -> StageRow:
+    started = time.time()
+    promotion: Promotion = runner.promote(request, log=log, root=root)
+    champion = promotion.champion
+    return StageRow(
+        f"promote {request.stage}",
+        promotion.study_name,
+        champion.trial.number,
+        promotion.metric,
+        champion.mean,
+        dict(promotion.test),
+        time.time() - started,
+        skipped=promotion.reused,
+    )
+
+
+def _metric(storage: optuna.storages.BaseStorage, name: str) -> str:
+    study = _existing(storage, name)
+    return study.user_attrs.get("metric", "?") if study else "?"
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"

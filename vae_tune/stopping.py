@@ -1,0 +1,117 @@
+"""When a study stops starting trials: its n_trials taken (by every worker), no new best for
+`patience` finished trials, or a deadline that the next trial could not meet.
+
+Each rule is an Optuna callback, run after every trial; a rule that fires records its reason on
+the study (`stop_reason`), so the summary, the dashboard note and a resumed pipeline can say
+why the study ended where it did.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+def taken(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that hold a place in the n_trials budget: finished, or running in any worker."""
+    return study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+
+
+def surplus(trial: optuna.Trial, n_trials: int) -> bool:
+    """Whether this just-started trial is beyond n_trials, counting every worker's finished
+    and running trials: two workers asking at the same moment would both get one. The
+    newest running trials yield, so exactly n_trials finish."""
+    held = taken(trial.study)
+    excess = len(held) - n_trials
+    if excess <= 0:
+        return False
+    running = sorted(t.number for t in held if t.state == TrialState.RUNNING)
+    return trial.number in running[-excess:]
+
+
+def stop_when_taken(n_trials: int) -> Callback:
+    """Stop this worker once finished plus running trials (of all workers) reach n_trials.
+    Optuna's MaxTrialsCallback counts finished trials only, so parallel workers overshoot."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(taken(study)) >= n_trials:
+            study.stop()
+
+    return callback
+
+
+def patience_spent(study: optuna.Study, patience: int) -> str | None:
+    """Why the study should stop for lack of progress, or None: the best value has not
+    improved in the last `patience` finished trials."""
+    finished = sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best: FrozenTrial | None = None
+    since = 0
+    for trial in finished:
+        since += 1
+        if trial.state == TrialState.COMPLETE and (
+            best is None or (trial.value > best.value if maximize else trial.value < best.value)
+        ):
+            best, since = trial, 0
+    if since < patience:
+        return None
+    best_part = f"best: trial {best.number}" if best else "no trial complete"
+    return f"patience: no new best in the last {since} finished trials ({best_part})"
+
+
+def stop_on_patience(patience: int) -> Callback:
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = patience_spent(study, patience)
+        if reason:
+            study.set_user_attr("stop_reason", reason)
+            study.stop()
+
+    return callback
+
+
+class Pace:
+    """Seconds per epoch of this process's trials (setup and logging included), to tell
+    whether one more trial fits before a deadline. Starts from a measured hint, if any."""
+
+    def __init__(self, hint_s: float | None = None) -> None:
+        self.hint_s = hint_s
+        self.seconds = 0.0
+        self.epochs = 0
+
+    def add(self, seconds: float, epochs: int) -> None:
+        self.seconds += seconds
+        self.epochs += max(1, epochs)
+
+    def epoch_s(self) -> float | None:
+        return self.seconds / self.epochs if self.epochs else self.hint_s
+
+    def fits(self, deadline: float, epochs: int) -> bool:
+        """Whether a full trial of `epochs` epochs started now would end by the deadline."""
+        per_epoch = self.epoch_s()
+        return per_epoch is None or time.time() + epochs * per_epoch <= deadline
+
+
+def stop_before_deadline(deadline: float, epochs: int, pace: Pace) -> Callback:
+    """Start no trial that could not run all its epochs before `deadline` (pruning may end
+    it sooner; a full trial is the safe assumption)."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.datetime_start and trial.datetime_complete:
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            pace.add(seconds, len(trial.intermediate_values))
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if complete and not pace.fits(deadline, epochs):  # never stop without a result
+            left = max(0.0, deadline - time.time())
+            study.set_user_attr(
+                "stop_reason", f"budget: a trial takes up to {epochs * (pace.epoch_s() or 0):.0f}"
+                f" s, {left:.0f} s were left")  # fmt: skip
+            study.stop()
+
+    return callback
