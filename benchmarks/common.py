@@ -8,7 +8,6 @@ table. Every speed figure is a ratio against a reference measured in the same ru
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import resource
@@ -26,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vae_tune.data import default_data_dir
+from vae_tune.logs import quiet_libraries
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent
@@ -33,8 +33,7 @@ REPO = RESULTS.parent.parent
 
 def quiet() -> None:
     """Keep the libraries' info lines out of the table."""
-    for name in ("optuna", "mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_libraries()
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
@@ -124,5 +123,8 @@ def run_cli(args: Sequence[str], root: Path, log: Path | None = None) -> dict[st
     if process.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise RuntimeError(f"vae-tune {' '.join(args)} exited {process.returncode}:\n{tail}")
-    return {"command": "vae-tune " + " ".join(args), "wall_s": wall,
-            "peak_rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
+    return {
+        "command": "vae-tune " + " ".join(args),
+        "wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }

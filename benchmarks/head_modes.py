@@ -60,8 +60,10 @@ def main() -> None:
     print(f"{'head':<10}{'frozen s':>10}{'finetune s':>12}{'speed-up':>10}  (median [min, max])")
     for row in rows:
         f, t = row["frozen_s"], row["finetune_s"]
-        print(f"{row['head']:<10}{f['median']:>10.2f}{t['median']:>12.2f}{row['speedup']:>9.1f}x"
-              f"  [{f['min']:.2f}, {f['max']:.2f}] [{t['min']:.2f}, {t['max']:.2f}]")  # fmt: skip
+        print(
+            f"{row['head']:<10}{f['median']:>10.2f}{t['median']:>12.2f}{row['speedup']:>9.1f}x"
+            f"  [{f['min']:.2f}, {f['max']:.2f}] [{t['min']:.2f}, {t['max']:.2f}]"
+        )
     print(f"encoding the split once (frozen mode, once per study): {encode_s:.2f} s")
     print(f"wrote {args.out}")
 
@@ -82,8 +84,9 @@ def _compare(task: HeadTask, head: HeadConfig, args: argparse.Namespace) -> dict
             history = fit(model, *task.data(config), config.train)
             times.setdefault(mode, []).append(time.perf_counter() - started)
             accuracy[mode] = history[-1].metrics["val_accuracy"]
-    stats = {m: {"median": statistics.median(t), "min": min(t), "max": max(t)}
-             for m, t in times.items()}  # fmt: skip
+    stats = {
+        m: {"median": statistics.median(t), "min": min(t), "max": max(t)} for m, t in times.items()
+    }
     return {
         "head": f"{head.hidden1}/{head.hidden2}",
         "frozen_s": stats["frozen"],

@@ -27,11 +27,12 @@ import torchvision
 from optuna_integration.mlflow import MLflowCallback
 from torch.utils.data import DataLoader, random_split
 
+from vae_tune import runner
 from vae_tune.data import default_data_dir
 from vae_tune.models import build_model
-from vae_tune.runner import StudyRequest, run
+from vae_tune.prepare import StudyRequest
+from vae_tune.project import Project
 from vae_tune.space import load_space
-from vae_tune.storage import default_storage, open_storage
 from vae_tune.train import make_optimizer
 
 from common import REPO, print_table, quiet, show, spread, write_result
@@ -56,8 +57,10 @@ def main() -> None:
             naive.append(naive_study(raw.parent.parent, args.trials, args.epochs, repeat))
             tuned.append(vae_tune_study(Path(folder) / f"project{repeat}", args, repeat))
             n, t = naive[-1]["s_per_trial_epoch"], tuned[-1]["s_per_trial_epoch"]
-            print(f"repeat {repeat + 1}: s per trial-epoch: naive {n:.2f}, vae-tune {t:.2f}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"repeat {repeat + 1}: s per trial-epoch: naive {n:.2f}, vae-tune {t:.2f}",
+                file=sys.stderr,
+            )
 
     result = {
         "trials": args.trials,
@@ -92,8 +95,9 @@ def naive_study(root: Path, n_trials: int, epochs: int, seed: int) -> dict[str, 
     """The reference reports' way, timed from reading the dataset to the end of the study."""
     started = time.perf_counter()
     to_tensor = torchvision.transforms.ToTensor()
-    full = torchvision.datasets.FashionMNIST(str(root), train=True, transform=to_tensor,
-                                             download=True)  # fmt: skip
+    full = torchvision.datasets.FashionMNIST(
+        str(root), train=True, transform=to_tensor, download=True
+    )
     train_set, val_set = random_split(
         full, [48_000, 12_000], generator=torch.Generator().manual_seed(seed)
     )
@@ -138,13 +142,12 @@ def vae_tune_study(root: Path, args: argparse.Namespace, seed: int) -> dict[str,
     root.mkdir()
     started = time.perf_counter()
     request = StudyRequest(
-        "ae", n_trials=args.trials, epochs=args.epochs, pruner="median", seed=seed, device="cpu"
+        "ae", n_trials=args.trials, epochs=args.epochs, pruner="median", seed=seed
     )
-    summary = run(request, log=lambda line: None, root=root).summary
+    project = Project(root, device="cpu")
+    summary = runner.study(request, project, log=lambda line: None).summary
     wall = time.perf_counter() - started
-    study = optuna.load_study(
-        study_name=summary.study_name, storage=open_storage(default_storage(root))
-    )
+    study = optuna.load_study(study_name=summary.study_name, storage=project.open_storage())
     return _timing(study, wall)
 
 

@@ -20,12 +20,13 @@ import optuna
 import torch
 from mlflow.tracking import MlflowClient
 
+from vae_tune import runner
 from vae_tune.config import build_config
 from vae_tune.data import Splits, load_splits
 from vae_tune.models import build_model
-from vae_tune.runner import StudyRequest, run
+from vae_tune.prepare import StudyRequest
+from vae_tune.project import Project
 from vae_tune.space import load_space
-from vae_tune.storage import default_storage, open_storage
 
 from common import REPO, fixed_space, print_table, quiet, show, spread, write_result
 
@@ -57,8 +58,11 @@ def main() -> None:
         for repeat in range(args.repeats):
             bare.append(bare_loop(stage, values, splits, seed=repeat))
             tuned.append(vae_tune_trial(stage, values, seed=repeat))
-            print(f"{stage} repeat {repeat + 1}: bare {bare[-1]['wall_s']:.1f} s, "
-                  f"vae-tune {tuned[-1]['wall_s']:.1f} s", file=sys.stderr)  # fmt: skip
+            print(
+                f"{stage} repeat {repeat + 1}: bare {bare[-1]['wall_s']:.1f} s, "
+                f"vae-tune {tuned[-1]['wall_s']:.1f} s",
+                file=sys.stderr,
+            )
         stats = {
             "bare_wall_s": spread([b["wall_s"] for b in bare]),
             "vae_tune_wall_s": spread([t["wall_s"] for t in tuned]),
@@ -72,25 +76,35 @@ def main() -> None:
             ),
         }
         result["stages"][stage] = stats
-        rows.append([
-            stage,
-            show(stats["bare_wall_s"]),
-            show(stats["vae_tune_wall_s"]),
-            show(stats["bare_train_images_per_s"]),
-            show(stats["vae_tune_train_images_per_s"]),
-            show(stats["bare_eval_images_per_s"]),
-            show(stats["vae_tune_eval_images_per_s"]),
-            f"{stats['overhead']['median']:+.1%} [{stats['overhead']['min']:+.1%}, "
-            f"{stats['overhead']['max']:+.1%}]",
-        ])  # fmt: skip
+        rows.append(
+            [
+                stage,
+                show(stats["bare_wall_s"]),
+                show(stats["vae_tune_wall_s"]),
+                show(stats["bare_train_images_per_s"]),
+                show(stats["vae_tune_train_images_per_s"]),
+                show(stats["bare_eval_images_per_s"]),
+                show(stats["vae_tune_eval_images_per_s"]),
+                f"{stats['overhead']['median']:+.1%} [{stats['overhead']['min']:+.1%}, "
+                f"{stats['overhead']['max']:+.1%}]",
+            ]
+        )
     path = write_result("overhead", result, args.out)
     print_table(
         f"Trial of {args.epochs} epochs: vae-tune vs a bare torch loop (median [min, max] of "
         f"{args.repeats})",
-        ["stage", "bare s", "vae-tune s", "bare train img/s", "vae-tune train img/s",
-         "bare eval img/s", "vae-tune eval img/s", "overhead"],
+        [
+            "stage",
+            "bare s",
+            "vae-tune s",
+            "bare train img/s",
+            "vae-tune train img/s",
+            "bare eval img/s",
+            "vae-tune eval img/s",
+            "overhead",
+        ],
         rows,
-    )  # fmt: skip
+    )
     print(f"wrote {path}")
 
 
@@ -134,10 +148,10 @@ def vae_tune_trial(stage: str, values: dict, seed: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         space = fixed_space(stage, values, root)
-        request = StudyRequest(stage, n_trials=1, space=space, seed=seed, device="cpu")
-        summary = run(request, log=lambda line: None, root=root).summary
-        storage = open_storage(default_storage(root))
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        request = StudyRequest(stage, n_trials=1, space=space, seed=seed)
+        project = Project(root, device="cpu")
+        summary = runner.study(request, project, log=lambda line: None).summary
+        study = optuna.load_study(study_name=summary.study_name, storage=project.open_storage())
         trial = study.trials[0]
         client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from vae_tune.storage import default_storage, open_storage
+from vae_tune.project import Project
 
 from common import print_table, run_cli, show, spread, write_result
 
@@ -90,7 +90,7 @@ def main() -> None:
 
 
 def compare(root: Path, seed: int, walls: dict[str, float]) -> dict:
-    storage = open_storage(default_storage(root))
+    storage = Project(root).open_storage()
     pruned, control = (
         optuna.load_study(study_name=n, storage=storage) for n in ("pruned", "control")
     )

@@ -35,14 +35,28 @@ def main() -> None:
                 root = Path(folder) / f"w{workers}-r{repeat}"
                 root.mkdir()
                 measured = run_cli(
-                    ["study", args.stage, "--n-trials", str(args.trials), "--epochs",
-                     str(args.epochs), "--pruner", "none", "--workers", str(workers)],
-                    root, log=root / "output.log",
-                )  # fmt: skip
+                    [
+                        "study",
+                        args.stage,
+                        "--n-trials",
+                        str(args.trials),
+                        "--epochs",
+                        str(args.epochs),
+                        "--pruner",
+                        "none",
+                        "--workers",
+                        str(workers),
+                    ],
+                    root,
+                    log=root / "output.log",
+                )
                 measured["trials_per_hour"] = args.trials / measured["wall_s"] * 3600
                 runs[workers].append(measured)
-                print(f"{workers} worker(s), repeat {repeat + 1}: {measured['wall_s']:.0f} s, "
-                      f"peak {measured['peak_rss_mb']:.0f} MiB", file=sys.stderr)  # fmt: skip
+                print(
+                    f"{workers} worker(s), repeat {repeat + 1}: {measured['wall_s']:.0f} s, "
+                    f"peak {measured['peak_rss_mb']:.0f} MiB",
+                    file=sys.stderr,
+                )
 
     base = counts[0]
     result = {
@@ -68,11 +82,16 @@ def main() -> None:
         f"(median [min, max] of {args.repeats})",
         ["workers", "wall s", "trials/hour", f"speed-up vs {base}", "peak RSS MiB"],
         [
-            [w, show(r["wall_s"]), show(r["trials_per_hour"]), show(r[f"speedup_vs_{base}"]),
-             show(r["peak_rss_mb"], 4)]
+            [
+                w,
+                show(r["wall_s"]),
+                show(r["trials_per_hour"]),
+                show(r[f"speedup_vs_{base}"]),
+                show(r["peak_rss_mb"], 4),
+            ]
             for w, r in result["workers"].items()
         ],
-    )  # fmt: skip
+    )
     print(f"wrote {path}")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import optuna
 
-from vae_tune.storage import default_storage, open_storage
+from vae_tune.project import Project
 
 from common import print_table, run_cli, write_result
 
@@ -110,7 +110,7 @@ def workflow(commands: list[list[str]], root: Path, seed: int) -> dict:
         )
         for c in commands
     ]
-    storage = open_storage(default_storage(root))
+    storage = Project(root).open_storage()
     study = optuna.load_study(study_name="mlp-ae-fashion-mnist", storage=storage)
     (record,) = study.user_attrs["promotions"].values()
     return {

@@ -35,18 +35,29 @@ def main() -> None:
     args = parser.parse_args()
 
     space = load_space(REPO / "search_spaces" / "vae_mnist.yaml")
-    flat = {**space.fixed, "model.latent_dim": args.latent_dim, "train.lr": args.lr,
-            "train.optimizer": "adam", "train.epochs": args.epochs}  # fmt: skip
+    flat = {
+        **space.fixed,
+        "model.latent_dim": args.latent_dim,
+        "train.lr": args.lr,
+        "train.optimizer": "adam",
+        "train.epochs": args.epochs,
+    }
     config = build_config(flat)
     splits = load_splits("mnist", val_size=10_000)
     torch.manual_seed(0)
     model = build_model("vae", config.model)
     started = time.perf_counter()
-    history = fit(model, (splits.train_x,), (splits.val_x,), config.train,
-                  on_epoch_end=lambda r: print(
-                      f"epoch {r.epoch}: val -ELBO {r.metrics['val_neg_elbo']:.2f} nats "
-                      f"(recon {r.metrics['val_recon']:.2f}, KL {r.metrics['val_kl']:.2f}), "
-                      f"{r.metrics['epoch_time_s']:.1f} s"))  # fmt: skip
+    history = fit(
+        model,
+        (splits.train_x,),
+        (splits.val_x,),
+        config.train,
+        on_epoch_end=lambda r: print(
+            f"epoch {r.epoch}: val -ELBO {r.metrics['val_neg_elbo']:.2f} nats "
+            f"(recon {r.metrics['val_recon']:.2f}, KL {r.metrics['val_kl']:.2f}), "
+            f"{r.metrics['epoch_time_s']:.1f} s"
+        ),
+    )
     train_s = time.perf_counter() - started
     test_x, _ = load_test("mnist")
     test = evaluate(model, (test_x,), seed=0)
@@ -66,8 +77,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     minutes = train_s / 60
-    print(f"test negative ELBO {test['neg_elbo']:.2f} nats/image after {args.epochs} epochs "
-          f"({minutes:.1f} min); reference 102.7 after 200 epochs. Wrote {args.out}")  # fmt: skip
+    print(
+        f"test negative ELBO {test['neg_elbo']:.2f} nats/image after {args.epochs} epochs "
+        f"({minutes:.1f} min); reference 102.7 after 200 epochs. Wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.test_study import load_study, runs_of
-from tests.test_workers import FINISHED, env, study_command
+from tests.helpers import FINISHED, env, load_study, runs_of, study_command
 
 
 @contextlib.contextmanager
@@ -42,8 +41,14 @@ def fill(folder: Path) -> Path:
 def test_disk_full_mid_study_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     command = study_command("--n-trials", "5")
     with small_filesystem(tmp_path / "studies", "4m") as studies:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env(), text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         output = []
         for line in process.stdout:
             output.append(line)
@@ -59,8 +64,9 @@ def test_disk_full_mid_study_stops_cleanly_and_resumes(tmp_path: Path) -> None:
         assert sum(t.state in FINISHED for t in recorded) >= 2
 
         ballast.unlink()
-        rerun = subprocess.run(command, cwd=tmp_path, env=env(), text=True, capture_output=True,
-                               timeout=300)  # fmt: skip
+        rerun = subprocess.run(
+            command, cwd=tmp_path, env=env(), text=True, capture_output=True, timeout=300
+        )
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         trials = load_study(tmp_path).get_trials()
     assert sum(t.state in FINISHED for t in trials) == 5
@@ -73,8 +79,14 @@ def test_disk_full_mid_study_stops_cleanly_and_resumes(tmp_path: Path) -> None:
 def test_read_only_studies_folder_is_refused_before_any_work(tmp_path: Path) -> None:
     with small_filesystem(tmp_path / "studies", "1m") as studies:
         subprocess.run(["mount", "-o", "remount,ro", str(studies)], check=True)
-        result = subprocess.run(study_command("--n-trials", "1"), cwd=tmp_path, env=env(),
-                                text=True, capture_output=True, timeout=120)  # fmt: skip
+        result = subprocess.run(
+            study_command("--n-trials", "1"),
+            cwd=tmp_path,
+            env=env(),
+            text=True,
+            capture_output=True,
+            timeout=120,
+        )
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{studies} is not writable" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,14 +8,17 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from tests.conftest import invoke
-from tests.test_study import load_study, runs_of
-from tests.test_workers import env, study_command
+from tests.helpers import env, invoke, load_study, runs_of, study_command
 
 
 def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:
-    process = subprocess.Popen(study_command("--n-trials", "2", "--epochs", "3"), cwd=tmp_path,
-                               env=env(), text=True, stdout=subprocess.PIPE)  # fmt: skip
+    process = subprocess.Popen(
+        study_command("--n-trials", "2", "--epochs", "3"),
+        cwd=tmp_path,
+        env=env(),
+        text=True,
+        stdout=subprocess.PIPE,
+    )
     for line in process.stdout:
         if "trial 0 epoch 1/3" in line:
             process.send_signal(signal.SIGKILL)
@@ -29,8 +32,11 @@ def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:
 
     found = invoke(tmp_path, "doctor")
     assert found.exit_code == 1, found.output
-    rows = {line.split("│")[1].strip(): line for line in found.output.splitlines()
-            if line.count("│") >= 3}  # fmt: skip
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in found.output.splitlines()
+        if line.count("│") >= 3
+    }
     assert "problem" in rows["ae-fashion-mnist: zombie trials (worker died)"]
     assert "problem" in rows["ae-fashion-mnist: study run"]
     assert "problem" in rows["artifact folders"]
@@ -48,8 +54,19 @@ def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:
     assert not orphan.exists()
     assert (orphan.parent / parent.info.run_id).is_dir(), "real runs' artifacts are kept"
 
-    resumed = invoke(tmp_path, "study", "ae", "--n-trials", "2", "--epochs", "3",
-                     "--train-size", "1000", "--val-size", "500")  # fmt: skip
+    resumed = invoke(
+        tmp_path,
+        "study",
+        "ae",
+        "--n-trials",
+        "2",
+        "--epochs",
+        "3",
+        "--train-size",
+        "1000",
+        "--val-size",
+        "500",
+    )
     assert resumed.exit_code == 0, resumed.output
     states = [t.state for t in load_study(tmp_path).get_trials()]
     assert states[0] == TrialState.FAIL and states[1] != TrialState.WAITING

@@ -11,18 +11,29 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import data_dir
-from tests.test_study import load_study, runs_of
+from tests.helpers import data_dir, load_study, runs_of
 
-COMMAND = [str(Path(sys.executable).parent / "vae-tune"), "study", "ae", "--n-trials", "2",
-           "--epochs", "3", "--train-size", "1000", "--val-size", "500"]  # fmt: skip
+COMMAND = [
+    str(Path(sys.executable).parent / "vae-tune"),
+    "study",
+    "ae",
+    "--n-trials",
+    "2",
+    "--epochs",
+    "3",
+    "--train-size",
+    "1000",
+    "--val-size",
+    "500",
+]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_study_closes_its_runs_and_resumes(tmp_path: Path, sig: int) -> None:
     env = {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(COMMAND, cwd=tmp_path, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        COMMAND, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     output = []
     for line in process.stdout:
         output.append(line)

@@ -26,8 +26,10 @@ def test_reference_architecture() -> None:
     model = build_model("ae", ModelConfig(latent_dim=16))
     convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
-        (1, 8, 4, 2), (8, 16, 4, 2), (16, 32, 3, 2)
-    ]  # fmt: skip
+        (1, 8, 4, 2),
+        (8, 16, 4, 2),
+        (16, 32, 3, 2),
+    ]
     linears = [m for m in model.encoder if isinstance(m, torch.nn.Linear)]
     assert [(lin.in_features, lin.out_features) for lin in linears] == [(288, 64), (64, 16)]
 
@@ -123,11 +125,13 @@ def test_batchnorm_adds_a_norm_after_each_hidden_conv() -> None:
 @pytest.mark.parametrize("stage", ["ae", "vae"])
 @pytest.mark.parametrize("hidden2", [0, 64])
 def test_fully_connected_family_shapes_and_finite_losses(stage: str, hidden2: int) -> None:
-    cfg = ModelConfig(family="mlp", latent_dim=6, hidden=128, hidden2=hidden2,
-                      likelihood="bernoulli")  # fmt: skip
+    cfg = ModelConfig(
+        family="mlp", latent_dim=6, hidden=128, hidden2=hidden2, likelihood="bernoulli"
+    )
     model = build_model(stage, cfg)
-    assert not any(isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
-                   for m in model.modules())  # fmt: skip
+    assert not any(
+        isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d) for m in model.modules()
+    )
     widths = [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)]
     out = 6 if stage == "ae" else 12  # a VAE's encoder gives mean and log-variance
     assert widths == ([128, 64, out] if hidden2 else [128, out])
@@ -150,8 +154,9 @@ def test_pixel_cnn_is_two_conv_pool_blocks_and_a_hidden_layer() -> None:
     model = PixelCNN(ModelConfig(channels=(6, 12, 1), hidden=32, dropout=0.2))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in convs] == [
-        (1, 6, 5), (6, 12, 5)
-    ]  # fmt: skip
+        (1, 6, 5),
+        (6, 12, 5),
+    ]
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 2
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     assert model(x).shape == (8, 10)

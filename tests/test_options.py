@@ -9,12 +9,12 @@ import optuna
 import optuna_dashboard
 import pytest
 
-from tests.conftest import REPO, invoke
+from tests.helpers import REPO, invoke
 from vae_tune.errors import SpaceError
+from vae_tune.ops.storage import open_storage
 from vae_tune.options import CommandLine, resolve
 from vae_tune.space import load_space, parse_space
 from vae_tune.stopping import patience_spent
-from vae_tune.storage import open_storage
 
 SMALL = ["--epochs", "1", "--train-size", "300", "--val-size", "200"]
 SPACE = """

@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import invoke, mlflow_client
+from tests.helpers import invoke, mlflow_client
 from vae_tune.errors import VaeTuneError
+from vae_tune.ops.storage import open_storage
 from vae_tune.pipeline import Costs, parse_budget, plan_budget
-from vae_tune.storage import open_storage
 
 SUBSET = ["--train-size", "2000", "--val-size", "1000"]
 # This machine's measured costs, roughly: an AE epoch 11 s, a fine-tuning epoch 5.5 s.

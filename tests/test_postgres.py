@@ -8,25 +8,41 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tests.conftest import free_port
+from tests.helpers import FINISHED, env, free_port, study_command
 from tests.postgres import postgres_server
-from tests.test_workers import FINISHED, env, study_command
 
 
 def test_two_processes_share_a_study_on_postgres(tmp_path: Path) -> None:
     with postgres_server(free_port()) as url:
         # Long enough trials (no pruning, 4 epochs) that the second process joins in time.
-        command = study_command("--n-trials", "6", "--storage", url, "--pruner", "none",
-                                "--epochs", "4", "--train-size", "3000")  # fmt: skip
-        first = subprocess.Popen(command, cwd=tmp_path, env=env(), text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        command = study_command(
+            "--n-trials",
+            "6",
+            "--storage",
+            url,
+            "--pruner",
+            "none",
+            "--epochs",
+            "4",
+            "--train-size",
+            "3000",
+        )
+        first = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         output = []
         for line in first.stdout:  # the second "machine" joins once the study exists
             output.append(line)
             if "epoch 1/4" in line:
                 break
-        second = subprocess.run(command, cwd=tmp_path, env=env(), text=True, capture_output=True,
-                                timeout=600)  # fmt: skip
+        second = subprocess.run(
+            command, cwd=tmp_path, env=env(), text=True, capture_output=True, timeout=600
+        )
         output.append(first.stdout.read())
         assert first.wait(timeout=600) == 0, "".join(output)
         assert second.returncode == 0, second.stdout + second.stderr

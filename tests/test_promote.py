@@ -12,8 +12,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO, data_dir, invoke, mlflow_client
-from tests.test_study import load_study
+from tests.helpers import REPO, data_dir, invoke, load_study, mlflow_client, promotion_runs
 from vae_tune.data import load_test
 from vae_tune.tracking import Tracker
 
@@ -37,14 +36,6 @@ def promoted(tmp_path_factory):
     return root, outputs
 
 
-def promotion_runs(root: Path, study: str):
-    client = mlflow_client(root)
-    experiment = client.get_experiment_by_name(study)
-    return client.search_runs(
-        [experiment.experiment_id], filter_string="tags.`vae_tune.role` = 'promotion'"
-    )
-
-
 def test_champion_is_chosen_on_validation_with_seeds(promoted) -> None:
     root, outputs = promoted
     study = load_study(root, "ae-fashion-mnist")
@@ -54,8 +45,10 @@ def test_champion_is_chosen_on_validation_with_seeds(promoted) -> None:
     # Top 2 by validation value, each with one extra seed; the champion has the best mean.
     assert "over 2 runs" in outputs[1]
     assert "top 2 complete trials, 1 extra seed(s)" in run.data.tags["promotion.selection_rule"]
-    assert run.data.tags["source.run_id"] == study.trials[
-        int(run.data.tags["optuna.trial_number"])].user_attrs["mlflow_run_id"]  # fmt: skip
+    assert (
+        run.data.tags["source.run_id"]
+        == study.trials[int(run.data.tags["optuna.trial_number"])].user_attrs["mlflow_run_id"]
+    )
     assert {"test_mse", "val_val_loss_mean", "val_val_loss_std"} <= set(run.data.metrics)
 
 
@@ -102,8 +95,11 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
     ]
     [ae_run] = promotion_runs(root, "ae-fashion-mnist")
     ae_plots = {a.path for a in client.list_artifacts(ae_run.info.run_id, "plots")}
-    assert ae_plots == {"plots/reconstructions.png", "plots/interpolation.png",
-                        "plots/latent_projection.png"}  # fmt: skip
+    assert ae_plots == {
+        "plots/reconstructions.png",
+        "plots/interpolation.png",
+        "plots/latent_projection.png",
+    }
     report = (root / "reports" / "fashion-mnist.md").read_text()
     assert "### mlp-ae-fashion-mnist, trial" in report and "90.08 %" in report
     assert "Ankle boot" in report and "Pruning funnel" in report
@@ -133,8 +129,20 @@ def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_pat
     del doc["study"]["min_kl"]  # 1,000 images for 2 epochs: not the place to judge collapse
     space = tmp_path / "vae2.yaml"
     space.write_text(yaml.safe_dump(doc))
-    study = invoke(tmp_path, "study", "vae", "--space", str(space), "--n-trials", "2", "--epochs",
-                   "2", "--pruner", "none", *SMALL)  # fmt: skip
+    study = invoke(
+        tmp_path,
+        "study",
+        "vae",
+        "--space",
+        str(space),
+        "--n-trials",
+        "2",
+        "--epochs",
+        "2",
+        "--pruner",
+        "none",
+        *SMALL,
+    )
     assert study.exit_code == 0, study.output
     result = invoke(tmp_path, "promote", "vae")
     assert result.exit_code == 0, result.output
@@ -148,8 +156,7 @@ def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_pat
     # PPCA with 2 components reconstructs better than the mean of one of 2 clusters.
     assert metrics["test_ppca2_mse"] < metrics["test_gmm2_mse"]
     plots = {a.path for a in mlflow_client(tmp_path).list_artifacts(run.info.run_id, "plots")}
-    assert {"plots/prior_samples.png", "plots/latent_scatter.png",
-            "plots/latent_grid.png"} <= plots  # fmt: skip
+    assert {"plots/prior_samples.png", "plots/latent_scatter.png", "plots/latent_grid.png"} <= plots
     report = (tmp_path / "reports" / "fashion-mnist.md").read_text()
     assert "## VAEs and density baselines (test split)" in report
     assert "| baseline | PPCA, latent 2 |" in report
@@ -168,8 +175,10 @@ def test_studies_never_read_the_test_split(tmp_path: Path, real_data: Path) -> N
     project = tmp_path / "project"
     project.mkdir()
     args = ["--data-dir", str(tmp_path / "data"), *SMALL]
-    for command in (["study", "ae", "--n-trials", "2", "--epochs", "2", *args],
-                    ["study", "mlp", "--n-trials", "2", "--epochs", "2", *args]):  # fmt: skip
+    for command in (
+        ["study", "ae", "--n-trials", "2", "--epochs", "2", *args],
+        ["study", "mlp", "--n-trials", "2", "--epochs", "2", *args],
+    ):
         result = invoke(project, *command)
         assert result.exit_code == 0, result.output
     promotion = invoke(project, "promote", "ae", "--data-dir", str(tmp_path / "data"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, invoke
+from tests.helpers import free_port, invoke
 
 BIN = Path(sys.executable).parent
 
@@ -25,9 +25,18 @@ BIN = Path(sys.executable).parent
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     result = invoke(
-        root, "study", "ae", "--n-trials", "3", "--epochs", "2", "--train-size", "500",
-        "--val-size", "200",
-    )  # fmt: skip
+        root,
+        "study",
+        "ae",
+        "--n-trials",
+        "3",
+        "--epochs",
+        "2",
+        "--train-size",
+        "500",
+        "--val-size",
+        "200",
+    )
     assert result.exit_code == 0, result.output
     commands = [line.strip() for line in result.output.splitlines()]
     dashboard = next(c for c in commands if c.startswith("optuna-dashboard "))
@@ -42,8 +51,9 @@ def serve(command: str, cwd: Path, port: int):
     argv[0] = str(BIN / argv[0])
     argv += ["--host", "127.0.0.1", "--port", str(port)]
     log = open(cwd / f"server-{port}.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -92,8 +102,14 @@ def test_optuna_dashboard_serves_the_study_and_its_trials(project) -> None:
 def test_vae_tune_ui_serves_both_and_stops_both(project) -> None:
     root, _, _ = project
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([str(BIN / "vae-tune"), "ui"], cwd=root, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        [str(BIN / "vae-tune"), "ui"],
+        cwd=root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     urls = {}
     for line in process.stdout:
         name, _, url = line.strip().partition(": ")
@@ -135,8 +151,11 @@ def test_mlflow_ui_lists_the_runs_and_serves_artifacts(project) -> None:
             f"{url}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]}
         )["runs"]
         assert len(runs) == 4  # the study's parent run and three trials
-        parent = next(r for r in runs if r["data"]["tags"] and any(
-            t["key"] == "vae_tune.role" for t in r["data"]["tags"]))  # fmt: skip
+        parent = next(
+            r
+            for r in runs
+            if r["data"]["tags"] and any(t["key"] == "vae_tune.role" for t in r["data"]["tags"])
+        )
         child = next(r for r in runs if r is not parent)
         assert {m["key"] for m in child["data"]["metrics"]} >= {"train_loss", "val_loss"}
         space = fetch(

@@ -21,8 +21,12 @@ def test_shipped_ae_space_samples_a_full_config() -> None:
     assert space.stage == "ae"
     assert space.text == AE_SPACE.read_text()
     assert {p.name for p in space.params} == {
-        "model.latent_dim", "model.dropout", "train.weight_decay", "train.optimizer", "train.lr"
-    }  # fmt: skip
+        "model.latent_dim",
+        "model.dropout",
+        "train.weight_decay",
+        "train.optimizer",
+        "train.lr",
+    }
     trial = optuna.trial.FixedTrial(
         {
             "model.latent_dim": 185,

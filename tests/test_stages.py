@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, invoke, mlflow_client
-from tests.test_study import load_study, runs_of
+from tests.helpers import REPO, invoke, load_study, mlflow_client, runs_of
 
 SMALL = ["--train-size", "1000", "--val-size", "500"]
 
@@ -18,8 +17,9 @@ def vae_then_mlp(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     vae = invoke(root, "study", "vae", "--n-trials", "3", "--epochs", "2", *SMALL)
     assert vae.exit_code == 0, vae.output
-    mlp = invoke(root, "study", "mlp", "--encoder", "vae", "--n-trials", "3", "--epochs", "10",
-                 *SMALL)  # fmt: skip
+    mlp = invoke(
+        root, "study", "mlp", "--encoder", "vae", "--n-trials", "3", "--epochs", "10", *SMALL
+    )
     assert mlp.exit_code == 0, mlp.output
     return root, mlp.output
 
@@ -78,19 +78,35 @@ def test_baselines_are_logged_once_beside_the_mlp_study(vae_then_mlp) -> None:
     for run in baselines:
         assert 0.5 < run.data.metrics["val_accuracy"] <= 1.0
     # Resuming the head study neither retrains the encoder nor logs the baselines again.
-    again = invoke(root, "study", "mlp", "--encoder", "vae", "--n-trials", "4", "--epochs", "10",
-                   *SMALL)  # fmt: skip
+    again = invoke(
+        root, "study", "mlp", "--encoder", "vae", "--n-trials", "4", "--epochs", "10", *SMALL
+    )
     assert again.exit_code == 0, again.output
     assert "cached in" in again.output and "baselines:" not in again.output
-    assert len(client.search_runs([experiment.experiment_id],
-                                  "tags.`vae_tune.role` = 'baseline'")) == 3  # fmt: skip
+    assert (
+        len(client.search_runs([experiment.experiment_id], "tags.`vae_tune.role` = 'baseline'"))
+        == 3
+    )
 
 
 def test_finetune_mode_trains_encoder_and_head(vae_then_mlp, tmp_path: Path) -> None:
     root, _ = vae_then_mlp
-    result = invoke(root, "study", "mlp", "--encoder", "vae", "--space",
-                    str(REPO / "search_spaces/mlp.yaml"), "--study-name", "ft",
-                    "--n-trials", "2", "--epochs", "2", *SMALL)  # fmt: skip
+    result = invoke(
+        root,
+        "study",
+        "mlp",
+        "--encoder",
+        "vae",
+        "--space",
+        str(REPO / "search_spaces/mlp.yaml"),
+        "--study-name",
+        "ft",
+        "--n-trials",
+        "2",
+        "--epochs",
+        "2",
+        *SMALL,
+    )
     assert result.exit_code == 0, result.output
     study = load_study(root, "ft")
     assert study.user_attrs["settings"]["fixed"]["head.mode"] == "finetune"
@@ -102,8 +118,9 @@ def test_posterior_collapse_prunes_with_the_reason(tmp_path: Path) -> None:
     doc["study"]["min_kl"] = 1.0e9  # no VAE reaches this: every trial counts as collapsed
     space = tmp_path / "collapse.yaml"
     space.write_text(yaml.safe_dump(doc))
-    result = invoke(tmp_path, "study", "vae", "--space", str(space), "--n-trials", "2",
-                    "--epochs", "3", *SMALL)  # fmt: skip
+    result = invoke(
+        tmp_path, "study", "vae", "--space", str(space), "--n-trials", "2", "--epochs", "3", *SMALL
+    )
     assert "posterior collapse at epoch 2" in result.output
     _, _, children = runs_of(tmp_path, "vae-fashion-mnist")
     assert [r.info.status for r in children] == ["KILLED", "KILLED"]
@@ -125,10 +142,27 @@ def test_mlp_without_an_encoder_study_says_what_to_run(tmp_path: Path) -> None:
 
 
 def test_fully_connected_vae_study_on_mnist(tmp_path: Path) -> None:
-    result = invoke(tmp_path, "study", "vae", "--dataset", "mnist", "--space",
-                    str(REPO / "search_spaces/vae_mlp.yaml"), "--study-name", "vae-mlp-mnist",
-                    "--n-trials", "2", "--epochs", "3", "--pruner", "none", "--train-size", "5000",
-                    "--val-size", "1000")  # fmt: skip
+    result = invoke(
+        tmp_path,
+        "study",
+        "vae",
+        "--dataset",
+        "mnist",
+        "--space",
+        str(REPO / "search_spaces/vae_mlp.yaml"),
+        "--study-name",
+        "vae-mlp-mnist",
+        "--n-trials",
+        "2",
+        "--epochs",
+        "3",
+        "--pruner",
+        "none",
+        "--train-size",
+        "5000",
+        "--val-size",
+        "1000",
+    )
     assert result.exit_code == 0, result.output
     study = load_study(tmp_path, "vae-mlp-mnist")
     assert study.user_attrs["settings"]["fixed"]["model.family"] == "mlp"
@@ -139,9 +173,22 @@ def test_fully_connected_vae_study_on_mnist(tmp_path: Path) -> None:
 
 def test_linear_head_study_is_tuned_logistic_regression(vae_then_mlp) -> None:
     root, _ = vae_then_mlp
-    result = invoke(root, "study", "mlp", "--encoder", "vae", "--space",
-                    str(REPO / "search_spaces/logreg.yaml"), "--study-name", "logreg",
-                    "--n-trials", "3", "--pruner", "none", *SMALL)  # fmt: skip
+    result = invoke(
+        root,
+        "study",
+        "mlp",
+        "--encoder",
+        "vae",
+        "--space",
+        str(REPO / "search_spaces/logreg.yaml"),
+        "--study-name",
+        "logreg",
+        "--n-trials",
+        "3",
+        "--pruner",
+        "none",
+        *SMALL,
+    )
     assert result.exit_code == 0, result.output
     study = load_study(root, "logreg")
     assert study.user_attrs["settings"]["fixed"]["head.family"] == "linear"
@@ -151,8 +198,9 @@ def test_linear_head_study_is_tuned_logistic_regression(vae_then_mlp) -> None:
 
 
 def test_pixel_cnn_study_and_promotion(tmp_path: Path) -> None:
-    study = invoke(tmp_path, "study", "cnn", "--n-trials", "2", "--epochs", "2", "--pruner",
-                   "none", *SMALL)  # fmt: skip
+    study = invoke(
+        tmp_path, "study", "cnn", "--n-trials", "2", "--epochs", "2", "--pruner", "none", *SMALL
+    )
     assert study.exit_code == 0, study.output
     trials = load_study(tmp_path, "cnn-fashion-mnist").get_trials()
     assert all(0.4 < t.value <= 1.0 for t in trials)

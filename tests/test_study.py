@@ -4,37 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, invoke, mlflow_client
+from tests.helpers import REPO, STUDY, invoke, load_study, mlflow_client, runs_of
 from vae_tune.data import Splits
+from vae_tune.objective import trial_seed
+from vae_tune.ops.storage import open_storage
 from vae_tune.space import load_space
-from vae_tune.storage import open_storage
-from vae_tune.study import StudyOptions, run_study, trial_seed
+from vae_tune.study import StudyOptions, run_study
 from vae_tune.tasks import AutoencoderTask
 from vae_tune.tracking import Tracker
 
-STUDY = "ae-fashion-mnist"
 SMALL = ["--epochs", "4", "--train-size", "1000", "--val-size", "500"]
-
-
-def load_study(root: Path, name: str = STUDY) -> optuna.Study:
-    return optuna.load_study(
-        study_name=name, storage=open_storage(str(root / "studies/optuna.journal"))
-    )
-
-
-def runs_of(root: Path, name: str = STUDY):
-    client = mlflow_client(root)
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("vae_tune.role") == "study"]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return client, parents, children
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +131,23 @@ def test_changed_space_is_refused_unless_forced(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert "another search space" in refused.output
     assert len(load_study(tmp_path).get_trials()) == 1
-    other_epochs = invoke(tmp_path, "study", "ae", "--n-trials", "2", "--epochs", "2",
-                          "--train-size", "1000", "--val-size", "500")  # fmt: skip
+    other_epochs = invoke(
+        tmp_path,
+        "study",
+        "ae",
+        "--n-trials",
+        "2",
+        "--epochs",
+        "2",
+        "--train-size",
+        "1000",
+        "--val-size",
+        "500",
+    )
     assert other_epochs.exit_code == 2 and "other settings" in other_epochs.output
-    forced = invoke(tmp_path, "study", "ae", "--n-trials", "2", "--space", str(space), "--force",
-                    *SMALL)  # fmt: skip
+    forced = invoke(
+        tmp_path, "study", "ae", "--n-trials", "2", "--space", str(space), "--force", *SMALL
+    )
     assert forced.exit_code == 0, forced.output
     assert load_study(tmp_path).user_attrs["search_space"] == space.read_text()
 

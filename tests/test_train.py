@@ -47,8 +47,13 @@ def test_callback_sees_every_epoch_and_can_stop_training() -> None:
             raise Stop
 
     with pytest.raises(Stop):
-        fit(model, (_images(64),), (_images(16),), TrainConfig(epochs=5, batch_size=16),
-            on_epoch_end=on_epoch_end)  # fmt: skip
+        fit(
+            model,
+            (_images(64),),
+            (_images(16),),
+            TrainConfig(epochs=5, batch_size=16),
+            on_epoch_end=on_epoch_end,
+        )
     assert [r.epoch for r in seen] == [1, 2]
     assert {"train_loss", "val_loss", "train_mse", "val_mse", "epoch_time_s"} <= set(
         seen[0].metrics

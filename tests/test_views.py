@@ -5,15 +5,25 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.conftest import invoke
-from tests.test_study import load_study, runs_of
+from tests.helpers import invoke, load_study, runs_of
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("views")
-    result = invoke(root, "study", "ae", "--n-trials", "3", "--epochs", "2",
-                    "--train-size", "500", "--val-size", "200")  # fmt: skip
+    result = invoke(
+        root,
+        "study",
+        "ae",
+        "--n-trials",
+        "3",
+        "--epochs",
+        "2",
+        "--train-size",
+        "500",
+        "--val-size",
+        "200",
+    )
     assert result.exit_code == 0, result.output
     return root
 

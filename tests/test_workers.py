@@ -5,25 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from optuna.trial import TrialState
 
-from tests.conftest import data_dir
-from tests.test_study import load_study, runs_of
-
-VAE_TUNE = str(Path(sys.executable).parent / "vae-tune")
-SMALL = ["--epochs", "2", "--train-size", "1000", "--val-size", "500"]
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def study_command(*args: str) -> list[str]:
-    return [VAE_TUNE, "study", "ae", *SMALL, *args]
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
+from tests.helpers import FINISHED, env, load_study, runs_of, study_command
 
 
 def assert_trials_and_runs_agree(root: Path, n_finished: int) -> None:
@@ -48,8 +34,14 @@ def assert_trials_and_runs_agree(root: Path, n_finished: int) -> None:
 
 
 def test_two_workers_share_one_study(tmp_path: Path) -> None:
-    result = subprocess.run(study_command("--n-trials", "4", "--workers", "2"), cwd=tmp_path,
-                            env=env(), text=True, capture_output=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        study_command("--n-trials", "4", "--workers", "2"),
+        cwd=tmp_path,
+        env=env(),
+        text=True,
+        capture_output=True,
+        timeout=600,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "locked" not in output.lower()
@@ -65,8 +57,14 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
 
 def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> None:
     command = study_command("--n-trials", "3", "--workers", "2", "--epochs", "3")
-    process = subprocess.Popen(command, cwd=tmp_path, env=env(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     output = []
     for line in process.stdout:  # wait until a worker is inside a trial
         output.append(line)
@@ -85,11 +83,15 @@ def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> No
     client, _, _ = runs_of(tmp_path)
     assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"
 
-    rerun = subprocess.run(command, cwd=tmp_path, env=env(), text=True, capture_output=True,
-                           timeout=600)  # fmt: skip
+    rerun = subprocess.run(
+        command, cwd=tmp_path, env=env(), text=True, capture_output=True, timeout=600
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert_trials_and_runs_agree(tmp_path, n_finished=3)
-    retried = [t for t in load_study(tmp_path).get_trials() if t.user_attrs.get("retry_of")
-               == victim.number]  # fmt: skip
+    retried = [
+        t
+        for t in load_study(tmp_path).get_trials()
+        if t.user_attrs.get("retry_of") == victim.number
+    ]
     assert len(retried) == 1 and retried[0].params == victim.params
     assert retried[0].state in FINISHED

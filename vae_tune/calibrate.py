@@ -1,13 +1,15 @@
 """What an epoch costs on this machine, measured in seconds before any study runs.
 
 A few training steps and evaluation batches of the real model on the real tensors, timed after
-a warm-up, then scaled to a whole epoch. The pipeline plans its budget with these figures; the
-studies then correct them with their own epoch times.
+a warm-up, then scaled to a whole epoch. The fastest of a few rounds counts: another process
+that takes the CPU for a moment slows some rounds, not the machine. The pipeline plans its
+budget with these figures; the studies then correct them with their own epoch times.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -17,7 +19,8 @@ from vae_tune.config import TrainConfig
 from vae_tune.train import EVAL_BATCH, Tensors, make_optimizer, use_fast_layout
 
 WARMUP_STEPS = 3
-TIMED_STEPS = 12
+ROUNDS = 3
+STEPS_PER_ROUND = 5
 
 
 def epoch_seconds(model: nn.Module, train: Tensors, val: Tensors, cfg: TrainConfig) -> float:
@@ -45,19 +48,25 @@ def epoch_seconds(model: nn.Module, train: Tensors, val: Tensors, cfg: TrainConf
         with torch.inference_mode():
             model.loss_terms(*(t[start : start + EVAL_BATCH] for t in val))
 
-    eval_step = _time_per_call(evaluate, device, timed=4)
+    eval_step = _time_per_call(evaluate, device, steps=2)
     return -(-n // batch) * train_step + -(-len(val[0]) // EVAL_BATCH) * eval_step
 
 
-def _time_per_call(fn, device: torch.device, timed: int = TIMED_STEPS) -> float:
+def _time_per_call(
+    fn: Callable[[int], None], device: torch.device, steps: int = STEPS_PER_ROUND
+) -> float:
+    """Seconds per call: the fastest round of `steps` calls after a warm-up."""
     for i in range(WARMUP_STEPS):
         fn(i)
-    _sync(device)
-    started = time.perf_counter()
-    for i in range(timed):
-        fn(i)
-    _sync(device)
-    return (time.perf_counter() - started) / timed
+    rounds = []
+    for r in range(ROUNDS):
+        _sync(device)
+        started = time.perf_counter()
+        for i in range(steps):
+            fn(WARMUP_STEPS + r * steps + i)
+        _sync(device)
+        rounds.append((time.perf_counter() - started) / steps)
+    return min(rounds)
 
 
 def _sync(device: torch.device) -> None:

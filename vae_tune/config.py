@@ -110,22 +110,6 @@ class TrialConfig:
 
 
 _SECTIONS: dict[str, type] = {"model": ModelConfig, "head": HeadConfig, "train": TrainConfig}
-_VAE_ONLY = {"model.beta", "model.likelihood", "model.sigma"}
-
-
-def stage_keys(stage: str) -> dict[str, Any]:
-    """The dotted keys a stage's search space may use, with their types."""
-    keys = config_keys()
-    if stage == "mlp":
-        return {k: t for k, t in keys.items() if k.startswith(("head.", "train."))}
-    if stage == "cnn":  # the pixel CNN: its conv widths, hidden layer and dropout
-        cnn = {"model.channels", "model.hidden", "model.dropout", "model.batchnorm"}
-        return {k: t for k, t in keys.items()
-                if k in cnn or (k.startswith("train.") and k != "train.encoder_lr")}  # fmt: skip
-    excluded = {"train.encoder_lr"} | (_VAE_ONLY if stage == "ae" else set())
-    return {
-        k: t for k, t in keys.items() if k.startswith(("model.", "train.")) and k not in excluded
-    }
 
 
 def config_keys() -> dict[str, Any]:

@@ -20,9 +20,17 @@ from sklearn.model_selection import train_test_split
 from vae_tune.errors import DataError
 
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DATASETS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name -> (torchvision class and folder name, class names)
     "fashion-mnist": ("FashionMNIST", FASHION_CLASSES),

@@ -1,18 +1,19 @@
-"""The encoder an MLP-head study builds on.
+"""The encoder a head study builds on.
 
 The promoted champion of the encoder study (the model registry's alias `champion`) when there is
-one; otherwise the study's best trial, replayed through the same code path as in its study
-(`replay_config`) and retrained with the trial's seed for the epoch count it was selected at.
-A retrained encoder is cached under `studies/encoders/`, so resuming a head study does not
-retrain it. Either way the lineage (study, trial, run, model version) comes back with it.
+one; otherwise the study's best trial, replayed through the same code path as in its study and
+retrained with the trial's seed for the epoch count it was selected at. A retrained encoder is
+cached under `studies/encoders/`, so resuming a head study does not retrain it. Either way the
+lineage (study, trial, run, model version) comes back with it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -20,11 +21,12 @@ from torch import nn
 
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import build_model
-from vae_tune.study import Log, load_existing, replay_config, study_splits
+from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.stages import stage
+from vae_tune.tasks import AutoencoderTask, Lineage, retrain
 from vae_tune.tracking import Tracker
-from vae_tune.train import fit
 
-Lineage = dict[str, str]
+Log = Callable[[str], None]
 
 
 def resolve_encoder(
@@ -33,7 +35,7 @@ def resolve_encoder(
     tracker: Tracker,
     cache_dir: Path,
     *,
-    split: dict[str, object],
+    split: dict[str, Any],
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
@@ -43,16 +45,15 @@ def resolve_encoder(
     `split` ({dataset, val_size, seed}) is the head study's: it must be the encoder's too, or
     the encoder would have been trained on the head's validation images.
     """
-    study = load_existing(study_name, storage)
-    settings = study.user_attrs["settings"]
-    theirs = {key: settings[key] for key in split}
-    if theirs != split:
+    record = StudyRecord.load(study_name, storage)
+    settings = record.settings
+    if settings.split != split:
         raise VaeTuneError(
-            f"encoder study {study_name!r} used another data split ({theirs}, here {split}): "
-            "its training images would overlap this study's validation images. Use the same "
-            "--dataset, --val-size and --seed."
+            f"encoder study {study_name!r} used another data split ({settings.split}, here "
+            f"{split}): its training images would overlap this study's validation images. "
+            "Use the same --dataset, --val-size and --seed."
         )
-    model_name = f"vae-tune-{settings['dataset']}-{settings['stage']}"
+    model_name = stage(settings.stage).registry_name(settings.dataset)
     champion = tracker.champion(model_name)
     if champion is not None and champion.tags.get("study") == study_name:
         log(f"encoder: {model_name} version {champion.version} (alias champion)")
@@ -63,10 +64,10 @@ def resolve_encoder(
             "encoder.study": study_name,
             "encoder.trial": champion.tags.get("trial", ""),
             "encoder.run_id": str(champion.run_id),
-            "encoder.stage": settings["stage"],
+            "encoder.stage": settings.stage,
         }
         return tracker.load_model(model_name, str(champion.version)).to(device), lineage
-    return best_trial_encoder(study, cache_dir, data_dir=data_dir, device=device, log=log)
+    return best_trial_encoder(record, cache_dir, data_dir=data_dir, device=device, log=log)
 
 
 def encoder_from_lineage(
@@ -84,8 +85,10 @@ def encoder_from_lineage(
         log(f"encoder: {lineage['encoder.model']} version {lineage['encoder.version']}")
         model = tracker.load_model(lineage["encoder.model"], lineage["encoder.version"])
         return model.to(device)
-    study = load_existing(lineage["encoder.study"], storage)
-    model, current = best_trial_encoder(study, cache_dir, data_dir=data_dir, device=device, log=log)
+    record = StudyRecord.load(lineage["encoder.study"], storage)
+    model, current = best_trial_encoder(
+        record, cache_dir, data_dir=data_dir, device=device, log=log
+    )
     if current["encoder.trial"] != lineage["encoder.trial"]:
         raise VaeTuneError(
             f"the head study used trial {lineage['encoder.trial']} of {lineage['encoder.study']}"
@@ -96,48 +99,45 @@ def encoder_from_lineage(
 
 
 def best_trial_encoder(
-    study: optuna.Study,
+    record: StudyRecord,
     cache_dir: Path,
     *,
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
 ) -> tuple[nn.Module, Lineage]:
-    """The retrained best trial of `study` and its lineage (study, trial, MLflow run)."""
+    """The retrained best trial of the study and its lineage (study, trial, MLflow run)."""
+    study = record.live
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         raise VaeTuneError(
             f"study {study.study_name!r} has no complete trial to take an encoder from"
         )
     trial = study.best_trial
-    settings = study.user_attrs["settings"]
+    facts = TrialRecord(trial)
+    settings = record.settings
     lineage = {
         "encoder.source": "best trial, retrained",
         "encoder.study": study.study_name,
         "encoder.trial": str(trial.number),
-        "encoder.run_id": str(trial.user_attrs.get("mlflow_run_id")),
-        "encoder.stage": settings["stage"],
+        "encoder.run_id": str(facts.run_id),
+        "encoder.stage": settings.stage,
     }
-    config = replay_config(study, trial)
-    model = build_model(settings["stage"], config.model)
-
+    config = record.replay(trial)
     # The key covers everything the weights depend on: a recreated study reuses no stale file.
-    recipe = json.dumps([config.model, config.train, trial.user_attrs, settings], default=str)
-    digest = hashlib.sha1(recipe.encode()).hexdigest()[:12]
+    recipe = [config.model, config.train, trial.user_attrs, settings.to_json()]
+    digest = hashlib.sha1(json.dumps(recipe, default=str).encode()).hexdigest()[:12]
     cache = cache_dir / f"{study.study_name}-trial{trial.number}-{digest}.pt"
     if cache.is_file():
-        model.load_state_dict(torch.load(cache, map_location="cpu"))
+        model = build_model(settings.stage, config.model)
+        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         log(f"encoder: trial {trial.number} of {study.study_name} (cached in {cache})")
         return model.to(device), lineage
 
-    epochs = trial.user_attrs["best_epoch"]
+    epochs = facts.best_epoch
     log(f"encoder: retraining trial {trial.number} of {study.study_name} for {epochs} epochs")
-    splits = study_splits(study, data_dir, device)
-    seed = trial.user_attrs["seed"]
-    torch.manual_seed(seed)
-    model = model.to(device)
-    train_cfg = dataclasses.replace(config.train, epochs=epochs)
-    fit(model, (splits.train_x,), (splits.val_x,), train_cfg, seed=seed)
+    task = AutoencoderTask(settings.stage, record.splits(data_dir, device))
+    model, _ = retrain(task, config, facts.seed, epochs, validate=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cache)
     return model, lineage

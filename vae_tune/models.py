@@ -12,6 +12,8 @@ Models know nothing of Optuna, MLflow, files or devices.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -187,6 +189,7 @@ class MLPHead(nn.Module):
 
     def __init__(self, in_features: int, cfg: HeadConfig, n_classes: int = 10) -> None:
         super().__init__()
+        self.cfg, self.in_features, self.n_classes = cfg, in_features, n_classes
         self.register_buffer("input_mean", torch.zeros(in_features))
         self.register_buffer("input_std", torch.ones(in_features))
         if cfg.family == "linear":  # logistic regression on the standardized latents
@@ -242,7 +245,7 @@ class PixelCNN(nn.Module):
 
     def __init__(self, cfg: ModelConfig, n_classes: int = 10) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.n_classes = cfg, n_classes
         c1, c2 = cfg.channels[:2]
         self.net = nn.Sequential(
             nn.Conv2d(1, c1, 5, padding=2),
@@ -272,8 +275,55 @@ def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, tor
     return {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean()}
 
 
-AUTOENCODERS = {"ae": ConvAutoencoder, "vae": ConvVAE}
+AUTOENCODERS: dict[str, type[ConvAutoencoder] | type[ConvVAE]] = {
+    "ae": ConvAutoencoder,
+    "vae": ConvVAE,
+}
 
 
 def build_model(stage: str, cfg: ModelConfig) -> nn.Module:
     return AUTOENCODERS[stage](cfg)
+
+
+# A saved model is its spec (plain data: which model, its config) and its state_dict, rebuilt
+# through this factory: nothing pins a class path, so modules can move without breaking a
+# registered model, and loading needs no pickle (torch.load(weights_only=True)).
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """What rebuilds `model`'s layers: plain data only."""
+    if isinstance(model, Classifier):
+        return {
+            "kind": "classifier",
+            "encoder": model_spec(model.autoencoder),
+            "head": model_spec(model.head),
+        }
+    if isinstance(model, MLPHead):
+        return {
+            "kind": "head",
+            "config": _plain(model.cfg),
+            "in_features": model.in_features,
+            "n_classes": model.n_classes,
+        }
+    if isinstance(model, PixelCNN):
+        return {"kind": "cnn", "config": _plain(model.cfg), "n_classes": model.n_classes}
+    kind = next(k for k, cls in AUTOENCODERS.items() if type(model) is cls)
+    return {"kind": kind, "config": _plain(model.cfg)}
+
+
+def model_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """A model with freshly initialised weights, of the shape `spec` describes."""
+    kind = spec["kind"]
+    if kind == "classifier":
+        head = model_from_spec(spec["head"])
+        assert isinstance(head, MLPHead)
+        return Classifier(model_from_spec(spec["encoder"]), head)
+    if kind == "head":
+        cfg = HeadConfig(**spec["config"])
+        return MLPHead(spec["in_features"], cfg, spec["n_classes"])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
+    if kind == "cnn":
+        return PixelCNN(ModelConfig(**config), spec["n_classes"])
+    return build_model(kind, ModelConfig(**config))
+
+
+def _plain(config: ModelConfig | HeadConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

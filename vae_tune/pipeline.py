@@ -26,11 +26,14 @@ from vae_tune.data import load_splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Classifier, MLPHead, build_model
 from vae_tune.options import DEFAULT_SEED
-from vae_tune.promote import Promotion
+from vae_tune.prepare import StudyRequest
+from vae_tune.project import Project
+from vae_tune.record import StudyRecord
+from vae_tune.runner import StudyRef
 from vae_tune.space import SearchSpace, load_space
+from vae_tune.stages import HEAD, stage
 from vae_tune.stopping import FINISHED
-from vae_tune.storage import default_storage, open_storage
-from vae_tune.tasks import encode
+from vae_tune.train import encode
 
 Log = Callable[[str], None]
 
@@ -70,10 +73,7 @@ class PipelineRequest:
     budget_s: float = 1800.0
     dataset: str = "fashion-mnist"
     data_dir: Path | None = None
-    storage: str | None = None
-    tracking_uri: str | None = None
     seed: int | None = None
-    device: str = "auto"
     workers: int = 1
     train_size: int | None = None
     val_size: int = 12_000
@@ -108,27 +108,25 @@ class Plan:
 
 def plan_budget(budget_s: float, costs: Costs) -> Plan:
     """Share the budget: both promotions reserved first, then the studies' time split
-    ENCODER_SHARE : rest. Head trials run the head space's epochs, fewer when the head study
-    could not otherwise run WANTED_HEAD_TRIALS of them (short budgets)."""
+    ENCODER_SHARE : rest, the encoder study getting at least one full trial. Head trials run
+    the head space's epochs, fewer when the head study could not otherwise run
+    WANTED_HEAD_TRIALS of them (short budgets, slow machines)."""
     overhead = OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
     promote_encoder = costs.encoder_epochs * costs.encoder_epoch_s * RETRAIN_SCALE + overhead
     encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
 
-    def shares(epochs: int) -> tuple[float, float, float]:
-        promote_head = epochs * costs.head_epoch_s * RETRAIN_SCALE + overhead
-        studies = budget_s - 2 * overhead - promote_encoder - promote_head
-        return promote_head, studies * ENCODER_SHARE, studies * (1 - ENCODER_SHARE)
+    def promote_head(epochs: int) -> float:
+        return epochs * costs.head_epoch_s * RETRAIN_SCALE + overhead
 
     lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
     for wanted in (WANTED_HEAD_TRIALS, 1):
         for epochs in range(costs.head_epochs, lowest - 1, -1):
-            promote_head, encoder_s, head_s = shares(epochs)
-            if encoder_s >= encoder_trial and head_s >= wanted * epochs * costs.head_epoch_s:
-                return Plan(encoder_s, epochs, promote_encoder, promote_head, overhead)
-    promote_head, _, _ = shares(lowest)
-    head_trial = lowest * costs.head_epoch_s
-    studies = max(encoder_trial / ENCODER_SHARE, head_trial / (1 - ENCODER_SHARE))
-    least = 2 * overhead + promote_encoder + promote_head + studies
+            studies = budget_s - 2 * overhead - promote_encoder - promote_head(epochs)
+            encoder_s = max(studies * ENCODER_SHARE, encoder_trial)
+            if studies - encoder_s >= wanted * epochs * costs.head_epoch_s:
+                return Plan(encoder_s, epochs, promote_encoder, promote_head(epochs), overhead)
+    studies = encoder_trial + lowest * costs.head_epoch_s
+    least = 2 * overhead + promote_encoder + promote_head(lowest) + studies
     raise VaeTuneError(
         f"--budget {_clock(budget_s)} is too small for one trial of each study and both "
         f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
@@ -158,12 +156,9 @@ class PipelineResult:
     report: Path | None = None
 
 
-def run_pipeline(
-    request: PipelineRequest, log: Log = print, root: Path | None = None
-) -> PipelineResult:
+def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -> PipelineResult:
     started = time.time()
     end = started + request.budget_s
-    root = root or Path.cwd()
 
     def stage_log(stage: str) -> Log:
         def emit(line: str) -> None:
@@ -171,38 +166,36 @@ def run_pipeline(
 
         return emit
 
-    encoder_name = f"{request.encoder}-{request.dataset}"
-    head_name = f"mlp-{request.encoder}-{request.dataset}"
-    encoder_space, head_space = _spaces(request, root)
-    storage = _existing_storage(request.storage, root)  # nothing is written before the plan
+    encoder_name = stage(request.encoder).study_name(request.dataset)
+    head_name = HEAD.study_name(request.dataset, request.encoder)
+    encoder_space = load_space(project.space_path(request.encoder))
+    head_space = load_space(project.space_path(HEAD.name))
+    # Nothing is written before the plan stands: a fresh project stays empty if it fails.
+    storage = project.open_storage() if project.has_storage else None
     encoder_epochs = _stored_epochs(storage, encoder_name) or _epochs(encoder_space)
     head_epochs_max = _stored_epochs(storage, head_name) or _epochs(head_space)
     log(f"measuring what an epoch costs on this machine ({_clock(request.budget_s)} budget)")
-    costs = measure_costs(request, encoder_space, head_space, encoder_epochs, head_epochs_max)
+    costs = measure_costs(
+        request, project, encoder_space, head_space, encoder_epochs, head_epochs_max
+    )
     plan = plan_budget(request.budget_s, costs)
     if _stored_epochs(storage, head_name):  # a resumed head study keeps its trials' length
         plan = replace(plan, head_epochs=head_epochs_max)
     log(f"plan: {plan.describe(costs)}")
-    storage, _ = runner.open_stores(request.storage, request.tracking_uri, root, write=True)
+    storage = project.open_storage(write=True)
     result = PipelineResult(request.budget_s, 0.0, plan.describe(costs))
 
-    common = {
+    studies = {
         "dataset": request.dataset,
         "data_dir": request.data_dir,
-        "storage": request.storage,
-        "tracking_uri": request.tracking_uri,
-        "device": request.device,
-    }
-    studies = {
         "seed": request.seed,
         "workers": request.workers,
         "train_size": request.train_size,
         "val_size": request.val_size,
         "n_trials": N_TRIALS_CAP,
-        **common,
     }
     # 1. The encoder study, until its share of the budget is spent.
-    encoder_study = runner.StudyRequest(
+    encoder_study = StudyRequest(
         request.encoder,
         epochs=encoder_epochs,
         deadline=time.time() + plan.encoder_study_s,
@@ -210,35 +203,37 @@ def run_pipeline(
         **studies,
     )
     log_1 = stage_log(f"1/4 study {request.encoder}")
-    result.rows.append(_study_stage(encoder_study, storage, log_1, root))
+    result.rows.append(_study_stage(encoder_study, project, storage, log_1))
     # 2. Its champion, retrained and tested once.
+    encoder_ref = StudyRef(request.encoder, dataset=request.dataset, data_dir=request.data_dir)
     log_2 = stage_log(f"2/4 promote {request.encoder}")
-    result.rows.append(
-        _promote_stage(runner.PromoteRequest(request.encoder, **common), log_2, root)
-    )
+    result.rows.append(_promote_stage(encoder_ref, project, log_2))
     # 3. The head study on that champion, stopping in time for the last promotion (and for
     # the baselines the head study fits when it ends).
-    head_study = runner.StudyRequest(
-        "mlp",
+    head_study = StudyRequest(
+        HEAD.name,
         encoder=request.encoder,
         epochs=plan.head_epochs,
         deadline=end - plan.promote_head_s - plan.overhead_s,
         epoch_s_hint=costs.head_epoch_s,
         **studies,
     )
-    result.rows.append(_study_stage(head_study, storage, stage_log("3/4 study mlp"), root))
+    result.rows.append(_study_stage(head_study, project, storage, stage_log("3/4 study mlp")))
     # 4. The classifier, tested once; the report.
-    head_promotion = runner.PromoteRequest("mlp", encoder=request.encoder, **common)
-    head = _promote_stage(head_promotion, stage_log("4/4 promote mlp"), root)
+    head_ref = StudyRef(
+        HEAD.name, dataset=request.dataset, encoder=request.encoder, data_dir=request.data_dir
+    )
+    head = _promote_stage(head_ref, project, stage_log("4/4 promote mlp"))
     result.rows.append(head)
     result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
-    result.report = runner.report(request.dataset, request.storage, request.tracking_uri, root)
+    result.report = runner.report(request.dataset, project)
     result.wall_s = time.time() - started
     return result
 
 
 def measure_costs(
     request: PipelineRequest,
+    project: Project,
     encoder_space: SearchSpace,
     head_space: SearchSpace,
     encoder_epochs: int,
@@ -246,7 +241,7 @@ def measure_costs(
 ) -> Costs:
     """Seconds per epoch of a typical encoder trial and a typical head trial, on the real data
     (the head on an untrained encoder of the same shape: the cost does not depend on weights)."""
-    device = runner.resolve_device(request.device)
+    device = project.torch_device()
     seed = DEFAULT_SEED if request.seed is None else request.seed
     splits = load_splits(
         request.dataset,
@@ -271,21 +266,8 @@ def measure_costs(
     return Costs(encoder_s, encoder_epochs, head_s, head_epochs)
 
 
-def _spaces(request: PipelineRequest, root: Path) -> tuple[SearchSpace, SearchSpace]:
-    encoder = load_space(runner.default_space_path(request.encoder, root))
-    return encoder, load_space(runner.default_space_path("mlp", root))
-
-
 def _epochs(space: SearchSpace) -> int:
     return int(space.config(space.fixed).train.epochs)
-
-
-def _existing_storage(location: str | None, root: Path) -> optuna.storages.BaseStorage | None:
-    """The study storage if there is one already; None for a fresh project."""
-    location = location or default_storage(root)
-    if "://" not in location and not Path(location).is_file():
-        return None
-    return open_storage(location)
 
 
 def _stored_epochs(storage: optuna.storages.BaseStorage | None, name: str) -> int | None:
@@ -293,8 +275,7 @@ def _stored_epochs(storage: optuna.storages.BaseStorage | None, name: str) -> in
     study = _existing(storage, name) if storage is not None else None
     if study is None:
         return None
-    fixed = study.user_attrs.get("settings", {}).get("fixed", {})
-    return fixed.get("train.epochs")
+    return StudyRecord(study).stored_settings.get("fixed", {}).get("train.epochs")
 
 
 def _existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
@@ -305,17 +286,17 @@ def _existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study |
 
 
 def _study_stage(
-    request: runner.StudyRequest, storage: optuna.storages.BaseStorage, log: Log, root: Path
+    request: StudyRequest, project: Project, storage: optuna.storages.BaseStorage, log: Log
 ) -> StageRow:
     started = time.time()
-    name = request.study_name or request.default_study_name
+    name = request.name
     study = _existing(storage, name)
     done = study is not None and _ended(study)
     if done:
         log(f"study {name} ended before ({_ended(study)}): skipped")
         summary = runner.summary_of(name, storage)
     else:
-        summary = runner.run(request, log=log, root=root).summary
+        summary = runner.study(request, project, log=log).summary
         if summary.counts["COMPLETE"] == 0:
             raise VaeTuneError(f"study {name}: no trial completed; see the reasons above")
     metric = _metric(storage, name)
@@ -334,19 +315,19 @@ def _study_stage(
 
 def _ended(study: optuna.Study) -> str | None:
     """Why a study needs no more trials from a pipeline, or None."""
-    reason = study.user_attrs.get("stop_reason")
+    reason = StudyRecord(study).stop_reason
     if reason:
         return reason
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     return "its trials are done" if finished >= N_TRIALS_CAP else None
 
 
-def _promote_stage(request: runner.PromoteRequest, log: Log, root: Path) -> StageRow:
+def _promote_stage(ref: StudyRef, project: Project, log: Log) -> StageRow:
     started = time.time()
-    promotion: Promotion = runner.promote(request, log=log, root=root)
+    promotion = runner.promote(ref, project, log=log)
     champion = promotion.champion
     return StageRow(
-        f"promote {request.stage}",
+        f"promote {ref.stage}",
         promotion.study_name,
         champion.trial.number,
         promotion.metric,
@@ -359,7 +340,7 @@ def _promote_stage(request: runner.PromoteRequest, log: Log, root: Path) -> Stag
 
 def _metric(storage: optuna.storages.BaseStorage, name: str) -> str:
     study = _existing(storage, name)
-    return study.user_attrs.get("metric", "?") if study else "?"
+    return StudyRecord(study).metric if study else "?"
 
 
 def _clock(seconds: float) -> str:

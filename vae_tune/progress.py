@@ -29,13 +29,15 @@ class EpochUpdate:
 
 
 class _Budget:
-    """Epochs left in this process's share of the study, and the time they should take."""
+    """Epochs left in this process's share of the study, and the time they should take (no
+    later than a deadline, when the study has one)."""
 
-    def __init__(self, trials: int, epochs: int) -> None:
+    def __init__(self, trials: int, epochs: int, deadline: float | None = None) -> None:
         self.left = trials * epochs
         self.epochs = epochs
         self.done = 0
         self.started = time.perf_counter()
+        self.deadline = deadline
 
     def epoch_done(self) -> None:
         self.done += 1
@@ -47,8 +49,11 @@ class _Budget:
     def eta(self) -> str:
         if not self.done:
             return "ETA -"
-        seconds = round((time.perf_counter() - self.started) / self.done * self.left)
-        return f"ETA {seconds // 60}:{seconds % 60:02d}"
+        seconds = (time.perf_counter() - self.started) / self.done * self.left
+        if self.deadline is not None:
+            seconds = min(seconds, max(0.0, self.deadline - time.time()))
+        whole = round(seconds)
+        return f"ETA {whole // 60}:{whole % 60:02d}"
 
 
 class PlainProgress:
@@ -58,8 +63,8 @@ class PlainProgress:
         self.log, self.prefix = log, prefix
         self.budget = _Budget(0, 1)
 
-    def begin(self, trials: int, epochs: int) -> None:
-        self.budget = _Budget(trials, epochs)
+    def begin(self, trials: int, epochs: int, deadline: float | None = None) -> None:
+        self.budget = _Budget(trials, epochs, deadline)
 
     def trial_started(self, trial: int) -> None:
         pass
@@ -96,8 +101,8 @@ class LiveProgress:
         self.study_bar: TaskID | None = None
         self.trial_bars: dict[int, TaskID] = {}
 
-    def begin(self, trials: int, epochs: int) -> None:
-        self.budget = _Budget(trials, epochs)
+    def begin(self, trials: int, epochs: int, deadline: float | None = None) -> None:
+        self.budget = _Budget(trials, epochs, deadline)
         self.bars.start()
         self.study_bar = self.bars.add_task("trials", total=trials, info=self.budget.eta())
 

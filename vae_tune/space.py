@@ -23,17 +23,11 @@ from typing import Any
 import optuna
 import yaml
 
-from vae_tune.config import TrialConfig, build_config, stage_keys
+from vae_tune.config import TrialConfig, build_config
 from vae_tune.errors import ConfigError, SpaceError
 from vae_tune.samplers import make_pruner, make_sampler
+from vae_tune.stages import STAGES, Stage
 
-STAGE_METRICS: dict[str, dict[str, str]] = {
-    # stage -> metric name -> the direction that makes sense for it
-    "ae": {"val_loss": "minimize", "val_mse": "minimize"},
-    "vae": {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize"},
-    "mlp": {"val_accuracy": "maximize", "val_loss": "minimize"},
-    "cnn": {"val_accuracy": "maximize", "val_loss": "minimize"},
-}
 _TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
 _STUDY_KEYS = {"metric", "direction", "sampler", "pruner", "min_kl", "n_trials", "patience"}
 _PARAM_KEYS = {
@@ -142,34 +136,36 @@ def parse_space(text: str, source: str = "<string>") -> SearchSpace:
     doc = _mapping(source, "<top level>", doc)
     _no_unknown(source, "", doc, _TOP_KEYS)
 
-    stage = doc.get("stage")
-    if stage not in STAGE_METRICS:
-        raise SpaceError(source, "stage", f"must be one of {sorted(STAGE_METRICS)}, got {stage!r}")
+    name = doc.get("stage")
+    if name not in STAGES:
+        raise SpaceError(source, "stage", f"must be one of {sorted(STAGES)}, got {name!r}")
+    stage = STAGES[name]
     settings = _parse_study(source, stage, _mapping(source, "study", doc.get("study", {})))
     fixed = dict(_mapping(source, "fixed", doc.get("fixed", {})))
     search = _mapping(source, "search", doc.get("search", {}))
 
-    known = stage_keys(stage)
     for key in [*fixed, *search]:
-        if key not in known:
+        if key not in stage.keys:
             section = "fixed" if key in fixed else "search"
             raise SpaceError(
-                source, f"{section}.{key}", f"unknown key for {stage}; known: {sorted(known)}"
+                source, f"{section}.{key}", f"unknown key for {name}; known: {sorted(stage.keys)}"
             )
     for key in set(fixed) & set(search):
         raise SpaceError(source, key, "is both fixed and searched")
 
     params = tuple(_parse_param(source, name, spec) for name, spec in search.items())
     _check_config(source, fixed, params)
-    return SearchSpace(stage, source, text, settings, fixed, params)
+    return SearchSpace(name, source, text, settings, fixed, params)
 
 
-def _parse_study(source: str, stage: str, study: Mapping[str, Any]) -> StudySettings:
+def _parse_study(source: str, stage: Stage, study: Mapping[str, Any]) -> StudySettings:
     _no_unknown(source, "study.", study, _STUDY_KEYS)
-    metrics = STAGE_METRICS[stage]
+    metrics = stage.metrics
     metric = study.get("metric", next(iter(metrics)))
     if metric not in metrics:
-        raise SpaceError(source, "study.metric", f"must be one of {sorted(metrics)} for {stage}")
+        raise SpaceError(
+            source, "study.metric", f"must be one of {sorted(metrics)} for {stage.name}"
+        )
     direction = study.get("direction", metrics[metric])
     if direction not in ("minimize", "maximize"):
         raise SpaceError(source, "study.direction", f"must be minimize or maximize: {direction!r}")
@@ -185,7 +181,9 @@ def _parse_study(source: str, stage: str, study: Mapping[str, Any]) -> StudySett
         except (TypeError, ValueError) as exc:
             raise SpaceError(source, key, str(exc)) from exc
     min_kl = study.get("min_kl")
-    if min_kl is not None and (stage != "vae" or not isinstance(min_kl, int | float) or min_kl < 0):
+    if min_kl is not None and (
+        stage.epoch_rule is None or not isinstance(min_kl, int | float) or min_kl < 0
+    ):
         raise SpaceError(source, "study.min_kl", "is a number >= 0, for the vae stage only")
     counts = {}
     for key in ("n_trials", "patience"):

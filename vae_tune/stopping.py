@@ -14,6 +14,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from vae_tune.record import StudyRecord
+
 # Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Callback = Callable[[optuna.Study, FrozenTrial], None]
@@ -70,7 +72,7 @@ def stop_on_patience(patience: int) -> Callback:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         reason = patience_spent(study, patience)
         if reason:
-            study.set_user_attr("stop_reason", reason)
+            StudyRecord(study).set_stop_reason(reason)
             study.stop()
 
     return callback
@@ -109,9 +111,9 @@ def stop_before_deadline(deadline: float, epochs: int, pace: Pace) -> Callback:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if complete and not pace.fits(deadline, epochs):  # never stop without a result
             left = max(0.0, deadline - time.time())
-            study.set_user_attr(
-                "stop_reason", f"budget: a trial takes up to {epochs * (pace.epoch_s() or 0):.0f}"
-                f" s, {left:.0f} s were left")  # fmt: skip
+            longest = epochs * (pace.epoch_s() or 0)
+            reason = f"budget: a trial takes up to {longest:.0f} s, {left:.0f} s were left"
+            StudyRecord(study).set_stop_reason(reason)
             study.stop()
 
     return callback

@@ -1,22 +1,31 @@
-"""What a stage trains: the model for a trial's config and the tensors it learns from.
+"""What a stage trains and how it is judged: the model for a config, the tensors it learns from,
+its one test evaluation and its learning-curve error.
 
-The trial loop in `study.py` is the same for every stage; a task supplies the rest. The head
-task encodes the images once per study (frozen encoder), so a head trial trains on latents only;
-the pixel task trains a CNN from scratch on images and labels.
+The trial loop, promotion and the learning curve are the same for every stage; a task supplies
+the rest, so nothing downstream asks what kind of model it holds. The head task encodes the
+images once per study (frozen encoder), so a frozen head trial trains on latents only.
+`retrain` is the one way a config is trained outside a trial.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from vae_tune.analysis.baselines import fit_quietly, latent_logistic_regression, logistic_baselines
+from vae_tune.analysis.evaluation import TestEvaluation, evaluate_autoencoder, evaluate_classifier
 from vae_tune.config import TrialConfig
 from vae_tune.data import Splits
 from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
-from vae_tune.train import Tensors
+from vae_tune.train import EpochCallback, EpochResult, Tensors, encode, fit, predict
+
+Log = Callable[[str], None]
+Lineage = dict[str, str]  # where a head's encoder came from: encoder.study, .trial, .run_id ...
 
 
 @dataclass
@@ -25,7 +34,9 @@ class AutoencoderTask:
 
     stage: str
     splits: Splits
-    lineage: dict[str, str] = field(default_factory=dict)
+    lineage: Lineage = field(default_factory=dict)
+    # How its learning curve scores it: as the reference reports did.
+    curve_evaluation = "logistic regression on the latents"
 
     def build(self, config: TrialConfig) -> nn.Module:
         return build_model(self.stage, config.model)
@@ -33,14 +44,36 @@ class AutoencoderTask:
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
         return (self.splits.train_x,), (self.splits.val_x,)
 
+    def evaluate_test(
+        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+    ) -> tuple[nn.Module, TestEvaluation]:
+        if hasattr(model, "sample"):
+            log("density baselines on the same test split: PPCA and a Gaussian mixture")
+        s = self.splits
+        return model, evaluate_autoencoder(model, s.train_x, test_x, test_y, s.classes)
+
+    def curve_errors(
+        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
+    ) -> tuple[float, float]:
+        """Training and test error of a logistic regression on the latents."""
+        s = self.splits
+        z_train, z_test = (encode(model, x).cpu().numpy() for x in (s.train_x, test_x))
+        y_train, y_test = s.train_y.cpu().numpy(), test_y.cpu().numpy()
+        regression = fit_quietly(latent_logistic_regression(seed), z_train, y_train)
+        return 1 - regression.score(z_train, y_train), 1 - regression.score(z_test, y_test)
+
+    def latent_dim(self, model: nn.Module) -> int | None:
+        return int(model.cfg.latent_dim)
+
 
 @dataclass
 class PixelTask:
     """A classifier trained from scratch on pixels: the pixel CNN."""
 
     splits: Splits
-    lineage: dict[str, str] = field(default_factory=dict)
+    lineage: Lineage = field(default_factory=dict)
     stage: str = "cnn"
+    curve_evaluation = "the classifier's own predictions"
 
     def build(self, config: TrialConfig) -> nn.Module:
         return PixelCNN(config.model, len(self.splits.classes))
@@ -49,6 +82,19 @@ class PixelTask:
         s = self.splits
         return (s.train_x, s.train_y), (s.val_x, s.val_y)
 
+    def evaluate_test(
+        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+    ) -> tuple[nn.Module, TestEvaluation]:
+        return model, evaluate_classifier(model, test_x, test_y, self.splits.classes)
+
+    def curve_errors(
+        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
+    ) -> tuple[float, float]:
+        return _classifier_errors(model, self.splits, test_x, test_y)
+
+    def latent_dim(self, model: nn.Module) -> int | None:
+        return None  # a pixel CNN has none
+
 
 @dataclass
 class HeadTask:
@@ -56,8 +102,9 @@ class HeadTask:
 
     encoder: nn.Module  # an autoencoder with `encode`
     splits: Splits
-    lineage: dict[str, str] = field(default_factory=dict)  # where the encoder came from
+    lineage: Lineage = field(default_factory=dict)  # where the encoder came from
     stage: str = "mlp"
+    curve_evaluation = "the classifier's own predictions"
     _latents: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def build(self, config: TrialConfig) -> nn.Module:
@@ -77,41 +124,69 @@ class HeadTask:
     def latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and validation latents, computed once per study."""
         if self._latents is None:
-            self._latents = (encode(self.encoder, self.splits.train_x),
-                             encode(self.encoder, self.splits.val_x))  # fmt: skip
+            s = self.splits
+            self._latents = (encode(self.encoder, s.train_x), encode(self.encoder, s.val_x))
         return self._latents
 
+    def classifier(self, model: nn.Module) -> nn.Module:
+        """Images in, class scores out: a frozen head is put behind the encoder."""
+        return model if isinstance(model, Classifier) else Classifier(self.encoder, model)
 
-@torch.no_grad()  # not inference_mode: the latents are inputs of head training later
-def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    model.eval()
-    if len(images) == 0:
-        return images.new_zeros(0, model.cfg.latent_dim)
-    device = next(model.parameters()).device
-    parts = [
-        model.encode(images[i : i + batch_size].to(device))
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(parts).to(images.device)
+    def evaluate_test(
+        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+    ) -> tuple[nn.Module, TestEvaluation]:
+        """The classifier's scores, and the logistic-regression baselines on the same test."""
+        classifier = self.classifier(model)
+        result = evaluate_classifier(classifier, test_x, test_y, self.splits.classes)
+        log("baselines on the same test split: logistic regression on latents, PCA and pixels")
+        s = self.splits
+        train_z, test_z = self.latents()[0], encode(self.encoder, test_x)
+        scores = logistic_baselines(train_z, test_z, s.train_x, test_x, s.train_y, test_y)
+        result.baselines = {f"test_accuracy_{name}": v for name, v in scores.items()}
+        result.metrics |= result.baselines
+        return classifier, result
 
+    def curve_errors(
+        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
+    ) -> tuple[float, float]:
+        return _classifier_errors(self.classifier(model), self.splits, test_x, test_y)
 
-def classifier_for(task: HeadTask | PixelTask, model: nn.Module) -> nn.Module:
-    """Images in, class scores out: a frozen head is put behind its task's encoder."""
-    if isinstance(task, HeadTask) and not isinstance(model, Classifier):
-        return Classifier(task.encoder, model)
-    return model
-
-
-@torch.no_grad()
-def predict(classifier: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """The predicted class of each image, in eval mode, a batch at a time."""
-    classifier.eval()
-    return torch.cat(
-        [
-            classifier(images[i : i + batch_size]).argmax(1)
-            for i in range(0, len(images), batch_size)
-        ]
-    )
+    def latent_dim(self, model: nn.Module) -> int | None:
+        return int(self.encoder.cfg.latent_dim)
 
 
 Task = AutoencoderTask | HeadTask | PixelTask
+
+
+def retrain(
+    task: Task,
+    config: TrialConfig,
+    seed: int,
+    epochs: int | None = None,
+    *,
+    validate: bool = False,
+    on_epoch_end: EpochCallback | None = None,
+) -> tuple[nn.Module, list[EpochResult]]:
+    """Train `config` on the task's training split with `seed` (for `epochs`, default the
+    config's own), evaluating on its validation split after each epoch if `validate`."""
+    torch.manual_seed(seed)
+    model = task.build(config).to(task.splits.train_x.device)
+    train, val = task.data(config)
+    train_cfg = dataclasses.replace(config.train, epochs=epochs or config.train.epochs)
+    val_or_none = val if validate else None
+    history = fit(model, train, val_or_none, train_cfg, seed=seed, on_epoch_end=on_epoch_end)
+    return model, history
+
+
+def with_splits(task: Task, splits: Splits) -> Task:
+    """The same task on other images (a head task encodes them afresh)."""
+    return dataclasses.replace(task, splits=splits)
+
+
+def _classifier_errors(
+    classifier: nn.Module, splits: Splits, test_x: torch.Tensor, test_y: torch.Tensor
+) -> tuple[float, float]:
+    def error(x: torch.Tensor, y: torch.Tensor) -> float:
+        return 1 - float((predict(classifier, x) == y).float().mean())
+
+    return error(splits.train_x, splits.train_y), error(test_x, test_y)

@@ -3,6 +3,12 @@
 No fluent API (it keeps global state and is not thread-safe): every call names its run id.
 Child runs are linked with the `mlflow.parentRunId` tag, which works across processes. Local
 stores get an explicit artifact folder beside `mlflow.db`, so nothing lands in a stray `mlruns/`.
+This module is the only one that holds an MlflowClient.
+
+Registered models are `model/model.pt`: the model's spec (which model, its config: plain data)
+and its state_dict, loaded with `torch.load(weights_only=True)` and rebuilt by the model
+factory, so no class path is pinned. Versions registered before (MLflow's pytorch flavour,
+pickled) still load.
 """
 
 from __future__ import annotations
@@ -13,34 +19,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+import torch
+from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
 from vae_tune.errors import StoreError
+from vae_tune.models import model_from_spec, model_spec
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def default_tracking_uri(root: Path) -> str:
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
-
-
-def default_artifact_root(root: Path) -> Path:
-    """`mlartifacts/`, the folder `mlflow ui` itself uses for new experiments."""
-    return (root / "mlartifacts").resolve()
+MODEL_FILE = "model.pt"
+MODEL_FORMAT = "vae-tune/1"
 
 
 class Tracker:
     """Everything vae-tune writes to MLflow."""
 
-    def __init__(self, tracking_uri: str, artifact_root: Path | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str, artifact_root: Path | None = None, ui_url: str | None = None
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
+        self.ui_url = ui_url  # where the MLflow UI serves this store: links point there
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.client.search_experiments(max_results=1)
@@ -108,6 +114,32 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(run_id, figure, artifact_file)
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def find_experiment(self, name: str) -> str | None:
+        """The id of the experiment called `name`, if there is one (none is created)."""
+        experiment = self.client.get_experiment_by_name(name)
+        return experiment.experiment_id if experiment is not None else None
+
+    def runs(
+        self, experiment_id: str, tags: Mapping[str, str] | None = None, max_results: int = 50_000
+    ) -> list[Run]:
+        """Runs of the experiment whose tags have these values: the one place MLflow filter
+        strings are written."""
+        conditions = [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
+        return self.client.search_runs(
+            [experiment_id], filter_string=" and ".join(conditions), max_results=max_results
+        )
+
+    def artifact_locations(self) -> list[str]:
+        """Where every experiment (deleted ones too) keeps its artifacts."""
+        experiments = self.client.search_experiments(view_type=ViewType.ALL)
+        return [e.artifact_location for e in experiments]
+
     def end_run(self, run_id: str, status: str, tags: Mapping[str, Any] | None = None) -> None:
         """Close a run in a terminal status (FINISHED, KILLED or FAILED), tags first."""
         if tags:
@@ -117,21 +149,14 @@ class Tracker:
     def register_model(
         self, run_id: str, model: nn.Module, name: str, tags: Mapping[str, str]
     ) -> str:
-        """Log `model` (MLflow's pytorch flavour) under the run's `model/`, register it as a new
+        """Log `model` as the run's `model/` (spec and state_dict), register it as a new
         version of `name` and move the alias `champion` to it. Returns the version."""
-        import mlflow.pytorch  # loads the flavour only where a model is logged
-
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model"
-            # Pickle keeps the module with its methods (`encode`, `sample`), which heads need;
-            # explicit requirements: inferring them would load the model in a subprocess.
-            mlflow.pytorch.save_model(
-                model,
-                str(path),
-                serialization_format="pickle",
-                pip_requirements=["torch", "vae-tune"],
-            )
-            self.client.log_artifacts(run_id, str(path), "model")
+            path = Path(folder) / MODEL_FILE
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            saved = {"format": MODEL_FORMAT, "spec": model_spec(model), "state_dict": state}
+            torch.save(saved, path)
+            self.client.log_artifact(run_id, str(path), "model")
         try:
             self.client.create_registered_model(name)
         except MlflowException as exc:
@@ -150,24 +175,31 @@ class Tracker:
             return None
 
     def load_model(self, name: str, version: str) -> nn.Module:
-        import mlflow.pytorch
-
         model_version = self.client.get_model_version(name, version)
         with tempfile.TemporaryDirectory() as folder:
-            path = self.client.download_artifacts(model_version.run_id, "model", folder)
-            return mlflow.pytorch.load_model(path, map_location="cpu")
+            path = Path(self.client.download_artifacts(model_version.run_id, "model", folder))
+            return load_model_folder(path)
 
     def run_link(self, experiment_id: str, run_id: str) -> str:
-        """The run's page: a full URL for a tracking server, else the MLflow UI's own path."""
+        """The run's page in the MLflow UI: an absolute URL when the UI's address is known."""
         path = f"#/experiments/{experiment_id}/runs/{run_id}"
-        if self.tracking_uri.startswith(("http://", "https://")):
-            return f"{self.tracking_uri.rstrip('/')}/{path}"
-        return path
+        return f"{self.ui_url}/{path}" if self.ui_url else path
 
-    def child_runs(self, experiment_id: str, parent_run_id: str) -> list:
-        return self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
-        )
+    def child_runs(self, experiment_id: str, parent_run_id: str) -> list[Run]:
+        return self.runs(experiment_id, {PARENT_TAG: parent_run_id})
+
+
+def load_model_folder(path: Path) -> nn.Module:
+    """A registered `model/` folder as a module: vae-tune's spec and state_dict, or a version
+    registered before them (MLflow's pytorch flavour, pickled with its class paths)."""
+    if (path / MODEL_FILE).is_file():
+        saved = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
+        model = model_from_spec(saved["spec"])
+        model.load_state_dict(saved["state_dict"])
+        return model.eval()
+    import mlflow.pytorch  # only the old pickled format needs the flavour
+
+    return mlflow.pytorch.load_model(str(path), map_location="cpu")
 
 
 def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The training loop: `fit` and `evaluate` over in-memory tensors. Knows no Optuna or MLflow.
+"""The training loop: `fit`, `evaluate`, `encode` and `predict` over in-memory tensors.
+Knows no Optuna or MLflow.
 
 A model exposes `loss_terms(*batch) -> {"loss": ..., other named terms}`; the loop minimises
 `loss` and averages every term per epoch. Progress, pruning and logging all go through the
@@ -166,3 +167,29 @@ def use_fast_layout(model: nn.Module, device: torch.device) -> None:
 def _check_finite(epoch: int, split: str, terms: dict[str, float]) -> None:
     if not all(math.isfinite(v) for v in terms.values()):
         raise NonFiniteLossError(epoch, split, terms)
+
+
+@torch.no_grad()  # not inference_mode: the latents are inputs of head training later
+def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """The latents of `images` under an autoencoder's `encode`, a batch at a time."""
+    model.eval()
+    if len(images) == 0:
+        return images.new_zeros(0, model.cfg.latent_dim)
+    device = next(model.parameters()).device
+    parts = [
+        model.encode(images[i : i + batch_size].to(device))
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(parts).to(images.device)
+
+
+@torch.no_grad()
+def predict(classifier: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """The predicted class of each image, in eval mode, a batch at a time."""
+    classifier.eval()
+    return torch.cat(
+        [
+            classifier(images[i : i + batch_size]).argmax(1)
+            for i in range(0, len(images), batch_size)
+        ]
+    )

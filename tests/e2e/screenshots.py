@@ -39,11 +39,27 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder)
-        subprocess.run([str(BIN / "vae-tune"), "study", "ae", "--n-trials", str(N_TRIALS),
-                        "--epochs", "2", "--train-size", "500", "--val-size", "200"],
-                       cwd=project, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-        ui = subprocess.Popen([str(BIN / "vae-tune"), "ui"], cwd=project, text=True,
-                              stdout=subprocess.PIPE)  # fmt: skip
+        subprocess.run(
+            [
+                str(BIN / "vae-tune"),
+                "study",
+                "ae",
+                "--n-trials",
+                str(N_TRIALS),
+                "--epochs",
+                "2",
+                "--train-size",
+                "500",
+                "--val-size",
+                "200",
+            ],
+            cwd=project,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        ui = subprocess.Popen(
+            [str(BIN / "vae-tune"), "ui"], cwd=project, text=True, stdout=subprocess.PIPE
+        )
         try:
             urls = _urls(ui)
             with sync_playwright() as playwright:

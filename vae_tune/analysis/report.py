@@ -10,7 +10,22 @@ from datetime import datetime, timezone
 import optuna
 from optuna.trial import TrialState
 
+from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.stages import stage
 from vae_tune.tracking import Tracker
+
+
+def studies_of(
+    storage: optuna.storages.BaseStorage, dataset: str | None = None
+) -> list[optuna.Study]:
+    """The storage's vae-tune studies (of one dataset, if given), oldest first."""
+    found = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        settings = StudyRecord(summary).stored_settings
+        if settings and (dataset is None or settings.get("dataset") == dataset):
+            found.append(optuna.load_study(study_name=summary.study_name, storage=storage))
+    return found
+
 
 REFERENCES = [
     ("conv AE + MLP head, Optuna-tuned (20 trials)", "Fashion-MNIST", "test accuracy 90.08 %"),
@@ -23,84 +38,87 @@ REFERENCES = [
 
 
 def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset: str) -> str:
-    studies = [
-        optuna.load_study(study_name=s.study_name, storage=storage)
-        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        if s.user_attrs.get("settings", {}).get("dataset") == dataset
-    ]
+    studies = [StudyRecord(study) for study in studies_of(storage, dataset)]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# vae-tune report: {dataset}", "", f"Written {now}.", ""]
-    lines += ["## Studies", "", "| study | stage | metric | complete | pruned | failed | best |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for study in studies:
+    lines += [
+        "## Studies",
+        "",
+        "| study | stage | metric | complete | pruned | failed | best |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for record in studies:
+        study = record.live
         counts = Counter(t.state for t in study.get_trials(deepcopy=False))
         best = _best(study)
         lines.append(
-            f"| {study.study_name} | {study.user_attrs['settings']['stage']} | "
-            f"{study.user_attrs.get('metric')} ({study.direction.name.lower()}) | "
+            f"| {study.study_name} | {record.settings.stage} | "
+            f"{record.metric} ({study.direction.name.lower()}) | "
             f"{counts[TrialState.COMPLETE]} | {counts[TrialState.PRUNED]} | "
             f"{counts[TrialState.FAIL]} | {best} |"
         )
     lines += ["", "## Pruning funnel", "", "Trials pruned at each epoch (reported epochs).", ""]
-    for study in studies:
-        funnel = Counter(
-            t.user_attrs.get("pruned_at_epoch")
-            for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-        )
+    for record in studies:
+        pruned = record.live.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        funnel = Counter(TrialRecord(t).pruned_at_epoch for t in pruned)
         steps = ", ".join(f"epoch {e}: {n}" for e, n in sorted(funnel.items(), key=_epoch_key))
-        lines.append(f"- {study.study_name}: {steps or 'none pruned'}")
+        lines.append(f"- {record.study.study_name}: {steps or 'none pruned'}")
     lines += ["", "## Champions (test split, evaluated once)", ""]
-    for study in studies:
-        for trial, record in study.user_attrs.get("promotions", {}).items():
-            lines.append(f"### {study.study_name}, trial {trial}")
+    for record in studies:
+        for trial, promoted in record.promotions.items():
+            lines.append(f"### {record.study.study_name}, trial {trial}")
             lines.append("")
             lines.append(
-                f"{record['model_name']} version {record['model_version']}, MLflow run "
-                f"`{record['run_id']}`, test split read {record.get('test_reads', 1)} time(s)."
+                f"{promoted.model_name} version {promoted.model_version}, MLflow run "
+                f"`{promoted.run_id}`, test split read {promoted.test_reads} time(s)."
             )
             lines += ["", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {v:.5g} |" for k, v in record["test"].items()]
-            if record.get("per_class_f1"):
+            lines += [f"| {k} | {v:.5g} |" for k, v in promoted.test.items()]
+            if promoted.per_class_f1:
                 lines += ["", "| class | test F1 |", "|---|---|"]
-                lines += [f"| {k} | {v:.4f} |" for k, v in record["per_class_f1"].items()]
+                lines += [f"| {k} | {v:.4f} |" for k, v in promoted.per_class_f1.items()]
             lines.append("")
     lines += _density_table(studies)
     lines += _curves(studies)
     lines += ["## Baselines (validation accuracy, logistic regression)", ""]
-    for study in studies:
-        if study.user_attrs["settings"]["stage"] != "mlp":
+    for record in studies:
+        study = record.study
+        if not stage(record.settings.stage).needs_encoder:
             continue
-        experiment = tracker.client.get_experiment_by_name(study.study_name)
-        runs = (
-            tracker.client.search_runs(
-                [experiment.experiment_id], filter_string="tags.`vae_tune.role` = 'baseline'"
-            )
-            if experiment
-            else []
-        )
+        experiment_id = tracker.find_experiment(study.study_name)
+        runs = tracker.runs(experiment_id, {"vae_tune.role": "baseline"}) if experiment_id else []
         for run in runs:
             accuracy = run.data.metrics.get("val_accuracy", float("nan"))
             lines.append(f"- {study.study_name}: {run.data.params['baseline']} {accuracy:.4f}")
-    lines += ["", "## Reference results (from the design document)", "",
-              "| source | setup | result |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Reference results (from the design document)",
+        "",
+        "| source | setup | result |",
+        "|---|---|---|",
+    ]
     lines += [f"| {source} | {setup} | {result} |" for source, setup, result in REFERENCES]
     return "\n".join(lines) + "\n"
 
 
-def _curves(studies: list[optuna.Study]) -> list[str]:
+def _curves(studies: list[StudyRecord]) -> list[str]:
     """Learning curves of promoted configurations, beside the reports' figures."""
     lines = []
     for study in studies:
-        for trial, record in study.user_attrs.get("curves", {}).items():
-            lines += [f"### {study.study_name}, trial {trial} ({record['evaluation']})", "",
-                      f"MLflow run `{record['run_id']}`, {record['epochs']} epochs per size, "
-                      "test split read once per size.", "",
-                      "| training images | latent dim | train error | test error |",
-                      "|---|---|---|---|"]  # fmt: skip
+        for trial, curve in study.curves.items():
+            lines += [
+                f"### {study.study.study_name}, trial {trial} ({curve.evaluation})",
+                "",
+                f"MLflow run `{curve.run_id}`, {curve.epochs} epochs per size, "
+                "test split read once per size.",
+                "",
+                "| training images | latent dim | train error | test error |",
+                "|---|---|---|---|",
+            ]
             lines += [
                 f"| {r['size']} | {r['latent_dim'] or '-'} | {r['train_error']:.4f} | "
                 f"{r['test_error']:.4f} |"
-                for r in record["rows"]
+                for r in curve.rows
             ]
             lines.append("")
     if not lines:
@@ -115,25 +133,27 @@ def _curves(studies: list[optuna.Study]) -> list[str]:
     ]
 
 
-def _density_table(studies: list[optuna.Study]) -> list[str]:
+def _density_table(studies: list[StudyRecord]) -> list[str]:
     """Promoted VAEs beside PPCA and a Gaussian mixture on the same test split."""
     rows = []
     for study in studies:
-        for trial, record in study.user_attrs.get("promotions", {}).items():
-            if not record.get("density"):
+        for trial, record in study.promotions.items():
+            if not record.density:
                 continue
-            model, test = record.get("model", {}), record["test"]
+            model, test = record.model, record.test
             family, likelihood = model.get("model.family", "conv"), model.get("model.likelihood")
             what = f"{family} VAE, latent {model.get('model.latent_dim')}, {likelihood}"
             elbo, mse = -test["test_neg_elbo"], test["test_mse"]
-            rows.append(f"| {study.study_name} trial {trial} | {what} | {elbo:.2f} (ELBO) | "
-                        f"{mse:.4f} |")  # fmt: skip
-            for name, scores in record["density"].items():
-                kind, dim = name.split("-")
+            name = study.study.study_name
+            rows.append(f"| {name} trial {trial} | {what} | {elbo:.2f} (ELBO) | {mse:.4f} |")
+            for baseline, scores in record.density.items():
+                kind, dim = baseline.split("-")
                 label = "PPCA" if kind == "ppca" else "Gaussian mixture (diagonal)"
                 size = "latent" if kind == "ppca" else "components"
-                rows.append(f"| baseline | {label}, {size} {dim} | "
-                            f"{scores['log_likelihood']:.2f} | {scores['mse']:.4f} |")  # fmt: skip
+                rows.append(
+                    f"| baseline | {label}, {size} {dim} | "
+                    f"{scores['log_likelihood']:.2f} | {scores['mse']:.4f} |"
+                )
     if not rows:
         return []
     return [

@@ -58,8 +58,10 @@ def _check_writable(folder: Path) -> None:
         raise StoreError(f"{folder} is not writable: the Optuna journal lives there")
     free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
-        raise StoreError(f"{folder} has {free // 1024} KiB free: free some space first "
-                         f"(a study needs at least {MIN_FREE_BYTES // 2**20} MiB)")  # fmt: skip
+        raise StoreError(
+            f"{folder} has {free // 1024} KiB free: free some space first "
+            f"(a study needs at least {MIN_FREE_BYTES // 2**20} MiB)"
+        )
 
 
 def _heal_torn_tail(path: Path) -> None:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from mlflow.entities import ViewType
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
-from vae_tune.repair import open_runs, repair, to_retry, zombie_trials
+from vae_tune.ops.repair import open_runs, repair, to_retry, zombie_trials
+from vae_tune.record import StudyRecord
 from vae_tune.tracking import Tracker
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -47,8 +47,12 @@ def _storage_schema(storage: BaseStorage) -> Finding:
     if isinstance(storage, RDBStorage):
         current, head = storage.get_current_version(), storage.get_head_version()
         if current != head:  # Optuna refuses to open an older schema, so this is rare
-            return Finding("Optuna storage", "problem", f"schema {current}, this Optuna expects "
-                           f"{head}: run `optuna storage upgrade --storage URL`")  # fmt: skip
+            return Finding(
+                "Optuna storage",
+                "problem",
+                f"schema {current}, this Optuna expects "
+                f"{head}: run `optuna storage upgrade --storage URL`",
+            )
         return Finding("Optuna storage", "ok", f"RDB, schema {current}")
     return Finding("Optuna storage", "ok", f"{type(storage).__name__}, readable")
 
@@ -80,7 +84,7 @@ def _study_findings(study: optuna.Study, tracker: Tracker, fix: bool) -> list[Fi
 
 def _stale_parent_run(study: optuna.Study, tracker: Tracker, zombies: set[int]) -> str | None:
     """The study's MLflow run, if RUNNING while no live worker runs a trial of it."""
-    run_id = study.user_attrs.get("mlflow_parent_run_id")
+    run_id = StudyRecord(study).parent_run_id
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     alive = [t for t in running if t.number not in zombies]
     if run_id and not alive and tracker.run_status(run_id) == "RUNNING":
@@ -90,8 +94,8 @@ def _stale_parent_run(study: optuna.Study, tracker: Tracker, zombies: set[int]) 
 
 def _orphaned_artifacts(tracker: Tracker, fix: bool) -> Finding:
     orphans = []
-    for experiment in tracker.client.search_experiments(view_type=ViewType.ALL):
-        folder = _local_folder(experiment.artifact_location)
+    for location in tracker.artifact_locations():
+        folder = _local_folder(location)
         if folder is None or not folder.is_dir():
             continue
         orphans += [

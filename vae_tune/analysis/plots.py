@@ -104,8 +104,15 @@ def confusion_matrix_figure(matrix: np.ndarray, classes: tuple[str, ...], title:
     ax.set_title(title)
     threshold = matrix.max() / 2
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                color="white" if count > threshold else "black")  # fmt: skip
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if count > threshold else "black",
+        )
     fig.tight_layout()
     return fig
 

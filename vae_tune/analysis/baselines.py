@@ -33,10 +33,13 @@ def logistic_baselines(
     latent_dim = train_z.shape[1]
     models = {
         "logreg_latents": (latent_logistic_regression(seed), _numpy(train_z), _numpy(val_z)),
-        "logreg_pca": (make_pipeline(PCA(latent_dim, random_state=seed), StandardScaler(),
-                                     _logreg(seed)), pixels_train, pixels_val),
+        "logreg_pca": (
+            make_pipeline(PCA(latent_dim, random_state=seed), StandardScaler(), _logreg(seed)),
+            pixels_train,
+            pixels_val,
+        ),
         "logreg_pixels": (_logreg(seed), pixels_train, pixels_val),
-    }  # fmt: skip
+    }
     scores = {}
     for name, (model, x_train, x_val) in models.items():
         fit_quietly(model, x_train, y_train)

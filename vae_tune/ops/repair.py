@@ -19,6 +19,7 @@ from datetime import datetime
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from vae_tune.record import StudyRecord, TrialRecord
 from vae_tune.tracking import RUN_STATUS, Tracker
 
 HOST = socket.gethostname()
@@ -55,7 +56,7 @@ def zombie_trials(study: optuna.Study) -> list[FrozenTrial]:
     zombies = []
     now = datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
+        worker = TrialRecord(trial).worker
         if worker is None:
             started = trial.datetime_start
             if started is not None and (now - started).total_seconds() > NO_WORKER_AFTER_S:
@@ -69,8 +70,8 @@ def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[str, FrozenTr
     """The study's trial runs still RUNNING although their trial is over. Found through the
     runs' `optuna.trial_number` tags, so a run whose id never reached the trial (the storage
     failed right after the run was created) is found too."""
-    experiment_id = study.user_attrs.get("mlflow_experiment_id")
-    parent_run_id = study.user_attrs.get("mlflow_parent_run_id")
+    record = StudyRecord(study)
+    experiment_id, parent_run_id = record.experiment_id, record.parent_run_id
     if not experiment_id or not parent_run_id:
         return []
     trials = study.get_trials(deepcopy=False)
@@ -86,13 +87,12 @@ def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[str, FrozenTr
 def to_retry(study: optuna.Study) -> list[FrozenTrial]:
     """Failed trials that were interrupted, not judged, and have not been enqueued again."""
     trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {TrialRecord(t).retry_of for t in trials}
     return [
         t
         for t in trials
         if t.state == TrialState.FAIL
-        # No reason at all: Optuna's heartbeat failed it after its worker vanished.
-        and (t.user_attrs.get("interrupted") or "fail_reason" not in t.user_attrs)
+        and TrialRecord(t).needs_retry
         and t.number not in retried
         and t.params
     ]
@@ -106,11 +106,11 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     for trial in zombie_trials(study):
-        worker = trial.user_attrs.get("worker")
+        record = TrialRecord(trial, storage)
+        worker = record.worker
         reason = f"worker pid {worker['pid']} died" if worker else "its worker died at its start"
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            record.set_failed(reason, interrupted=True)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process repaired it first
@@ -119,13 +119,14 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
         state = trial.state.name if trial else "FAIL"
         reason = "its worker stopped without closing it"
         if trial:
-            reason = trial.user_attrs.get("fail_reason", reason)
-        tracker.end_run(run_id, RUN_STATUS[state], {"optuna.trial_state": state,
-                                                    "fail_reason": reason})  # fmt: skip
+            reason = TrialRecord(trial).fail_reason or reason
+        tracker.end_run(
+            run_id, RUN_STATUS[state], {"optuna.trial_state": state, "fail_reason": reason}
+        )
         repairs.runs_closed.append(run_id)
     if retry:
         for trial in to_retry(study):
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            study.enqueue_trial(trial.params, user_attrs=TrialRecord.retry_attrs(trial.number))
             repairs.retried.append(trial.number)
     return repairs
 

@@ -8,47 +8,32 @@ the parent is forwarded once as SIGTERM, so every worker closes its running tria
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from vae_tune.logs import quiet_libraries
+from vae_tune.ops.repair import repair
+from vae_tune.prepare import Log, StudyRequest, StudySetup, prepare
 from vae_tune.progress import PlainProgress
-from vae_tune.repair import repair
-from vae_tune.study import (
-    FINISHED,
-    Log,
-    StudySummary,
-    close_study,
-    join_study,
-    open_study,
-    run_settings,
-)
+from vae_tune.project import Project
+from vae_tune.stopping import FINISHED
+from vae_tune.study import StudySummary, close_study, join_study, open_study, study_settings
 from vae_tune.study import run_trials as run_trials_here
-
-if TYPE_CHECKING:  # runner imports this module
-    from vae_tune.runner import StudyRequest, StudySetup
 
 JOIN_TIMEOUT_S = 120  # a worker closing its trial after SIGTERM; then it is killed
 
 
 def run_workers(
-    request: StudyRequest,
-    root: Path,
-    setup: StudySetup,
-    setup_fn: Callable[[StudyRequest, Path, Log], StudySetup],
-    log: Log,
+    request: StudyRequest, project: Project, setup: StudySetup, log: Log
 ) -> StudySummary:
     """Prepare the study here, run it in `request.workers` processes, then close it."""
     space, task, tracker, options = setup.space, setup.task, setup.tracker, setup.options
-    opened = open_study(space, run_settings(space, task, options), setup.storage, tracker,
-                        options, log)  # fmt: skip
+    settings = study_settings(space, task, options)
+    opened = open_study(space, settings, setup.storage, tracker, options, log)
     threads = threads_per_worker(request.workers)
     finished = len(opened.study.get_trials(deepcopy=False, states=FINISHED))
     log(
@@ -59,7 +44,7 @@ def run_workers(
     workers = [
         context.Process(
             target=_worker_main,
-            args=(setup_fn, request, root, index, threads),
+            args=(request, project, index, threads),
             name=f"vae-tune-worker-{index}",
         )
         for index in range(1, request.workers + 1)
@@ -97,31 +82,32 @@ def _stop(workers: list[multiprocessing.Process]) -> None:
             worker.kill()
 
 
-def _worker_main(
-    setup_fn: Callable[[StudyRequest, Path, Log], StudySetup],
-    request: StudyRequest,
-    root: Path,
-    index: int,
-    threads: int,
-) -> None:
+def _worker_main(request: StudyRequest, project: Project, index: int, threads: int) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it and forwards one
     # SIGTERM, so a second Ctrl-C cannot cut a worker's cleanup short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     torch.set_num_threads(threads)
-    for name in ("optuna", "mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_libraries()
     prefix = f"[worker {index}] "
 
     def log(line: str) -> None:
         print(f"{prefix}{line}", flush=True)
 
     try:
-        setup = setup_fn(request, root, log)
+        setup = prepare(request, project, log)
         opened = join_study(setup.space, setup.storage, setup.options, worker=index)
         progress = PlainProgress(log)
-        run_trials_here(opened, setup.space, setup.task, setup.tracker, setup.options, progress,
-                        log, workers=request.workers)  # fmt: skip
+        run_trials_here(
+            opened,
+            setup.space,
+            setup.task,
+            setup.tracker,
+            setup.options,
+            progress,
+            log,
+            workers=request.workers,
+        )
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # reported by the parent through the exit code

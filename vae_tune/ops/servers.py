@@ -14,10 +14,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vae_tune.errors import VaeTuneError
+
+if TYPE_CHECKING:
+    from vae_tune.project import Project
 
 BIN = Path(sys.executable).parent
 
@@ -34,15 +39,28 @@ class Server:
 
 def dashboard_server(storage: str, host: str, port: int, log_dir: Path) -> Server:
     argv = [str(BIN / "optuna-dashboard"), storage, "--host", host, "--port", str(port)]
-    return Server("optuna-dashboard", argv, f"http://{host}:{port}", "/api/studies",
-                  log_dir / "optuna-dashboard.log")  # fmt: skip
+    return Server(
+        "optuna-dashboard",
+        argv,
+        f"http://{host}:{port}",
+        "/api/studies",
+        log_dir / "optuna-dashboard.log",
+    )
 
 
 def mlflow_server(
     tracking_uri: str, artifact_root: Path | None, host: str, port: int, log_dir: Path
 ) -> Server:
-    argv = [str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking_uri,
-            "--host", host, "--port", str(port)]  # fmt: skip
+    argv = [
+        str(BIN / "mlflow"),
+        "ui",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if artifact_root is not None:
         argv += ["--default-artifact-root", str(artifact_root)]
     ready = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -60,8 +78,10 @@ def check_port(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise VaeTuneError(f"port {port} on {host} is taken ({exc.strerror}): "
-                               "choose another with --port, or leave it out") from None  # fmt: skip
+            raise VaeTuneError(
+                f"port {port} on {host} is taken ({exc.strerror}): "
+                "choose another with --port, or leave it out"
+            ) from None
 
 
 def start(servers: list[Server], timeout: float = 120.0) -> None:
@@ -69,8 +89,9 @@ def start(servers: list[Server], timeout: float = 120.0) -> None:
     for server in servers:
         server.log.parent.mkdir(parents=True, exist_ok=True)
         with server.log.open("w") as log:
-            server.process = subprocess.Popen(server.argv, stdout=log, stderr=subprocess.STDOUT,
-                                              start_new_session=True)  # fmt: skip
+            server.process = subprocess.Popen(
+                server.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
     try:
         for server in servers:
             _wait_ready(server, timeout)
@@ -111,3 +132,35 @@ def _wait_ready(server: Server, timeout: float) -> None:
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, sig)
+
+
+def serve(project: Project, host: str, port: int | None, log: Callable[[str], None]) -> None:
+    """optuna-dashboard on the study storage and the MLflow UI on the tracking store, until
+    Ctrl-C. `port` is the dashboard's, the MLflow UI takes the next one; free ports otherwise."""
+    if not project.has_storage:
+        raise VaeTuneError(
+            f"no study storage at {project.storage_location}: run `vae-tune study` first"
+        )
+    if not project.has_tracking_store:
+        raise VaeTuneError(f"no MLflow store at {project.tracking}: run `vae-tune study` first")
+    ports = (port, port + 1) if port else (free_port(host), free_port(host))
+    for p in ports:
+        check_port(host, p)
+    both = [
+        dashboard_server(project.storage_location, host, ports[0], project.logs),
+        mlflow_server(project.tracking, project.artifact_root, host, ports[1], project.logs),
+    ]
+    log("starting optuna-dashboard and the MLflow UI ...")
+    try:
+        start(both)
+        for server in both:
+            log(f"{server.name}: {server.url}")
+        log("Ctrl-C stops both.")
+        while all(s.process is not None and s.process.poll() is None for s in both):
+            time.sleep(0.5)
+        dead = next(s for s in both if s.process is None or s.process.poll() is not None)
+        raise VaeTuneError(f"{dead.name} stopped; its log: {dead.log}")
+    except KeyboardInterrupt:
+        log("stopping both servers")
+    finally:
+        stop(both)

@@ -13,10 +13,15 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from vae_tune.errors import VaeTuneError
+from vae_tune.record import StudyRecord
 from vae_tune.tracking import Tracker
 
-STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
-          "fail": TrialState.FAIL, "running": TrialState.RUNNING}  # fmt: skip
+STATES = {
+    "complete": TrialState.COMPLETE,
+    "pruned": TrialState.PRUNED,
+    "fail": TrialState.FAIL,
+    "running": TrialState.RUNNING,
+}
 
 
 def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, object]]:
@@ -26,14 +31,15 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, object]]:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         counts = Counter(t.state for t in trials)
-        settings = study.user_attrs.get("settings", {})
+        record = StudyRecord(study)
+        settings = record.stored_settings
         best = [t for t in trials if t.state == TrialState.COMPLETE]
         rows.append(
             {
                 "study": study.study_name,
                 "stage": settings.get("stage", "?"),
                 "dataset": settings.get("dataset", "?"),
-                "metric": study.user_attrs.get("metric", "?"),
+                "metric": record.metric,
                 **{name: counts[state] for name, state in STATES.items()},
                 "best": study.best_value if best else None,
                 "running_trials": [t.number for t in trials if t.state == TrialState.RUNNING],
@@ -54,14 +60,10 @@ def trials_table(study: optuna.Study, tracker: Tracker | None = None) -> pd.Data
     frame["duration_s"] = frame.pop("duration").dt.total_seconds()
     if tracker is None or "mlflow_run_id" not in frame:
         return frame
-    experiment = tracker.client.get_experiment_by_name(study.study_name)
-    if experiment is None:
+    experiment_id = tracker.find_experiment(study.study_name)
+    if experiment_id is None:
         return frame
-    runs = tracker.client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`optuna.study_name` = '{study.study_name}'",
-        max_results=50_000,
-    )
+    runs = tracker.runs(experiment_id, {"optuna.study_name": study.study_name})
     runs = [r for r in runs if "optuna.trial_number" in r.data.tags]  # trial runs only
     mlflow = pd.DataFrame(
         [

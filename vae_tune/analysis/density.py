@@ -44,8 +44,9 @@ def gaussian_mixture(
     train: np.ndarray, test: np.ndarray, components: int, seed: int = 0
 ) -> dict[str, float]:
     # reg_covar: border pixels are (almost) always 0, and a zero variance is an infinite density.
-    model = GaussianMixture(components, covariance_type="diag", reg_covar=1e-3, max_iter=50,
-                            random_state=seed).fit(train)  # fmt: skip
+    model = GaussianMixture(
+        components, covariance_type="diag", reg_covar=1e-3, max_iter=50, random_state=seed
+    ).fit(train)
     reconstruction = model.means_[model.predict(test)]
     return {
         "log_likelihood": float(model.score(test)),

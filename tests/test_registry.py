@@ -1,0 +1,75 @@
+"""Registered models: saved as spec + state_dict (no class path pinned), loaded through the
+model factory; versions registered by earlier releases (pickled) still load."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_tune.config import build_config
+from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model, model_from_spec, model_spec
+from vae_tune.tracking import MODEL_FILE, Tracker
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+IMAGE = torch.linspace(0, 1, 784).reshape(1, 1, 28, 28)
+
+
+def small_models() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    cfg = build_config({"model.channels": [2, 3, 4], "model.hidden": 5, "model.latent_dim": 3,
+                        "model.batchnorm": True, "head.hidden1": 6, "head.hidden2": 4})  # fmt: skip
+    ae = build_model("ae", cfg.model)
+    return {
+        "ae": ae,
+        "vae": build_model("vae", cfg.model),
+        "cnn": PixelCNN(cfg.model, 10),
+        "classifier": Classifier(ae, MLPHead(3, cfg.head, 10)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "cnn", "classifier"])
+def test_spec_rebuilds_the_same_layers(kind: str) -> None:
+    model = small_models()[kind].eval()
+    rebuilt = model_from_spec(model_spec(model))
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(IMAGE), model(IMAGE))
+
+
+def tracker(root: Path) -> Tracker:
+    return Tracker(f"sqlite:///{root / 'mlflow.db'}", artifact_root=root / "mlartifacts")
+
+
+def test_registered_classifier_loads_without_pickle(tmp_path: Path) -> None:
+    store = tracker(tmp_path)
+    run_id = store.start_run(store.experiment_id("x"), "promote")
+    model = small_models()["classifier"].eval()
+    version = store.register_model(run_id, model, "vae-tune-test-mlp", tags={"stage": "mlp"})
+    saved = next((tmp_path / "mlartifacts").rglob(MODEL_FILE))
+    # Plain data and tensors only: loads with weights_only, so no class path is involved.
+    content = torch.load(saved, weights_only=True)
+    assert content["spec"]["kind"] == "classifier" and content["format"] == "vae-tune/1"
+    loaded = store.load_model("vae-tune-test-mlp", version)
+    with torch.no_grad():
+        assert torch.allclose(loaded(IMAGE), model(IMAGE))
+    assert str(store.champion("vae-tune-test-mlp").version) == version
+
+
+@pytest.mark.parametrize("name", ["legacy_ae_pickle", "legacy_classifier_pickle"])
+def test_a_version_registered_by_the_previous_release_still_loads(tmp_path: Path, name: str):
+    """The fixtures were saved by vae-tune 0.1 (MLflow's pytorch flavour, pickled)."""
+    store = tracker(tmp_path)
+    run_id = store.start_run(store.experiment_id("old"), "promote")
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / name, folder)
+    store.client.log_artifacts(run_id, str(folder), "model")
+    source = f"{store.client.get_run(run_id).info.artifact_uri}/model"
+    store.client.create_registered_model("old")
+    version = store.client.create_model_version("old", source, run_id=run_id).version
+    loaded = store.load_model("old", str(version))
+    expected = torch.load(FIXTURES / f"{name}_expected_output.pt", weights_only=True)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(IMAGE), expected)

@@ -1,0 +1,182 @@
+"""The command line's frame: the typer app, every option declared once, and `run`, which turns
+a command's result or error into its exit code. The commands live beside it, in `studies.py`
+(work that trains) and `views.py` (what looks at the stores)."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from vae_tune import __version__, render
+from vae_tune.errors import VaeTuneError
+from vae_tune.logs import quiet_libraries
+
+if TYPE_CHECKING:
+    from vae_tune.project import Project
+
+app = typer.Typer(
+    help="Hyperparameter-optimization studies for autoencoders and VAEs, tracked in MLflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        render.console.print(f"vae-tune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _group(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Hyperparameter-optimization studies for autoencoders and VAEs, tracked in MLflow."""
+
+
+class StageName(str, Enum):
+    ae = "ae"
+    vae = "vae"
+    mlp = "mlp"
+    cnn = "cnn"
+
+
+class EncoderName(str, Enum):
+    ae = "ae"
+    vae = "vae"
+
+
+class Dataset(str, Enum):
+    fashion_mnist = "fashion-mnist"
+    mnist = "mnist"
+
+
+class TrialState(str, Enum):
+    complete = "complete"
+    pruned = "pruned"
+    fail = "fail"
+    running = "running"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+# Every option once: its type, default and help text.
+StageArg = Annotated[
+    StageName,
+    typer.Argument(help="ae, vae, mlp (the head on an encoder) or cnn (pixels)."),
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage: journal file or URL (default: studies/optuna.journal)."),
+]
+TrackingOpt = Annotated[
+    str | None, typer.Option(help="MLflow tracking URI (default: sqlite:///mlflow.db).")
+]
+DatasetOpt = Annotated[Dataset, typer.Option(help="Dataset.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="Data folder (default: $VAE_TUNE_DATA or ./data).")
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Seed of the split, the sampler and the trials (default: the space's "
+        "study.sampler.seed, else 0)."
+    ),
+]
+StudyNameOpt = Annotated[
+    str | None, typer.Option(help="Study name (default: STAGE-DATASET, mlp-ENCODER-DATASET).")
+]
+EncoderOpt = Annotated[
+    EncoderName, typer.Option(help="mlp: the stage whose encoder the head is trained on.")
+]
+WorkersOpt = Annotated[
+    int, typer.Option(min=1, help="Worker processes on this machine sharing the study.")
+]
+TrainSizeOpt = Annotated[
+    int | None, typer.Option(min=10, help="Train on a stratified subset of this size.")
+]
+ValSizeOpt = Annotated[int, typer.Option(min=1, help="Validation images.")]
+
+
+def fields(options: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The command's options that `cls` (a request dataclass) has fields for, enums as values:
+    each option is declared once, in the command's signature."""
+    names = cls.__dataclass_fields__
+    return {k: v.value if isinstance(v, Enum) else v for k, v in options.items() if k in names}
+
+
+def project_of(options: dict[str, Any]) -> Project:
+    from vae_tune.project import Project
+
+    return Project(Path.cwd(), **fields(options, Project))
+
+
+def ref_of(options: dict[str, Any]) -> Any:
+    from vae_tune.runner import StudyRef
+
+    return StudyRef(**fields(options, StudyRef))
+
+
+def run(action: Callable[[], int]) -> None:
+    """Run a command; its return value is the exit code. User errors are one line and exit
+    2; Ctrl-C or SIGTERM exit 130; a full or read-only disk exits 1 with one line."""
+    quiet_libraries()
+    # A kill (SIGTERM) takes the same graceful path as Ctrl-C: runs closed, study resumable.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        code = action()
+    except VaeTuneError as exc:
+        render.errors.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        render.errors.print("interrupted: open runs were closed; run the same command to resume.")
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        disk = _disk_error(exc)
+        if disk is None:
+            raise  # a bug: the traceback is what a report needs
+        where = f" ({disk.filename})" if disk.filename else ""
+        render.errors.print(
+            f"[bold red]error:[/] {escape(disk.strerror or str(disk))}{escape(where)}. Everything "
+            "recorded before is intact: fix this and run the same command to resume "
+            "(`vae-tune doctor` checks the stores)."
+        )
+        raise typer.Exit(1) from None
+    if code:
+        raise typer.Exit(code)
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _disk_error(exc: BaseException | None) -> OSError | None:
+    """The full, read-only or forbidden disk behind an error, however deep the libraries
+    wrapped it (Optuna raises its own error while failing a trial it cannot write)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def main() -> None:
+    app(prog_name="vae-tune")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The commands that train: study, pipeline, promote and curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vae_tune import render
+from vae_tune.cli.app import (
+    DataDirOpt,
+    Dataset,
+    DatasetOpt,
+    DeviceOpt,
+    EncoderName,
+    EncoderOpt,
+    SeedOpt,
+    StageArg,
+    StageName,
+    StorageOpt,
+    StudyNameOpt,
+    TrackingOpt,
+    TrainSizeOpt,
+    ValSizeOpt,
+    WorkersOpt,
+    app,
+    fields,
+    project_of,
+    ref_of,
+    run,
+)
+from vae_tune.errors import VaeTuneError
+
+
+@app.command()
+def study(
+    stage: StageArg,
+    n_trials: Annotated[
+        int | None,
+        typer.Option(
+            "--n-trials",
+            "-n",
+            min=1,
+            help="Finished trials wanted (default: the space's study.n_trials, else 12).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Stop starting new trials after this many seconds.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs per trial (overrides train.epochs).")
+    ] = None,
+    study_name: StudyNameOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    space: Annotated[
+        Path | None, typer.Option(help="Search-space YAML (default: search_spaces/STAGE.yaml).")
+    ] = None,
+    dataset: DatasetOpt = Dataset.fashion_mnist,
+    data_dir: DataDirOpt = None,
+    train_size: TrainSizeOpt = None,
+    val_size: ValSizeOpt = 12_000,
+    seed: SeedOpt = None,
+    device: DeviceOpt = "auto",
+    sampler: Annotated[
+        str | None, typer.Option(help="Sampler name, overriding the space file.")
+    ] = None,
+    pruner: Annotated[
+        str | None, typer.Option(help="Pruner name, overriding the space file.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Resume even though the space or settings changed.")
+    ] = False,
+    encoder: EncoderOpt = EncoderName.ae,
+    encoder_study: Annotated[
+        str | None, typer.Option(help="mlp: the encoder's study (default: ENCODER-DATASET).")
+    ] = None,
+    workers: WorkersOpt = 1,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Stop when the best value has not improved in this many finished trials."
+        ),
+    ] = None,
+) -> None:
+    """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
+    from vae_tune import runner
+    from vae_tune.prepare import StudyRequest
+    from vae_tune.progress import LiveProgress
+
+    options = locals()
+    # A live bar per trial in a terminal; plain lines in logs, pipes and CI.
+    progress = LiveProgress(render.console) if render.console.is_terminal else None
+
+    def go() -> int:
+        request = StudyRequest(**fields(options, StudyRequest))
+        result = runner.study(request, project_of(options), render.console.print, progress)
+        render.study_summary(result)
+        if result.summary.counts["COMPLETE"] == 0:
+            raise VaeTuneError("no trial completed; see the failure reasons above")
+        return 0
+
+    run(go)
+
+
+@app.command()
+def pipeline(
+    encoder: Annotated[
+        EncoderName, typer.Option(help="The encoder the classifier is built on.")
+    ] = EncoderName.ae,
+    budget: Annotated[
+        str, typer.Option(help="Wall time for all four stages: 30m, 90s, 1.5h, 1h30m.")
+    ] = "30m",
+    dataset: DatasetOpt = Dataset.fashion_mnist,
+    data_dir: DataDirOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 1,
+    train_size: TrainSizeOpt = None,
+    val_size: ValSizeOpt = 12_000,
+) -> None:
+    """Encoder study, its promotion, head study, its promotion and the report, in a budget.
+
+    Rerun it to resume: ended stages are skipped, an interrupted study is topped up."""
+    from vae_tune.pipeline import PipelineRequest, parse_budget, run_pipeline
+
+    options = locals()
+
+    def go() -> int:
+        wanted = fields(options, PipelineRequest) | {"budget_s": parse_budget(budget)}
+        project = project_of(options)
+        result = run_pipeline(PipelineRequest(**wanted), project, log=render.console.print)
+        render.pipeline(result, project.shown(result.report) if result.report else None)
+        return 0
+
+    run(go)
+
+
+@app.command()
+def promote(
+    stage: StageArg,
+    study_name: StudyNameOpt = None,
+    encoder: EncoderOpt = EncoderName.ae,
+    top_k: Annotated[int, typer.Option(min=1, help="Complete trials considered.")] = 3,
+    seeds: Annotated[
+        int, typer.Option(min=0, help="Extra training runs per candidate, other seeds.")
+    ] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Evaluate on the test split again an already promoted trial.")
+    ] = False,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    dataset: DatasetOpt = Dataset.fashion_mnist,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Choose the champion on validation data, retrain it, evaluate it once on test, register it."""
+    from vae_tune import runner
+
+    options = locals()
+
+    def go() -> int:
+        result = runner.promote(
+            ref_of(options),
+            project_of(options),
+            log=render.console.print,
+            top_k=top_k,
+            seeds=seeds,
+            force=force,
+        )
+        render.promotion(result)
+        return 0
+
+    run(go)
+
+
+@app.command()
+def curve(
+    stage: Annotated[StageName, typer.Argument(help="The promoted study: ae, vae, mlp or cnn.")],
+    sizes: Annotated[
+        str, typer.Option(help="Training-set sizes, comma-separated.")
+    ] = "20000,30000,40000,50000,60000",
+    study_name: StudyNameOpt = None,
+    encoder: EncoderOpt = EncoderName.ae,
+    dataset: DatasetOpt = Dataset.fashion_mnist,
+    data_dir: DataDirOpt = None,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Learning curve: the promoted config retrained on growing subsets, each tested once."""
+    from vae_tune import runner
+
+    try:
+        parsed = tuple(int(size) for size in sizes.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"not comma-separated integers: {sizes!r}", param_hint="--sizes"
+        ) from None
+    options = locals()
+
+    def go() -> int:
+        render.curve(
+            runner.curve(ref_of(options), parsed, project_of(options), render.console.print)
+        )
+        return 0
+
+    run(go)

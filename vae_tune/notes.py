@@ -1,0 +1,73 @@
+"""What optuna-dashboard and the log say of a study and its trials, in Markdown and one line.
+
+A study's note holds its settings, its MLflow run and its search space; a trial's note its
+outcome, params and links to its MLflow run. Links are absolute (the MLflow UI's address) so
+they work from the dashboard's own server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from vae_tune.record import Settings, TrialRecord
+from vae_tune.space import SearchSpace
+
+
+def study_note(space: SearchSpace, settings: Settings, parent_link: str, parent_run_id: str) -> str:
+    """The study's note: its settings, its MLflow run, its search space."""
+    shown = {k: v for k, v in settings.to_json().items() if k != "fixed"}
+    lines = "\n".join(f"- {k}: `{v}`" for k, v in shown.items())
+    s = space.settings
+    return (
+        f"**{space.stage} study**, metric `{s.metric}` ({s.direction}), sampler "
+        f"`{dict(s.sampler)}`, pruner `{dict(s.pruner)}`\n\n{lines}\n\n"
+        f"MLflow parent run [{parent_run_id}]({parent_link})\n\n"
+        f"Search space ({space.source}):\n\n```yaml\n{space.text}\n```"
+    )
+
+
+def stopped_note(note: str, reason: str) -> str:
+    return f"**Stopped early**: {reason}\n\n{note}"
+
+
+def trial_note(
+    trial: optuna.Trial, state: str, outcome: str, run_id: str, run_link: str, seed: int
+) -> str:
+    """A trial's note: its outcome, params, seed and MLflow run."""
+    rows = [f"| `{k}` | {short(v)} |" for k, v in trial.params.items()]
+    return "\n".join(
+        [
+            f"**{state}** ({outcome})",
+            "",
+            "| param | value |",
+            "|---|---|",
+            *rows,
+            "",
+            f"MLflow run [{run_id}]({run_link}), seed {seed}",
+        ]
+    )
+
+
+def trial_line(trial: FrozenTrial, metric: str) -> str:
+    """One line for the log when a trial ends."""
+    record = TrialRecord(trial)
+    if trial.state == TrialState.COMPLETE:
+        params = " ".join(f"{k}={short(v)}" for k, v in trial.params.items())
+        return f"trial {trial.number} COMPLETE {metric} {trial.value:.5g}  {params}"
+    if trial.state == TrialState.PRUNED:
+        return f"trial {trial.number} PRUNED: {record.prune_reason}"
+    return f"trial {trial.number} {trial.state.name}: {record.fail_reason}"
+
+
+def study_best(study: optuna.Study) -> str:
+    try:
+        return f"{study.best_value:.5g}"
+    except ValueError:  # no complete trial yet
+        return "-"
+
+
+def short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,182 @@
+"""One trial: sample a config, train it with a report per epoch, mirror it in MLflow.
+
+Optuna decides (sampling, pruning, the trial's state); MLflow records. Every trial's run ends in
+the status that mirrors its state (COMPLETE -> FINISHED, PRUNED -> KILLED, FAIL -> FAILED;
+interrupted -> KILLED), and every trial gets a note in optuna-dashboard.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import optuna_dashboard
+import torch
+
+from vae_tune import notes
+from vae_tune.errors import VaeTuneError
+from vae_tune.ops.repair import worker_identity
+from vae_tune.progress import EpochUpdate, StudyProgress
+from vae_tune.record import TrialRecord
+from vae_tune.space import SearchSpace
+from vae_tune.stages import stage
+from vae_tune.stopping import surplus
+from vae_tune.tasks import Task
+from vae_tune.tracking import RUN_STATUS, Tracker
+from vae_tune.train import EpochResult, fit
+
+
+class SurplusTrialError(VaeTuneError):
+    """Raised for a trial started after other workers had taken the study's last trials."""
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A per-trial seed from (study seed, trial number): independent of worker and order."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one study shares."""
+
+    space: SearchSpace
+    task: Task
+    tracker: Tracker
+    study_name: str
+    experiment_id: str
+    parent_run_id: str
+    n_trials: int
+    seed: int
+    device: torch.device
+
+
+class Objective:
+    """Optuna's objective: one trial, start to end."""
+
+    def __init__(self, context: TrialContext, progress: StudyProgress) -> None:
+        self.c = context
+        self.progress = progress
+        self.metric = context.space.settings.metric
+        self.maximize = context.space.settings.direction == "maximize"
+        self.epoch_rule = stage(context.space.stage).epoch_rule
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        c, record = self.c, TrialRecord(trial)
+        record.set_worker(worker_identity())  # first: lets a later start find a zombie
+        if surplus(trial, c.n_trials):
+            trial.study.stop()
+            record.set_failed("surplus: other workers took the last trials")
+            raise SurplusTrialError(f"trial {trial.number}: n_trials already taken")
+        flat = c.space.sample(trial)
+        config = c.space.config(flat)
+        seed = trial_seed(c.seed, trial.number)
+        record.set_seed(seed)
+        run_id = c.tracker.start_run(
+            c.experiment_id,
+            f"trial-{trial.number:03d}",
+            params={**flat, "seed": seed, "data.train_size": len(c.task.splits.train_x)},
+            tags={
+                "optuna.study_name": c.study_name,
+                "optuna.trial_number": trial.number,
+                "vae_tune.stage": c.space.stage,
+                **c.task.lineage,
+            },
+            parent_run_id=c.parent_run_id,
+        )
+        record.set_run_id(run_id)
+        self.progress.trial_started(trial.number)
+
+        torch.manual_seed(seed)
+        model = c.task.build(config).to(c.device)
+        train, val = c.task.data(config)
+        best: EpochResult | None = None
+
+        def on_epoch_end(result: EpochResult) -> None:
+            nonlocal best
+            c.tracker.log_metrics(run_id, result.metrics, step=result.epoch)
+            value = result.metrics[self.metric]
+            if best is None or (value > best.metrics[self.metric]) == self.maximize:
+                best = result
+            trial.report(value, result.epoch)
+            update = EpochUpdate(
+                trial.number,
+                result.epoch,
+                config.train.epochs,
+                self.metric,
+                value,
+                best.metrics[self.metric],
+                notes.study_best(trial.study),
+            )
+            self.progress.epoch(update, result.metrics["epoch_time_s"])
+            reason = self._stop_reason(trial, result, value)
+            if reason:
+                record.set_pruned(result.epoch, reason)
+                raise optuna.TrialPruned(reason)
+
+        try:
+            fit(model, train, val, config.train, seed=seed, on_epoch_end=on_epoch_end)
+        except optuna.TrialPruned as exc:
+            tags = {"pruned_at_epoch": record.pruned_at_epoch, "prune_reason": str(exc)}
+            self._end(trial, run_id, "PRUNED", tags)
+            raise
+        except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
+            reason = f"{type(exc).__name__}: {exc}"
+            interrupted = isinstance(exc, KeyboardInterrupt)  # not the config's fault
+            record.set_failed(reason, interrupted=interrupted)
+            status = "KILLED" if interrupted else None
+            self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
+            raise
+        finally:
+            del model, train, val
+            _free_memory(c.device)
+
+        assert best is not None  # fit ran at least one epoch
+        record.set_best_epoch(best.epoch)
+        value = best.metrics[self.metric]
+        c.tracker.log_metrics(
+            run_id, {f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch
+        )
+        outcome = f"{self.metric} {value:.5g} at epoch {best.epoch}"
+        self._end(trial, run_id, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
+        return value
+
+    def _stop_reason(self, trial: optuna.Trial, result: EpochResult, value: float) -> str | None:
+        """The stage's own rule first (a collapsed VAE), then the pruner's judgement."""
+        if self.epoch_rule is not None:
+            reason = self.epoch_rule(result.metrics, result.epoch, self.c.space.settings.min_kl)
+            if reason:
+                return reason
+        if trial.should_prune():
+            return f"pruned at epoch {result.epoch}: {self.metric}={value:.5g}"
+        return None
+
+    def _end(
+        self,
+        trial: optuna.Trial,
+        run_id: str,
+        state: str,
+        tags: dict[str, Any],
+        status: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        """Close the trial's MLflow run and leave a note on the trial for optuna-dashboard."""
+        c = self.c
+        c.tracker.end_run(
+            run_id, status or RUN_STATUS[state], {"optuna.trial_state": state, **tags}
+        )
+        outcome = outcome or ", ".join(f"{k}: {notes.short(v)}" for k, v in tags.items())
+        link = c.tracker.run_link(c.experiment_id, run_id)
+        seed = TrialRecord(trial).seed
+        optuna_dashboard.save_note(
+            trial, notes.trial_note(trial, state, outcome, run_id, link, seed)
+        )
+
+
+def _free_memory(device: torch.device) -> None:
+    """Models of earlier trials must not pile up on the GPU."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

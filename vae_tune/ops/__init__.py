@@ -1,0 +1,1 @@
+"""Operations around the studies: worker processes, crash repair, doctor, storages, UI servers."""

@@ -1,0 +1,131 @@
+"""From a study request to everything a process needs to run its trials.
+
+The order is deliberate: the search space is validated first, then the stores are opened, then
+the encoder is found (a head study's), and only then is data loaded. Worker processes import
+this module and prepare the same setup for themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from optuna.storages import BaseStorage
+
+from vae_tune.data import load_splits
+from vae_tune.encoders import resolve_encoder
+from vae_tune.errors import VaeTuneError
+from vae_tune.options import CommandLine, RunOptions, resolve
+from vae_tune.project import Project
+from vae_tune.space import SearchSpace, load_space
+from vae_tune.stages import stage
+from vae_tune.study import StudyOptions
+from vae_tune.tasks import Task
+from vae_tune.tracking import Tracker
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """A study as the user asked for it; None where an option was left out."""
+
+    stage: str
+    n_trials: int | None = None  # None: the space file's study.n_trials, else 12
+    timeout: float | None = None
+    epochs: int | None = None
+    study_name: str | None = None
+    space: Path | None = None
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    train_size: int | None = None
+    val_size: int = 12_000
+    seed: int | None = None  # None: the space file's sampler seed, else 0
+    sampler: str | None = None
+    pruner: str | None = None
+    force: bool = False
+    encoder: str = "ae"  # a head study: the stage whose encoder the head is trained on
+    encoder_study: str | None = None  # that stage's study [default: ENCODER-DATASET]
+    workers: int = 1  # processes on this machine joining the study
+    patience: int | None = None  # stop after this many finished trials without a new best
+    deadline: float | None = None  # time.time() after which no trial may end (the pipeline's)
+    epoch_s_hint: float | None = None  # a measured epoch time, until the study measures its own
+
+    @property
+    def name(self) -> str:
+        return self.study_name or stage(self.stage).study_name(self.dataset, self.encoder)
+
+    def command_line(self) -> CommandLine:
+        return CommandLine(
+            seed=self.seed,
+            n_trials=self.n_trials,
+            epochs=self.epochs,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            patience=self.patience,
+        )
+
+
+@dataclass(frozen=True)
+class StudySetup:
+    """Everything a process needs to run trials of the requested study."""
+
+    space: SearchSpace
+    storage: BaseStorage
+    tracker: Tracker
+    task: Task
+    options: StudyOptions
+
+
+def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
+    """Validate the space, open the stores, resolve device and encoder, load the data."""
+    space, run = load_request_space(request, project)
+    storage, tracker = project.open_stores(write=True)
+    device = project.torch_device()
+    wanted = stage(request.stage)
+    encoder = None
+    if wanted.needs_encoder:  # before the data: a missing encoder study is reported first
+        split = {"dataset": request.dataset, "val_size": request.val_size, "seed": run.seed}
+        name = request.encoder_study or stage(request.encoder).study_name(request.dataset)
+        encoder = resolve_encoder(
+            name,
+            storage,
+            tracker,
+            project.encoder_cache,
+            split=split,
+            data_dir=request.data_dir,
+            device=device,
+            log=log,
+        )
+    log(f"loading {request.dataset} on {device}")
+    splits = load_splits(
+        request.dataset,
+        request.data_dir,
+        val_size=request.val_size,
+        train_size=request.train_size,
+        seed=run.seed,
+        device=device,
+    )
+    options = StudyOptions(
+        study_name=request.name,
+        n_trials=run.n_trials,
+        timeout=request.timeout,
+        seed=run.seed,
+        device=device,
+        force=request.force,
+        patience=run.patience,
+        deadline=request.deadline,
+        epoch_s_hint=request.epoch_s_hint,
+    )
+    return StudySetup(space, storage, tracker, wanted.make_task(splits, encoder), options)
+
+
+def load_request_space(request: StudyRequest, project: Project) -> tuple[SearchSpace, RunOptions]:
+    """The validated space with the command line applied, and the resolved run options."""
+    space = load_space(request.space or project.space_path(request.stage))
+    if space.stage != request.stage:
+        raise VaeTuneError(
+            f"{space.source} is a search space for {space.stage!r}, not {request.stage!r}"
+        )
+    return resolve(request.command_line(), space)

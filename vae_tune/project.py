@@ -1,0 +1,151 @@
+"""A project folder and where everything of it lives: the study storage, the MLflow store and
+its artifacts, the search spaces, cached encoders, reports, server logs, and the device.
+
+Defaults resolve against the folder (`studies/optuna.journal`, `sqlite:///mlflow.db` with
+artifacts in `mlartifacts/` beside it, `search_spaces/STAGE.yaml`), and a store given as a URL
+is used as it is. Nothing is created until a store is opened for writing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import vae_tune
+from vae_tune.errors import VaeTuneError
+
+if TYPE_CHECKING:  # loaded when a store is opened: `vae-tune ui` needs neither
+    import torch
+    from optuna.storages import BaseStorage
+
+    from vae_tune.tracking import Tracker
+
+SQLITE = "sqlite:///"
+# The ports `vae-tune ui` serves on unless told otherwise: stable, so the links that notes
+# and runs carry keep working from one session to the next.
+DASHBOARD_PORT = 8080
+MLFLOW_PORT = 5000
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    storage: str | None = None  # a journal file or an Optuna storage URL, as typed
+    tracking_uri: str | None = None  # an MLflow tracking URI, as typed
+    device: str = "auto"
+    host: str = "127.0.0.1"  # where `vae-tune ui` serves: the links point there
+    dashboard_port: int = DASHBOARD_PORT
+    mlflow_port: int = MLFLOW_PORT
+
+    @property
+    def storage_location(self) -> str:
+        return self.storage or str(self.root / "studies" / "optuna.journal")
+
+    @property
+    def tracking(self) -> str:
+        return self.tracking_uri or f"{SQLITE}{(self.root / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path | None:
+        """Artifacts of a local SQLite store go to `mlartifacts/` beside the database, the
+        folder `mlflow ui` itself uses, so nothing lands in a stray `mlruns/`."""
+        if self.tracking.startswith(SQLITE):
+            return Path(self.tracking.removeprefix(SQLITE)).resolve().parent / "mlartifacts"
+        return None
+
+    @property
+    def has_storage(self) -> bool:
+        return "://" in self.storage_location or Path(self.storage_location).is_file()
+
+    @property
+    def has_tracking_store(self) -> bool:
+        uri = self.tracking
+        return not uri.startswith(SQLITE) or Path(uri.removeprefix(SQLITE)).is_file()
+
+    def open_storage(self, write: bool = False) -> BaseStorage:
+        from vae_tune.ops.storage import open_storage
+
+        return open_storage(self.storage_location, write=write)
+
+    def tracker(self) -> Tracker:
+        from vae_tune.tracking import Tracker
+
+        return Tracker(self.tracking, artifact_root=self.artifact_root, ui_url=self.mlflow_url)
+
+    def open_stores(self, write: bool = False) -> tuple[BaseStorage, Tracker]:
+        """The Optuna storage and the MLflow tracker."""
+        return self.open_storage(write), self.tracker()
+
+    @property
+    def mlflow_url(self) -> str:
+        """The MLflow UI: the tracking server itself, or `vae-tune ui`'s local one."""
+        if self.tracking.startswith(("http://", "https://")):
+            return self.tracking.rstrip("/")
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.dashboard_port}"
+
+    def space_path(self, stage: str) -> Path:
+        """`search_spaces/STAGE.yaml` here, else the one shipped beside the package."""
+        local = self.root / "search_spaces" / f"{stage}.yaml"
+        if local.is_file():
+            return local
+        return Path(vae_tune.__file__).resolve().parent.parent / "search_spaces" / f"{stage}.yaml"
+
+    @property
+    def encoder_cache(self) -> Path:
+        return self.root / "studies" / "encoders"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "studies" / "logs"
+
+    def shown(self, path: str | Path) -> str:
+        """A path relative to the project folder when inside it (shorter commands to copy);
+        a URL exactly as it is."""
+        text = str(path)
+        if "://" in text:
+            return text
+        try:
+            return str(Path(text).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return text
+
+    def dashboard_command(self) -> str:
+        return f"optuna-dashboard {self.shown(self.storage_location)}"
+
+    def mlflow_command(self) -> str:
+        if not self.tracking.startswith(SQLITE):
+            return f"open {self.tracking} in a browser"
+        db = self.shown(self.tracking.removeprefix(SQLITE))
+        return f"mlflow ui --backend-store-uri {SQLITE}{db} --default-artifact-root " + self.shown(
+            str(self.artifact_root)
+        )
+
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise VaeTuneError(f"--device: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VaeTuneError(f"--device {name}: CUDA is not available on this machine")
+    return device

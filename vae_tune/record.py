@@ -1,0 +1,289 @@
+"""The study record: every fact vae-tune keeps in Optuna, typed, behind one module.
+
+State that must outlive a process lives in the Optuna storage as user attributes: on the study
+(its settings, the exact search-space text, its MLflow runs, promotions, curves, why it stopped)
+and on each trial (its worker, seed, MLflow run, best epoch, why it was pruned or failed). This
+module is the only code that reads or writes those keys, so the schema has one home.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import BaseStorage
+from optuna.study import StudySummary
+from optuna.trial import FrozenTrial
+
+from vae_tune.config import TrialConfig
+from vae_tune.data import Splits, load_splits
+from vae_tune.errors import VaeTuneError
+from vae_tune.space import SearchSpace, parse_space
+from vae_tune.tasks import Lineage
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What must stay the same for the trials of one study to be comparable."""
+
+    stage: str
+    dataset: str
+    train_size: int
+    val_size: int
+    seed: int
+    fixed: dict[str, Any]
+    encoder: Lineage = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the storage keeps it (tuples become lists), so stored and current compare."""
+        raw = dataclasses.asdict(self)
+        raw["fixed"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.fixed.items()}
+        if not self.encoder:
+            del raw["encoder"]
+        return raw
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Settings:
+        return cls(**{**raw, "fixed": dict(raw["fixed"]), "encoder": dict(raw.get("encoder", {}))})
+
+    @property
+    def split(self) -> dict[str, Any]:
+        """The facts that decide which images are training and which validation images."""
+        return {"dataset": self.dataset, "val_size": self.val_size, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """One promoted trial: its test metrics (read once), run and registered version."""
+
+    run_id: str
+    model_name: str
+    model_version: str
+    test: dict[str, float]
+    test_reads: int = 1
+    per_class_f1: dict[str, float] = field(default_factory=dict)
+    baselines: dict[str, float] = field(default_factory=dict)
+    density: dict[str, dict[str, float]] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # the model.* keys of its config
+
+
+@dataclass(frozen=True)
+class CurveRecord:
+    run_id: str
+    evaluation: str
+    rows: list[dict[str, Any]]
+    epochs: int
+    test_reads: int
+
+
+class StudyRecord:
+    """Typed access to what a study keeps. Works on a live study or a stored summary."""
+
+    def __init__(self, study: optuna.Study | StudySummary) -> None:
+        self.study = study
+        self._attrs = study.user_attrs
+
+    @classmethod
+    def load(cls, name: str, storage: BaseStorage) -> StudyRecord:
+        try:
+            return cls(optuna.load_study(study_name=name, storage=storage))
+        except KeyError:
+            raise VaeTuneError(
+                f"no study {name!r} in the storage: run `vae-tune study` for it first"
+            ) from None
+
+    @property
+    def live(self) -> optuna.Study:
+        assert isinstance(self.study, optuna.Study), "a stored summary cannot be written"
+        return self.study
+
+    def _set(self, key: str, value: Any) -> None:
+        self.live.set_user_attr(key, value)
+        self._attrs = self.live.user_attrs
+
+    # What the study ran with.
+    @property
+    def started(self) -> bool:
+        return "search_space" in self._attrs
+
+    @property
+    def settings(self) -> Settings:
+        if "settings" not in self._attrs:
+            raise VaeTuneError(f"study {self.study.study_name!r} was not made by vae-tune")
+        return Settings.from_json(self._attrs["settings"])
+
+    @property
+    def stored_settings(self) -> dict[str, Any]:
+        return dict(self._attrs.get("settings", {}))
+
+    @property
+    def space_text(self) -> str:
+        return str(self._attrs["search_space"])
+
+    @property
+    def metric(self) -> str:
+        return str(self._attrs.get("metric", "?"))
+
+    def record_start(self, space: SearchSpace, settings: Settings) -> None:
+        self._set("search_space", space.text)
+        self._set("search_space_file", space.source)
+        self._set("settings", settings.to_json())
+        self._set("metric", space.settings.metric)
+
+    def space(self) -> SearchSpace:
+        """The search space exactly as the study ran it: its text and its fixed values."""
+        space = parse_space(self.space_text, f"study {self.study.study_name}")
+        return space.with_fixed(self.settings.fixed)
+
+    def replay(self, trial: FrozenTrial) -> TrialConfig:
+        """A finished trial's config through the same path the study sampled it with."""
+        space = self.space()
+        return space.config(space.sample(optuna.trial.FixedTrial(trial.params)))
+
+    def splits(self, data_dir: Path | None, device: torch.device) -> Splits:
+        """The train/validation split the study ran on."""
+        s = self.settings
+        return load_splits(
+            s.dataset,
+            data_dir,
+            val_size=s.val_size,
+            train_size=s.train_size,
+            seed=s.seed,
+            device=device,
+        )
+
+    # Its MLflow side.
+    @property
+    def experiment_id(self) -> str | None:
+        return self._attrs.get("mlflow_experiment_id")
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self._attrs.get("mlflow_parent_run_id")
+
+    def record_mlflow(self, experiment_id: str, parent_run_id: str, tracking_uri: str) -> None:
+        self._set("mlflow_parent_run_id", parent_run_id)
+        self._set("mlflow_experiment_id", experiment_id)
+        self._set("mlflow_tracking_uri", tracking_uri)
+
+    # How it ended.
+    @property
+    def stop_reason(self) -> str | None:
+        return self._attrs.get("stop_reason")
+
+    def set_stop_reason(self, reason: str | None) -> None:
+        self._set("stop_reason", reason)
+
+    # What was done with it afterwards.
+    @property
+    def promotions(self) -> dict[int, PromotionRecord]:
+        raw = self._attrs.get("promotions", {})
+        return {int(number): PromotionRecord(**record) for number, record in raw.items()}
+
+    def record_promotion(self, trial: int, record: PromotionRecord) -> None:
+        raw = dict(self._attrs.get("promotions", {}))
+        raw[str(trial)] = dataclasses.asdict(record)
+        self._set("promotions", raw)
+
+    @property
+    def curves(self) -> dict[int, CurveRecord]:
+        raw = self._attrs.get("curves", {})
+        return {int(number): CurveRecord(**record) for number, record in raw.items()}
+
+    def record_curve(self, trial: int, record: CurveRecord) -> None:
+        raw = dict(self._attrs.get("curves", {}))
+        raw[str(trial)] = dataclasses.asdict(record)
+        self._set("curves", raw)
+
+
+class TrialRecord:
+    """Typed access to what a trial keeps; a finished trial is written through the storage."""
+
+    def __init__(self, trial: optuna.Trial | FrozenTrial, storage: BaseStorage | None = None):
+        self.trial = trial
+        self.storage = storage
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self.trial.user_attrs.get(key, default)
+
+    def _set(self, key: str, value: Any) -> None:
+        if isinstance(self.trial, optuna.Trial):
+            self.trial.set_user_attr(key, value)
+        else:  # another process's trial (crash repair): only the storage can write it
+            assert self.storage is not None
+            self.storage.set_trial_user_attr(self.trial._trial_id, key, value)
+
+    @property
+    def worker(self) -> dict[str, Any] | None:
+        return self._get("worker")
+
+    def set_worker(self, identity: dict[str, Any]) -> None:
+        self._set("worker", identity)
+
+    @property
+    def seed(self) -> int:
+        return int(self._get("seed"))
+
+    def set_seed(self, seed: int) -> None:
+        self._set("seed", seed)
+
+    @property
+    def run_id(self) -> str | None:
+        return self._get("mlflow_run_id")
+
+    def set_run_id(self, run_id: str) -> None:
+        self._set("mlflow_run_id", run_id)
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch whose value the trial reported; its last reported one if not recorded."""
+        best = self._get("best_epoch")
+        if best:
+            return int(best)
+        assert isinstance(self.trial, FrozenTrial)
+        return int(max(self.trial.intermediate_values))
+
+    def set_best_epoch(self, epoch: int) -> None:
+        self._set("best_epoch", epoch)
+
+    @property
+    def pruned_at_epoch(self) -> int | None:
+        return self._get("pruned_at_epoch")
+
+    @property
+    def prune_reason(self) -> str | None:
+        return self._get("prune_reason")
+
+    def set_pruned(self, epoch: int, reason: str) -> None:
+        self._set("pruned_at_epoch", epoch)
+        self._set("prune_reason", reason)
+
+    @property
+    def fail_reason(self) -> str | None:
+        return self._get("fail_reason")
+
+    def set_failed(self, reason: str, interrupted: bool = False) -> None:
+        """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again."""
+        self._set("fail_reason", reason)
+        if interrupted:
+            self._set("interrupted", True)
+
+    @property
+    def needs_retry(self) -> bool:
+        """Failed without being judged: interrupted, or failed by Optuna's heartbeat (which
+        leaves no reason) after its worker vanished."""
+        return bool(self._get("interrupted")) or self._get("fail_reason") is None
+
+    @property
+    def retry_of(self) -> int | None:
+        return self._get("retry_of")
+
+    @staticmethod
+    def retry_attrs(of: int) -> dict[str, Any]:
+        """The user attributes a retried trial is enqueued with."""
+        return {"retry_of": of}
