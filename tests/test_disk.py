@@ -16,6 +16,8 @@ from optuna.trial import TrialState
 
 from tests.helpers import FINISHED, env, load_study, runs_of, study_command
 
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
+
 
 @contextlib.contextmanager
 def small_filesystem(folder: Path, size: str) -> Iterator[Path]:

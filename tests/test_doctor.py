@@ -6,9 +6,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import env, invoke, load_study, runs_of, study_command
+
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
 
 def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from optuna.trial import TrialState
 
 from tests.helpers import data_dir, load_study, runs_of
 
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
+
 COMMAND = [
     str(Path(sys.executable).parent / "vae-tune"),
     "study",

@@ -62,7 +62,7 @@ def test_a_budget_too_small_for_one_trial_names_the_least() -> None:
     [("0", "more than zero"), ("banana", "give a duration"), ("20s", "too small for one trial")],
 )
 def test_bad_budget_writes_nothing(tmp_path: Path, budget: str, message: str) -> None:
-    result = invoke(tmp_path, "pipeline", "--budget", budget)
+    result = invoke(tmp_path, "pipeline", "--budget", budget, *SUBSET)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []  # no store, no study, no report

@@ -6,10 +6,13 @@ import subprocess
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import FINISHED, env, free_port, study_command
 from tests.postgres import postgres_server
+
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
 
 def test_two_processes_share_a_study_on_postgres(tmp_path: Path) -> None:

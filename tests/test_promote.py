@@ -16,6 +16,8 @@ from tests.helpers import REPO, data_dir, invoke, load_study, mlflow_client, pro
 from vae_tune.data import load_test
 from vae_tune.tracking import Tracker
 
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
+
 SMALL = ["--train-size", "1000", "--val-size", "500"]
 
 

@@ -39,16 +39,19 @@ def test_spec_rebuilds_the_same_layers(kind: str) -> None:
         assert torch.equal(rebuilt.eval()(IMAGE), model(IMAGE))
 
 
-def tracker(root: Path) -> Tracker:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Tracker:
+    """One MLflow store for the module: creating one takes seconds."""
+    root = tmp_path_factory.mktemp("registry")
     return Tracker(f"sqlite:///{root / 'mlflow.db'}", artifact_root=root / "mlartifacts")
 
 
-def test_registered_classifier_loads_without_pickle(tmp_path: Path) -> None:
-    store = tracker(tmp_path)
+def test_registered_classifier_loads_without_pickle(store: Tracker) -> None:
     run_id = store.start_run(store.experiment_id("x"), "promote")
     model = small_models()["classifier"].eval()
     version = store.register_model(run_id, model, "vae-tune-test-mlp", tags={"stage": "mlp"})
-    saved = next((tmp_path / "mlartifacts").rglob(MODEL_FILE))
+    assert store.artifact_root is not None
+    saved = next(store.artifact_root.rglob(MODEL_FILE))
     # Plain data and tensors only: loads with weights_only, so no class path is involved.
     content = torch.load(saved, weights_only=True)
     assert content["spec"]["kind"] == "classifier" and content["format"] == "vae-tune/1"
@@ -59,17 +62,18 @@ def test_registered_classifier_loads_without_pickle(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["legacy_ae_pickle", "legacy_classifier_pickle"])
-def test_a_version_registered_by_the_previous_release_still_loads(tmp_path: Path, name: str):
+def test_a_version_registered_by_the_previous_release_still_loads(
+    store: Tracker, tmp_path: Path, name: str
+) -> None:
     """The fixtures were saved by vae-tune 0.1 (MLflow's pytorch flavour, pickled)."""
-    store = tracker(tmp_path)
     run_id = store.start_run(store.experiment_id("old"), "promote")
     folder = tmp_path / "model"
     shutil.copytree(FIXTURES / name, folder)
     store.client.log_artifacts(run_id, str(folder), "model")
     source = f"{store.client.get_run(run_id).info.artifact_uri}/model"
-    store.client.create_registered_model("old")
-    version = store.client.create_model_version("old", source, run_id=run_id).version
-    loaded = store.load_model("old", str(version))
+    store.client.create_registered_model(name)
+    version = store.client.create_model_version(name, source, run_id=run_id).version
+    loaded = store.load_model(name, str(version))
     expected = torch.load(FIXTURES / f"{name}_expected_output.pt", weights_only=True)
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(IMAGE), expected)

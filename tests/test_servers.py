@@ -18,6 +18,8 @@ import pytest
 
 from tests.helpers import free_port, invoke
 
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
+
 BIN = Path(sys.executable).parent
 
 

@@ -9,6 +9,8 @@ import yaml
 
 from tests.helpers import REPO, invoke, load_study, mlflow_client, runs_of
 
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
+
 SMALL = ["--train-size", "1000", "--val-size", "500"]
 
 

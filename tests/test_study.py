@@ -18,6 +18,8 @@ from vae_tune.study import StudyOptions, run_study
 from vae_tune.tasks import AutoencoderTask
 from vae_tune.tracking import Tracker
 
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
+
 SMALL = ["--epochs", "4", "--train-size", "1000", "--val-size", "500"]
 
 

@@ -7,9 +7,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import FINISHED, env, load_study, runs_of, study_command
+
+pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
 
 def assert_trials_and_runs_agree(root: Path, n_finished: int) -> None:

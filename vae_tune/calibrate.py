@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from vae_tune.augment import augment
 from vae_tune.config import TrainConfig
+from vae_tune.models import Model
 from vae_tune.train import EVAL_BATCH, Tensors, make_optimizer, use_fast_layout
 
 WARMUP_STEPS = 3
@@ -23,7 +23,7 @@ ROUNDS = 3
 STEPS_PER_ROUND = 5
 
 
-def epoch_seconds(model: nn.Module, train: Tensors, val: Tensors, cfg: TrainConfig) -> float:
+def epoch_seconds(model: Model, train: Tensors, val: Tensors, cfg: TrainConfig) -> float:
     """Estimated seconds of one epoch of `fit` (training over `train`, evaluation of `val`)."""
     device = train[0].device
     use_fast_layout(model, device)

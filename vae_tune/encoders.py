@@ -17,10 +17,9 @@ from typing import Any
 
 import optuna
 import torch
-from torch import nn
 
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import build_model
+from vae_tune.models import Autoencoder, build_model
 from vae_tune.record import StudyRecord, TrialRecord
 from vae_tune.stages import stage
 from vae_tune.tasks import AutoencoderTask, Lineage, retrain
@@ -39,7 +38,7 @@ def resolve_encoder(
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
-) -> tuple[nn.Module, Lineage]:
+) -> tuple[Autoencoder, Lineage]:
     """The encoder of `study_name`: its registered champion, else its best trial retrained.
 
     `split` ({dataset, val_size, seed}) is the head study's: it must be the encoder's too, or
@@ -66,7 +65,9 @@ def resolve_encoder(
             "encoder.run_id": str(champion.run_id),
             "encoder.stage": settings.stage,
         }
-        return tracker.load_model(model_name, str(champion.version)).to(device), lineage
+        model = tracker.load_model(model_name, str(champion.version))
+        assert isinstance(model, Autoencoder), f"{model_name} holds an autoencoder"
+        return model.to(device), lineage
     return best_trial_encoder(record, cache_dir, data_dir=data_dir, device=device, log=log)
 
 
@@ -79,11 +80,12 @@ def encoder_from_lineage(
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
-) -> nn.Module:
+) -> Autoencoder:
     """The very encoder a head study was run on, from the lineage stored on that study."""
     if lineage["encoder.source"] == "registry":
         log(f"encoder: {lineage['encoder.model']} version {lineage['encoder.version']}")
         model = tracker.load_model(lineage["encoder.model"], lineage["encoder.version"])
+        assert isinstance(model, Autoencoder), f"{lineage['encoder.model']} holds an autoencoder"
         return model.to(device)
     record = StudyRecord.load(lineage["encoder.study"], storage)
     model, current = best_trial_encoder(
@@ -105,7 +107,7 @@ def best_trial_encoder(
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
-) -> tuple[nn.Module, Lineage]:
+) -> tuple[Autoencoder, Lineage]:
     """The retrained best trial of the study and its lineage (study, trial, MLflow run)."""
     study = record.live
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -137,7 +139,8 @@ def best_trial_encoder(
     epochs = facts.best_epoch
     log(f"encoder: retraining trial {trial.number} of {study.study_name} for {epochs} epochs")
     task = AutoencoderTask(settings.stage, record.splits(data_dir, device))
-    model, _ = retrain(task, config, facts.seed, epochs, validate=True)
+    trained, _ = retrain(task, config, facts.seed, epochs, validate=True)
+    assert isinstance(trained, Autoencoder)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), cache)
-    return model, lineage
+    torch.save(trained.state_dict(), cache)
+    return trained, lineage

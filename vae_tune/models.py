@@ -12,6 +12,7 @@ Models know nothing of Optuna, MLflow, files or devices.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
+from vae_tune.config import HeadConfig, ModelConfig, TrainConfig, build_config
 
 
 def _norm(cfg: ModelConfig, channels: int) -> list[nn.Module]:
@@ -102,15 +103,25 @@ def decoder_for(cfg: ModelConfig) -> nn.Sequential:
     return mlp_decoder(cfg) if cfg.family == "mlp" else conv_decoder(cfg)
 
 
-class ConvAutoencoder(nn.Module):
-    """Deterministic AE (conv, or fully connected) trained on mean squared reconstruction error.
-    The class keeps its name for models already registered; `model.family` picks the layers."""
+class Model(nn.Module):
+    """What the training loop needs of a model: `loss_terms(*batch)`, named terms with the
+    `loss` to minimise among them (each model takes its own batch: images, or images and
+    labels)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = encoder_for(cfg, cfg.latent_dim)
-        self.decoder = decoder_for(cfg)
+    loss_terms: Callable[..., dict[str, torch.Tensor]]
+
+    def param_groups(self, cfg: TrainConfig) -> Any:
+        """What the optimizer updates: every parameter at `cfg.lr`, unless a model says else."""
+        return self.parameters()
+
+
+class Autoencoder(Model):
+    """An encoder and a decoder over 28x28 images, `cfg.latent_dim` wide in between: what a
+    head is trained on and what the pictures show."""
+
+    cfg: ModelConfig
+    encoder: nn.Sequential
+    decoder: nn.Sequential
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -121,12 +132,23 @@ class ConvAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+
+class ConvAutoencoder(Autoencoder):
+    """Deterministic AE (conv, or fully connected) trained on mean squared reconstruction error.
+    The class keeps its name for models already registered; `model.family` picks the layers."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder_for(cfg, cfg.latent_dim)
+        self.decoder = decoder_for(cfg)
+
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mse = F.mse_loss(self(x), x)
         return {"loss": mse, "mse": mse}
 
 
-class ConvVAE(nn.Module):
+class ConvVAE(Autoencoder):
     """VAE (conv, or fully connected): the encoder outputs mean and log-variance; loss =
     negative ELBO (beta-weighted).
 
@@ -148,12 +170,6 @@ class ConvVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The posterior mean: the representation heads are trained on."""
         return self.posterior(x)[0]
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
     def sample(self, n: int) -> torch.Tensor:
         device = next(self.parameters()).device
@@ -180,12 +196,15 @@ class ConvVAE(nn.Module):
         }
 
 
-class MLPHead(nn.Module):
+class MLPHead(Model):
     """latent -> hidden1 -> hidden2 -> classes, with ReLU and dropout; trained on latents.
 
     Latents are standardized first with fixed statistics of the training latents (buffers,
     saved with the model): autoencoder latents have arbitrary scales, which SGD handles badly.
     """
+
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
 
     def __init__(self, in_features: int, cfg: HeadConfig, n_classes: int = 10) -> None:
         super().__init__()
@@ -217,10 +236,10 @@ class MLPHead(nn.Module):
         return classification_terms(self(z), y)
 
 
-class Classifier(nn.Module):
+class Classifier(Model):
     """An autoencoder's encoder and an MLP head, fine-tuned together on images."""
 
-    def __init__(self, autoencoder: nn.Module, head: MLPHead) -> None:
+    def __init__(self, autoencoder: Autoencoder, head: MLPHead) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.head = head
@@ -239,7 +258,7 @@ class Classifier(nn.Module):
         ]
 
 
-class PixelCNN(nn.Module):
+class PixelCNN(Model):
     """The reports' reference point, trained from scratch on pixels: two conv + max-pool
     blocks (k5, `model.channels[:2]` wide), then hidden -> classes with dropout."""
 
@@ -281,14 +300,14 @@ AUTOENCODERS: dict[str, type[ConvAutoencoder] | type[ConvVAE]] = {
 }
 
 
-def build_model(stage: str, cfg: ModelConfig) -> nn.Module:
+def build_model(stage: str, cfg: ModelConfig) -> Autoencoder:
     return AUTOENCODERS[stage](cfg)
 
 
 # A saved model is its spec (plain data: which model, its config) and its state_dict, rebuilt
 # through this factory: nothing pins a class path, so modules can move without breaking a
 # registered model, and loading needs no pickle (torch.load(weights_only=True)).
-def model_spec(model: nn.Module) -> dict[str, Any]:
+def model_spec(model: Model) -> dict[str, Any]:
     """What rebuilds `model`'s layers: plain data only."""
     if isinstance(model, Classifier):
         return {
@@ -305,24 +324,25 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
         }
     if isinstance(model, PixelCNN):
         return {"kind": "cnn", "config": _plain(model.cfg), "n_classes": model.n_classes}
+    assert isinstance(model, Autoencoder)
     kind = next(k for k, cls in AUTOENCODERS.items() if type(model) is cls)
     return {"kind": kind, "config": _plain(model.cfg)}
 
 
-def model_from_spec(spec: dict[str, Any]) -> nn.Module:
+def model_from_spec(spec: dict[str, Any]) -> Model:
     """A model with freshly initialised weights, of the shape `spec` describes."""
     kind = spec["kind"]
     if kind == "classifier":
-        head = model_from_spec(spec["head"])
-        assert isinstance(head, MLPHead)
-        return Classifier(model_from_spec(spec["encoder"]), head)
+        head, encoder = model_from_spec(spec["head"]), model_from_spec(spec["encoder"])
+        assert isinstance(head, MLPHead) and isinstance(encoder, Autoencoder)
+        return Classifier(encoder, head)
     if kind == "head":
         cfg = HeadConfig(**spec["config"])
         return MLPHead(spec["in_features"], cfg, spec["n_classes"])
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
+    config = build_config({f"model.{k}": v for k, v in spec["config"].items()}).model
     if kind == "cnn":
-        return PixelCNN(ModelConfig(**config), spec["n_classes"])
-    return build_model(kind, ModelConfig(**config))
+        return PixelCNN(config, spec["n_classes"])
+    return build_model(kind, config)
 
 
 def _plain(config: ModelConfig | HeadConfig) -> dict[str, Any]:

@@ -185,22 +185,22 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     storage = project.open_storage(write=True)
     result = PipelineResult(request.budget_s, 0.0, plan.describe(costs))
 
-    studies = {
-        "dataset": request.dataset,
-        "data_dir": request.data_dir,
-        "seed": request.seed,
-        "workers": request.workers,
-        "train_size": request.train_size,
-        "val_size": request.val_size,
-        "n_trials": N_TRIALS_CAP,
-    }
-    # 1. The encoder study, until its share of the budget is spent.
-    encoder_study = StudyRequest(
+    studies = StudyRequest(
         request.encoder,
+        dataset=request.dataset,
+        data_dir=request.data_dir,
+        seed=request.seed,
+        workers=request.workers,
+        train_size=request.train_size,
+        val_size=request.val_size,
+        n_trials=N_TRIALS_CAP,
+    )
+    # 1. The encoder study, until its share of the budget is spent.
+    encoder_study = replace(
+        studies,
         epochs=encoder_epochs,
         deadline=time.time() + plan.encoder_study_s,
         epoch_s_hint=costs.encoder_epoch_s,
-        **studies,
     )
     log_1 = stage_log(f"1/4 study {request.encoder}")
     result.rows.append(_study_stage(encoder_study, project, storage, log_1))
@@ -210,13 +210,13 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     result.rows.append(_promote_stage(encoder_ref, project, log_2))
     # 3. The head study on that champion, stopping in time for the last promotion (and for
     # the baselines the head study fits when it ends).
-    head_study = StudyRequest(
-        HEAD.name,
+    head_study = replace(
+        studies,
+        stage=HEAD.name,
         encoder=request.encoder,
         epochs=plan.head_epochs,
         deadline=end - plan.promote_head_s - plan.overhead_s,
         epoch_s_hint=costs.head_epoch_s,
-        **studies,
     )
     result.rows.append(_study_stage(head_study, project, storage, stage_log("3/4 study mlp")))
     # 4. The classifier, tested once; the report.
@@ -291,9 +291,9 @@ def _study_stage(
     started = time.time()
     name = request.name
     study = _existing(storage, name)
-    done = study is not None and _ended(study)
-    if done:
-        log(f"study {name} ended before ({_ended(study)}): skipped")
+    ended = _ended(study) if study is not None else None
+    if ended:
+        log(f"study {name} ended before ({ended}): skipped")
         summary = runner.summary_of(name, storage)
     else:
         summary = runner.study(request, project, log=log).summary
@@ -309,7 +309,7 @@ def _study_stage(
         summary.best_value,
         {},
         wall,
-        skipped=done,
+        skipped=bool(ended),
     )
 
 

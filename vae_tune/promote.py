@@ -16,11 +16,11 @@ from pathlib import Path
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
-from torch import nn
 
 from vae_tune.config import TrialConfig, flatten
 from vae_tune.data import Splits, load_test
 from vae_tune.errors import VaeTuneError
+from vae_tune.models import Model
 from vae_tune.objective import trial_seed
 from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.stages import stage
@@ -159,10 +159,10 @@ def select(record: StudyRecord, task: Task, top_k: int, seeds: int, log: Log) ->
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise VaeTuneError(f"study {study.study_name!r} has no complete trial to promote")
-    top = sorted(complete, key=lambda t: t.value, reverse=maximize)[:top_k]
+    top = sorted(complete, key=_value, reverse=maximize)[:top_k]
     candidates = []
     for trial in top:
-        candidate = Candidate(trial, record.replay(trial), [trial.value])
+        candidate = Candidate(trial, record.replay(trial), [_value(trial)])
         for rep in range(seeds):
             seed = trial_seed(record.settings.seed, trial.number + 10**6 * (rep + 1))
             _, history = retrain(task, candidate.config, seed, validate=True)
@@ -175,7 +175,7 @@ def select(record: StudyRecord, task: Task, top_k: int, seeds: int, log: Log) ->
 
 def retrain_on_train_and_validation(
     champion: Candidate, task: Task, epochs: int, log: Log
-) -> tuple[nn.Module, Task]:
+) -> tuple[Model, Task]:
     """The champion trained on train + validation for the epochs it was selected at."""
     s = task.splits
     both = Splits(
@@ -192,6 +192,11 @@ def retrain_on_train_and_validation(
     )
     model, _ = retrain(final_task, champion.config, TrialRecord(champion.trial).seed, epochs)
     return model, final_task
+
+
+def _value(trial: FrozenTrial) -> float:
+    assert trial.value is not None, "a complete trial has its value"
+    return trial.value
 
 
 def _mean_spread(candidate: Candidate) -> str:

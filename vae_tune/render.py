@@ -57,7 +57,7 @@ def study_summary(result: StudyResult) -> None:
 
 
 def promotion(result: Promotion) -> None:
-    rows = [
+    candidates: list[tuple[object, ...]] = [
         (
             c.trial.number,
             c.mean,
@@ -70,7 +70,7 @@ def promotion(result: Promotion) -> None:
     table(
         f"candidates of {result.study_name} (validation {result.metric})",
         ("trial", "mean", "std", "runs", "params"),
-        rows,
+        candidates,
     )
     table(
         f"champion: trial {result.champion.trial.number}, test split",
@@ -79,8 +79,8 @@ def promotion(result: Promotion) -> None:
         show_header=False,
     )
     if result.record.per_class_f1:
-        rows = [(name, f"{value:.4f}") for name, value in result.record.per_class_f1.items()]
-        table("test F1 per class", ("class", "F1"), rows)
+        f1 = [(name, f"{value:.4f}") for name, value in result.record.per_class_f1.items()]
+        table("test F1 per class", ("class", "F1"), f1)
     state = "already promoted, test split not read again" if result.reused else "registered"
     r = result.record
     console.print(
@@ -130,7 +130,7 @@ def doctor(findings: list[Finding]) -> None:
 def trials(name: str, chosen: pd.DataFrame, total: int) -> None:
     fixed = ("number", "state", "value", "best_epoch", "pruned_at_epoch", "duration_s")
     columns = [c for c in fixed if c in chosen]
-    columns += [c for c in chosen if c.startswith("params_")] + ["mlflow_run_id"]
+    columns += [str(c) for c in chosen if str(c).startswith("params_")] + ["mlflow_run_id"]
     # `params_train.lr` -> `lr`: narrow enough for a terminal.
     headers = [c.rpartition(".")[2].removeprefix("params_") for c in columns]
     rows = [[_cell(c, row.get(c)) for c in columns] for _, row in chosen.iterrows()]

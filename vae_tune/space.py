@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
+from optuna.trial import BaseTrial
 
 from vae_tune.config import TrialConfig, build_config
 from vae_tune.errors import ConfigError, SpaceError
@@ -49,9 +49,10 @@ class Param:
     step: float | int | None = None
     choices: tuple[Any, ...] = ()
 
-    def suggest(self, trial: optuna.Trial) -> Any:
+    def suggest(self, trial: BaseTrial) -> Any:
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None
         if self.type == "int":
             return trial.suggest_int(
                 self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
@@ -74,7 +75,7 @@ class Param:
 @dataclass(frozen=True)
 class StudySettings:
     metric: str
-    direction: str
+    direction: str  # minimize or maximize
     sampler: Mapping[str, Any]
     pruner: Mapping[str, Any]
     # VAE: a validation KL (nats per image) below this after epoch 1 means posterior collapse.
@@ -94,7 +95,7 @@ class SearchSpace:
     fixed: Mapping[str, Any]
     params: tuple[Param, ...]
 
-    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+    def sample(self, trial: BaseTrial) -> dict[str, Any]:
         """The trial's full flat config: fixed values plus one suggestion per searched key."""
         flat = dict(self.fixed)
         for param in self.params:

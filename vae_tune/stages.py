@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 
-from torch import nn
-
 from vae_tune.config import config_keys
 from vae_tune.data import Splits
 from vae_tune.errors import VaeTuneError
+from vae_tune.models import Autoencoder
 from vae_tune.tasks import AutoencoderTask, HeadTask, Lineage, PixelTask, Task
 
-Encoder = tuple[nn.Module, Lineage]
+Encoder = tuple[Autoencoder, Lineage]
 # A stage's own reason to stop a trial after an epoch: (metrics, epoch, threshold) -> reason.
 EpochRule = Callable[[Mapping[str, float], int, float | None], str | None]
 

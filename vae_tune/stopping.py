@@ -55,13 +55,15 @@ def patience_spent(study: optuna.Study, patience: int) -> str | None:
     finished = sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best: FrozenTrial | None = None
+    best_value = 0.0
     since = 0
     for trial in finished:
         since += 1
-        if trial.state == TrialState.COMPLETE and (
-            best is None or (trial.value > best.value if maximize else trial.value < best.value)
-        ):
-            best, since = trial, 0
+        value = trial.value
+        if trial.state != TrialState.COMPLETE or value is None:
+            continue
+        if best is None or (value > best_value if maximize else value < best_value):
+            best, best_value, since = trial, value, 0
     if since < patience:
         return None
     best_part = f"best: trial {best.number}" if best else "no trial complete"

@@ -237,7 +237,7 @@ def close_study(opened: OpenStudy, tracker: Tracker) -> StudySummary:
         optuna_dashboard.save_note(
             opened.study, notes.stopped_note(opened.note, summary.stop_reason)
         )
-    totals = {f"n_{state.lower()}": n for state, n in summary.counts.items()}
+    totals: dict[str, float] = {f"n_{s.lower()}": n for s, n in summary.counts.items()}
     if summary.best_value is not None:
         totals["best_value"] = summary.best_value
     tracker.log_metrics(opened.parent_run_id, totals, step=len(opened.study.trials))
@@ -284,7 +284,7 @@ def _optuna_study(
             storage=storage,
             study_name=name,
             pruner=pruner,
-            direction=settings.direction,
+            direction=optuna.study.StudyDirection[settings.direction.upper()],
             load_if_exists=True,
         )
     else:

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from vae_tune.analysis.baselines import fit_quietly, latent_logistic_regression, logistic_baselines
 from vae_tune.analysis.evaluation import TestEvaluation, evaluate_autoencoder, evaluate_classifier
 from vae_tune.config import TrialConfig
 from vae_tune.data import Splits
-from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
+from vae_tune.models import Autoencoder, Classifier, MLPHead, Model, PixelCNN, build_model
 from vae_tune.train import EpochCallback, EpochResult, Tensors, encode, fit, predict
 
 Log = Callable[[str], None]
@@ -38,32 +37,35 @@ class AutoencoderTask:
     # How its learning curve scores it: as the reference reports did.
     curve_evaluation = "logistic regression on the latents"
 
-    def build(self, config: TrialConfig) -> nn.Module:
+    def build(self, config: TrialConfig) -> Model:
         return build_model(self.stage, config.model)
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
         return (self.splits.train_x,), (self.splits.val_x,)
 
     def evaluate_test(
-        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
-    ) -> tuple[nn.Module, TestEvaluation]:
-        if hasattr(model, "sample"):
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+    ) -> tuple[Model, TestEvaluation]:
+        assert isinstance(model, Autoencoder)
+        if self.stage == "vae":
             log("density baselines on the same test split: PPCA and a Gaussian mixture")
         s = self.splits
         return model, evaluate_autoencoder(model, s.train_x, test_x, test_y, s.classes)
 
     def curve_errors(
-        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
     ) -> tuple[float, float]:
         """Training and test error of a logistic regression on the latents."""
+        assert isinstance(model, Autoencoder)
         s = self.splits
         z_train, z_test = (encode(model, x).cpu().numpy() for x in (s.train_x, test_x))
         y_train, y_test = s.train_y.cpu().numpy(), test_y.cpu().numpy()
         regression = fit_quietly(latent_logistic_regression(seed), z_train, y_train)
         return 1 - regression.score(z_train, y_train), 1 - regression.score(z_test, y_test)
 
-    def latent_dim(self, model: nn.Module) -> int | None:
-        return int(model.cfg.latent_dim)
+    def latent_dim(self, model: Model) -> int | None:
+        assert isinstance(model, Autoencoder)
+        return model.cfg.latent_dim
 
 
 @dataclass
@@ -75,7 +77,7 @@ class PixelTask:
     stage: str = "cnn"
     curve_evaluation = "the classifier's own predictions"
 
-    def build(self, config: TrialConfig) -> nn.Module:
+    def build(self, config: TrialConfig) -> Model:
         return PixelCNN(config.model, len(self.splits.classes))
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
@@ -83,16 +85,16 @@ class PixelTask:
         return (s.train_x, s.train_y), (s.val_x, s.val_y)
 
     def evaluate_test(
-        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
-    ) -> tuple[nn.Module, TestEvaluation]:
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+    ) -> tuple[Model, TestEvaluation]:
         return model, evaluate_classifier(model, test_x, test_y, self.splits.classes)
 
     def curve_errors(
-        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
     ) -> tuple[float, float]:
         return _classifier_errors(model, self.splits, test_x, test_y)
 
-    def latent_dim(self, model: nn.Module) -> int | None:
+    def latent_dim(self, model: Model) -> int | None:
         return None  # a pixel CNN has none
 
 
@@ -100,14 +102,14 @@ class PixelTask:
 class HeadTask:
     """The MLP head on a trained encoder: frozen (on cached latents) or fine-tuned with it."""
 
-    encoder: nn.Module  # an autoencoder with `encode`
+    encoder: Autoencoder
     splits: Splits
     lineage: Lineage = field(default_factory=dict)  # where the encoder came from
     stage: str = "mlp"
     curve_evaluation = "the classifier's own predictions"
     _latents: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
-    def build(self, config: TrialConfig) -> nn.Module:
+    def build(self, config: TrialConfig) -> Model:
         head = MLPHead(self.encoder.cfg.latent_dim, config.head, len(self.splits.classes))
         head.standardize_with(self.latents()[0])
         if config.head.mode == "frozen":
@@ -128,13 +130,16 @@ class HeadTask:
             self._latents = (encode(self.encoder, s.train_x), encode(self.encoder, s.val_x))
         return self._latents
 
-    def classifier(self, model: nn.Module) -> nn.Module:
+    def classifier(self, model: Model) -> Model:
         """Images in, class scores out: a frozen head is put behind the encoder."""
-        return model if isinstance(model, Classifier) else Classifier(self.encoder, model)
+        if isinstance(model, Classifier):
+            return model
+        assert isinstance(model, MLPHead)
+        return Classifier(self.encoder, model)
 
     def evaluate_test(
-        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
-    ) -> tuple[nn.Module, TestEvaluation]:
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+    ) -> tuple[Model, TestEvaluation]:
         """The classifier's scores, and the logistic-regression baselines on the same test."""
         classifier = self.classifier(model)
         result = evaluate_classifier(classifier, test_x, test_y, self.splits.classes)
@@ -147,12 +152,12 @@ class HeadTask:
         return classifier, result
 
     def curve_errors(
-        self, model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
     ) -> tuple[float, float]:
         return _classifier_errors(self.classifier(model), self.splits, test_x, test_y)
 
-    def latent_dim(self, model: nn.Module) -> int | None:
-        return int(self.encoder.cfg.latent_dim)
+    def latent_dim(self, model: Model) -> int | None:
+        return self.encoder.cfg.latent_dim
 
 
 Task = AutoencoderTask | HeadTask | PixelTask
@@ -166,7 +171,7 @@ def retrain(
     *,
     validate: bool = False,
     on_epoch_end: EpochCallback | None = None,
-) -> tuple[nn.Module, list[EpochResult]]:
+) -> tuple[Model, list[EpochResult]]:
     """Train `config` on the task's training split with `seed` (for `epochs`, default the
     config's own), evaluating on its validation split after each epoch if `validate`."""
     torch.manual_seed(seed)
@@ -184,7 +189,7 @@ def with_splits(task: Task, splits: Splits) -> Task:
 
 
 def _classifier_errors(
-    classifier: nn.Module, splits: Splits, test_x: torch.Tensor, test_y: torch.Tensor
+    classifier: Model, splits: Splits, test_x: torch.Tensor, test_y: torch.Tensor
 ) -> tuple[float, float]:
     def error(x: torch.Tensor, y: torch.Tensor) -> float:
         return 1 - float((predict(classifier, x) == y).float().mean())

@@ -24,10 +24,9 @@ from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from torch import nn
 
 from vae_tune.errors import StoreError
-from vae_tune.models import model_from_spec, model_spec
+from vae_tune.models import Model, model_from_spec, model_spec
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -146,9 +145,7 @@ class Tracker:
             self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=status)
 
-    def register_model(
-        self, run_id: str, model: nn.Module, name: str, tags: Mapping[str, str]
-    ) -> str:
+    def register_model(self, run_id: str, model: Model, name: str, tags: Mapping[str, str]) -> str:
         """Log `model` as the run's `model/` (spec and state_dict), register it as a new
         version of `name` and move the alias `champion` to it. Returns the version."""
         with tempfile.TemporaryDirectory() as folder:
@@ -174,8 +171,9 @@ class Tracker:
         except MlflowException:
             return None
 
-    def load_model(self, name: str, version: str) -> nn.Module:
+    def load_model(self, name: str, version: str) -> Model:
         model_version = self.client.get_model_version(name, version)
+        assert model_version.run_id is not None, "vae-tune registers versions with their run"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(self.client.download_artifacts(model_version.run_id, "model", folder))
             return load_model_folder(path)
@@ -189,7 +187,7 @@ class Tracker:
         return self.runs(experiment_id, {PARENT_TAG: parent_run_id})
 
 
-def load_model_folder(path: Path) -> nn.Module:
+def load_model_folder(path: Path) -> Model:
     """A registered `model/` folder as a module: vae-tune's spec and state_dict, or a version
     registered before them (MLflow's pytorch flavour, pickled with its class paths)."""
     if (path / MODEL_FILE).is_file():
@@ -199,7 +197,8 @@ def load_model_folder(path: Path) -> nn.Module:
         return model.eval()
     import mlflow.pytorch  # only the old pickled format needs the flavour
 
-    return mlflow.pytorch.load_model(str(path), map_location="cpu")
+    pickled: Model = mlflow.pytorch.load_model(str(path), map_location="cpu")
+    return pickled
 
 
 def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:

@@ -19,6 +19,7 @@ from torch import nn
 from vae_tune.augment import augment
 from vae_tune.config import TrainConfig
 from vae_tune.errors import ConfigError
+from vae_tune.models import Autoencoder, Model
 
 Tensors = Sequence[torch.Tensor]
 # Evaluation batch: on a CPU, larger batches spill the conv activations out of cache (the
@@ -44,9 +45,10 @@ class EpochResult:
 EpochCallback = Callable[[EpochResult], None]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The configured optimizer; models with `param_groups(cfg)` set per-group learning rates."""
-    params = model.param_groups(cfg) if hasattr(model, "param_groups") else model.parameters()
+def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer, over the model's parameter groups (a fine-tuned encoder
+    learns at its own rate)."""
+    params = model.param_groups(cfg)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -78,7 +80,7 @@ def make_scheduler(
 
 
 def fit(
-    model: nn.Module,
+    model: Model,
     train: Tensors,
     val: Tensors | None,
     cfg: TrainConfig,
@@ -133,7 +135,7 @@ def fit(
 
 
 def evaluate(
-    model: nn.Module, data: Tensors, batch_size: int = EVAL_BATCH, seed: int = 0
+    model: Model, data: Tensors, batch_size: int = EVAL_BATCH, seed: int = 0
 ) -> dict[str, float]:
     """Every loss term averaged over `data`, in eval mode and without autograd.
 
@@ -170,7 +172,7 @@ def _check_finite(epoch: int, split: str, terms: dict[str, float]) -> None:
 
 
 @torch.no_grad()  # not inference_mode: the latents are inputs of head training later
-def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def encode(model: Autoencoder, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """The latents of `images` under an autoencoder's `encode`, a batch at a time."""
     model.eval()
     if len(images) == 0:

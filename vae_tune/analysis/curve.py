@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -36,7 +37,7 @@ class Curve:
     study_name: str
     trial: int
     evaluation: str  # how an error is measured: the classifier's own, or logistic regression
-    rows: list[dict[str, float]]  # size, train_error, test_error, latent_dim
+    rows: list[dict[str, Any]]  # size, train_error, test_error, latent_dim
     run_id: str
 
 
@@ -81,7 +82,7 @@ def learning_curve(
             **task.lineage,
         },
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for size in sorted(sizes):
             idx = _stratified(pool_y, size, seed)

@@ -19,6 +19,7 @@ from torch import nn
 
 from vae_tune.analysis import plots
 from vae_tune.analysis.density import density_baselines
+from vae_tune.models import Autoencoder, ConvVAE
 from vae_tune.train import encode, evaluate, predict
 
 
@@ -33,7 +34,7 @@ class TestEvaluation:
 
 
 def evaluate_autoencoder(
-    model: nn.Module,
+    model: Autoencoder,
     train_x: torch.Tensor,
     test_x: torch.Tensor,
     test_y: torch.Tensor,
@@ -41,7 +42,7 @@ def evaluate_autoencoder(
 ) -> TestEvaluation:
     result = TestEvaluation({f"test_{k}": v for k, v in evaluate(model, (test_x,)).items()})
     latent_dim = model.cfg.latent_dim
-    if hasattr(model, "sample"):  # a VAE: PPCA and a mixture at d = 2 and its own d
+    if isinstance(model, ConvVAE):  # PPCA and a mixture at d = 2 and its own d
         result.density = density_baselines(train_x, test_x, [2, latent_dim])
         for name, scores in result.density.items():
             result.metrics |= {f"test_{name.replace('-', '')}_{k}": v for k, v in scores.items()}
@@ -51,7 +52,7 @@ def evaluate_autoencoder(
 
 @torch.no_grad()
 def autoencoder_figures(
-    model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, classes: tuple[str, ...]
+    model: Autoencoder, test_x: torch.Tensor, test_y: torch.Tensor, classes: tuple[str, ...]
 ) -> dict[str, Figure]:
     model.eval()
     shown = test_x[:10]
@@ -68,7 +69,7 @@ def autoencoder_figures(
             encode(model, test_x[:1000]), test_y[:1000], classes
         ),
     }
-    if hasattr(model, "sample"):
+    if isinstance(model, ConvVAE):
         torch.manual_seed(0)
         figures["prior_samples.png"] = plots.image_grid(
             model.sample(32), "Samples decoded from the prior N(0, I)"
@@ -105,7 +106,7 @@ def evaluate_classifier(
 
 
 def _interpolate(
-    model: nn.Module, a: torch.Tensor, b: torch.Tensor, steps: int = 10
+    model: Autoencoder, a: torch.Tensor, b: torch.Tensor, steps: int = 10
 ) -> torch.Tensor:
     za, zb = model.encode(a[None]), model.encode(b[None])
     weights = torch.linspace(0, 1, steps, device=za.device)[:, None]

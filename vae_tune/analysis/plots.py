@@ -5,6 +5,8 @@ global backend or figure registry, nothing to close, safe on servers without a d
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -117,7 +119,7 @@ def confusion_matrix_figure(matrix: np.ndarray, classes: tuple[str, ...], title:
     return fig
 
 
-def learning_curve_figure(rows: list[dict[str, float]], title: str) -> Figure:
+def learning_curve_figure(rows: list[dict[str, Any]], title: str) -> Figure:
     """Training and test error by training-set size."""
     sizes = [r["size"] for r in rows]
     fig = Figure(figsize=(7, 4.5))

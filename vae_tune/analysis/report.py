@@ -82,7 +82,7 @@ def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset
     lines += _curves(studies)
     lines += ["## Baselines (validation accuracy, logistic regression)", ""]
     for record in studies:
-        study = record.study
+        study = record.live
         if not stage(record.settings.stage).needs_encoder:
             continue
         experiment_id = tracker.find_experiment(study.study_name)

@@ -4,9 +4,9 @@ a command's result or error into its exit code. The commands live beside it, in 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import signal
-import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -116,7 +116,7 @@ ValSizeOpt = Annotated[int, typer.Option(min=1, help="Validation images.")]
 def fields(options: dict[str, Any], cls: type) -> dict[str, Any]:
     """The command's options that `cls` (a request dataclass) has fields for, enums as values:
     each option is declared once, in the command's signature."""
-    names = cls.__dataclass_fields__
+    names = {field.name for field in dataclasses.fields(cls)}
     return {k: v.value if isinstance(v, Enum) else v for k, v in options.items() if k in names}
 
 
@@ -179,4 +179,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -59,7 +59,12 @@ def ui(
     from vae_tune.ops.servers import serve
 
     options = locals()
-    run(lambda: serve(project_of(options), host, port, log=render.console.print) or 0)
+
+    def go() -> int:
+        serve(project_of(options), host, port, log=render.console.print)
+        return 0
+
+    run(go)
 
 
 @app.command()
@@ -69,7 +74,12 @@ def status(storage: StorageOpt = None, tracking_uri: TrackingOpt = None) -> None
     from vae_tune.analysis.tables import STATES
 
     options = locals()
-    run(lambda: render.status(runner.status(project_of(options)), STATES) or 0)
+
+    def go() -> int:
+        render.status(runner.status(project_of(options)), STATES)
+        return 0
+
+    run(go)
 
 
 @app.command()

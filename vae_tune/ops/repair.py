@@ -115,11 +115,11 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process repaired it first
         repairs.zombies.append(trial.number)
-    for run_id, trial in open_runs(study, tracker):
-        state = trial.state.name if trial else "FAIL"
+    for run_id, owner in open_runs(study, tracker):
+        state = owner.state.name if owner else "FAIL"
         reason = "its worker stopped without closing it"
-        if trial:
-            reason = TrialRecord(trial).fail_reason or reason
+        if owner:
+            reason = TrialRecord(owner).fail_reason or reason
         tracker.end_run(
             run_id, RUN_STATUS[state], {"optuna.trial_state": state, "fail_reason": reason}
         )

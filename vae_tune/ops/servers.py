@@ -117,10 +117,12 @@ def stop(servers: list[Server], timeout: float = 20.0) -> None:
 
 def _wait_ready(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    process = server.process
+    assert process is not None, "started first"
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if process.poll() is not None:
             tail = server.log.read_text()[-2000:]
-            raise VaeTuneError(f"{server.name} exited (code {server.process.returncode}):\n{tail}")
+            raise VaeTuneError(f"{server.name} exited (code {process.returncode}):\n{tail}")
         try:
             with urllib.request.urlopen(server.url + server.ready_path, timeout=5):
                 return

@@ -12,6 +12,8 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 
 import torch
 
@@ -72,7 +74,7 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (cores or 1) // workers)
 
 
-def _stop(workers: list[multiprocessing.Process]) -> None:
+def _stop(workers: Sequence[BaseProcess]) -> None:
     for worker in workers:
         if worker.is_alive() and worker.pid:
             os.kill(worker.pid, signal.SIGTERM)

@@ -1,0 +1,180 @@
+"""The trial state matrix on small synthetic tensors, fast: each Optuna state is mirrored by its
+MLflow run (COMPLETE -> FINISHED, PRUNED -> KILLED, FAIL -> FAILED, interrupted -> KILLED),
+with the facts the record keeps; the tables and the report read those stores back; the stop
+rules and the journal's torn-record healing work on their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import optuna_dashboard
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from vae_tune.analysis.report import build_report
+from vae_tune.analysis.tables import study_rows, trials_table
+from vae_tune.data import Splits
+from vae_tune.objective import Objective, TrialContext, trial_seed
+from vae_tune.ops.storage import open_storage
+from vae_tune.progress import PlainProgress
+from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.space import parse_space
+from vae_tune.stopping import stop_when_taken, surplus
+from vae_tune.study import StudyOptions, run_study
+from vae_tune.tasks import AutoencoderTask
+from vae_tune.tracking import Tracker
+
+SPACE = """
+stage: ae
+study:
+  metric: val_loss
+  pruner: {name: PRUNER}
+fixed:
+  train.epochs: 2
+  train.batch_size: 32
+  model.channels: [2, 2, 2]
+  model.hidden: 8
+search:
+  model.latent_dim: {type: int, low: 2, high: 4}
+  train.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+"""
+
+
+def splits(nan: bool = False) -> Splits:
+    torch.manual_seed(0)
+    images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10
+    if nan:
+        images[0, 0, 0, 0] = float("nan")
+    return Splits("fashion-mnist", images, labels, images[:32].nan_to_num(), labels[:32])
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory: pytest.TempPathFactory) -> Tracker:
+    """One MLflow store for the module (creating one takes seconds); a study per test."""
+    root = tmp_path_factory.mktemp("mlflow")
+    return Tracker(f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts")
+
+
+def study_of(
+    tmp_path: Path, tracker: Tracker, pruner: str = "none", nan: bool = False, n_trials: int = 1
+):
+    """Run a real study (journal storage, SQLite MLflow) on synthetic images."""
+    space = parse_space(SPACE.replace("PRUNER", pruner))
+    storage = open_storage(str(tmp_path / "optuna.journal"))
+    options = StudyOptions(tmp_path.name, n_trials=n_trials)
+    summary = run_study(space, AutoencoderTask("ae", splits(nan)), storage, tracker, options, str)
+    study = optuna.load_study(study_name=tmp_path.name, storage=storage)
+    return study, summary
+
+
+def run_of(tracker: Tracker, trial: optuna.trial.FrozenTrial):
+    run_id = TrialRecord(trial).run_id
+    assert run_id is not None
+    return tracker.client.get_run(run_id)
+
+
+def test_complete_trial_is_a_finished_run_with_its_record(tmp_path: Path, tracker) -> None:
+    study, summary = study_of(tmp_path, tracker)
+    [trial] = study.trials
+    record = TrialRecord(trial)
+    run = run_of(tracker, trial)
+    assert trial.state == TrialState.COMPLETE and run.info.status == "FINISHED"
+    assert run.data.tags["optuna.trial_state"] == "COMPLETE"
+    assert record.seed == trial_seed(0, 0) and record.best_epoch in (1, 2)
+    assert trial.value == min(trial.intermediate_values.values())
+    assert run.data.metrics["best_val_loss"] == trial.value
+    assert summary.best_run_id == run.info.run_id
+    parent = tracker.client.get_run(summary.parent_run_id)
+    assert parent.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == (
+        parent.info.run_id
+    )
+    # Its note in optuna-dashboard links to the run (notes live on the study's attributes).
+    live_trial = optuna.Trial(study, trial._trial_id)
+    assert f"MLflow run [{run.info.run_id}]" in optuna_dashboard.get_note(live_trial)
+
+
+def test_pruned_trial_is_a_killed_run_with_its_epoch(tmp_path: Path, tracker) -> None:
+    # A threshold no loss is under: the pruner stops every trial after its first epoch.
+    study, _ = study_of(tmp_path, tracker, pruner="threshold, upper: 0.0")
+    [trial] = study.trials
+    run = run_of(tracker, trial)
+    assert trial.state == TrialState.PRUNED and run.info.status == "KILLED"
+    assert TrialRecord(trial).pruned_at_epoch == 1
+    assert run.data.tags["pruned_at_epoch"] == "1"
+    assert "pruned at epoch 1" in run.data.tags["prune_reason"]
+
+
+def test_nan_loss_is_a_failed_run_not_retried(tmp_path: Path, tracker) -> None:
+    study, summary = study_of(tmp_path, tracker, nan=True)
+    [trial] = study.trials
+    run = run_of(tracker, trial)
+    assert trial.state == TrialState.FAIL and run.info.status == "FAILED"
+    assert "non-finite train loss at epoch 1" in run.data.tags["fail_reason"]
+    assert not TrialRecord(trial).needs_retry  # the config failed: running it again is useless
+    assert summary.counts["FAIL"] == 1 and summary.best_value is None
+
+
+def test_interrupted_trial_is_a_killed_run_marked_for_retry(tracker) -> None:
+    space = parse_space(SPACE.replace("PRUNER", "none"))
+    study = optuna.create_study(study_name="ctrl-c")
+    experiment = tracker.experiment_id("ctrl-c")
+    parent = tracker.start_run(experiment, "ctrl-c")
+    task = AutoencoderTask("ae", splits())
+    context = TrialContext(
+        space, task, tracker, "ctrl-c", experiment, parent, 1, 0, torch.device("cpu")
+    )
+
+    class CtrlC(PlainProgress):
+        def epoch(self, update, seconds) -> None:  # Ctrl-C lands during the first epoch's report
+            raise KeyboardInterrupt
+
+    trial = study.ask()
+    with pytest.raises(KeyboardInterrupt):
+        Objective(context, CtrlC(str))(trial)
+    record = TrialRecord(study.trials[0])
+    run = tracker.client.get_run(record.run_id or "")
+    assert run.info.status == "KILLED" and record.needs_retry
+    assert run.data.tags["optuna.trial_state"] == "FAIL"
+
+
+def test_tables_and_report_read_the_stores_back(tmp_path: Path, tracker) -> None:
+    study, _ = study_of(tmp_path, tracker, n_trials=2)
+    [row] = study_rows(study._storage)
+    facts = (row["study"], row["stage"], row["complete"], row["best"])
+    assert facts == (tmp_path.name, "ae", 2, study.best_value)
+    frame = trials_table(study, tracker)
+    assert list(frame["number"]) == [0, 1]
+    assert set(frame["mlflow_status"]) == {"FINISHED"}
+    assert frame.loc[0, "mlflow.val_loss"] == study.trials[0].intermediate_values[2]
+    report = build_report(study._storage, tracker, "fashion-mnist")
+    assert f"| {tmp_path.name} | ae | val_loss (minimize) | 2 | 0 | 0 |" in report
+    assert StudyRecord(study).settings.train_size == 64
+
+
+def test_surplus_trials_yield_so_exactly_n_trials_finish() -> None:
+    study = optuna.create_study()
+    first, second, third = study.ask(), study.ask(), study.ask()  # three workers at once
+    study.tell(first, 1.0)
+    assert not surplus(second, n_trials=2)
+    assert surplus(third, n_trials=2)  # the newest running trial yields
+    stopped = []
+    study.stop = lambda: stopped.append(True)  # type: ignore[method-assign]
+    stop_when_taken(2)(study, study.trials[0])
+    assert stopped
+
+
+def test_a_torn_journal_record_is_dropped_on_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="torn", storage=open_storage(str(path)))
+    study.tell(study.ask(), 1.0)
+    whole = path.read_bytes()
+    with path.open("ab") as journal:
+        journal.write(b'{"op_code": 4, "worker_id": "x", "tri')  # a crash mid-write
+    healed = open_storage(str(path), write=True)
+    assert path.read_bytes() == whole
+    again = optuna.load_study(study_name="torn", storage=healed)
+    again.tell(again.ask(), 2.0)  # the next append reads back
+    reread = optuna.load_study(study_name="torn", storage=open_storage(str(path)))
+    assert [t.value for t in reread.trials] == [1.0, 2.0]
