@@ -4,9 +4,15 @@ stores of a project folder. Test modules import from here, never from one anothe
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
+import select
 import socket
+import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +52,11 @@ def chdir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def invoke(root: Path, *args: str) -> Result:
+def invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     """Run `vae-tune ARGS` in-process with `root` as the project folder."""
     with chdir(root):
-        return CliRunner(env={"VAE_TUNE_DATA": str(data_dir())}).invoke(app, list(args))
+        runner = CliRunner(env={"VAE_TUNE_DATA": str(data_dir()), **(env or {})})
+        return runner.invoke(app, list(args))
 
 
 def env() -> dict[str, str]:
@@ -93,3 +100,96 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Terminal:
+    """A command run as in a terminal: the session leader of its own pseudo-terminal, so Ctrl-C
+    is a keystroke (SIGINT to its foreground group) and closing the terminal is a hang-up."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its controlling tty
+        )
+        os.close(slave)
+        self.output = ""
+
+    def read_until(self, text: str, timeout: float = 120.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            ended = self.process.poll() is not None  # what it printed before it ended counts
+            ready, _, _ = select.select([self.master], [], [], 0.5)
+            chunk = b""
+            if ready:
+                with contextlib.suppress(OSError):  # EIO: the other side is closed
+                    chunk = os.read(self.master, 65536)
+            self.output += chunk.decode(errors="replace")
+            if text not in self.output and (time.monotonic() > deadline or (ended and not chunk)):
+                raise AssertionError(f"{text!r} not printed; output:\n{self.output}")
+        return self.output
+
+    def ctrl_c(self) -> None:
+        os.write(self.master, b"\x03")
+
+    def hang_up(self) -> None:
+        """The terminal closes: the kernel sends SIGHUP to the session leader."""
+        os.close(self.master)
+        self.master = -1
+
+    def close(self) -> None:
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(status.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def alive(pids: list[int]) -> list[int]:
+    """The pids that still run (zombies, waiting for their parent to reap them, do not)."""
+    running = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                running.append(pid)
+    return running
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether anything accepts connections on the port."""
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0

@@ -19,8 +19,16 @@ IMAGE = torch.linspace(0, 1, 784).reshape(1, 1, 28, 28)
 
 def small_models() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
-    cfg = build_config({"model.channels": [2, 3, 4], "model.hidden": 5, "model.latent_dim": 3,
-                        "model.batchnorm": True, "head.hidden1": 6, "head.hidden2": 4})  # fmt: skip
+    cfg = build_config(
+        {
+            "model.channels": [2, 3, 4],
+            "model.hidden": 5,
+            "model.latent_dim": 3,
+            "model.batchnorm": True,
+            "head.hidden1": 6,
+            "head.hidden2": 4,
+        }
+    )
     ae = build_model("ae", cfg.model)
     return {
         "ae": ae,

@@ -39,8 +39,11 @@ def test_status_lists_the_study_with_counts_and_best(project) -> None:
     [row] = runner.status(Project(project))
     complete = sum(t.state.name == "COMPLETE" for t in study.trials)
     assert (row["study"], row["stage"], row["dataset"], row["metric"]) == (
-        "ae-fashion-mnist", "ae", "fashion-mnist", "val_loss",
-    )  # fmt: skip
+        "ae-fashion-mnist",
+        "ae",
+        "fashion-mnist",
+        "val_loss",
+    )
     assert row["complete"] == complete and row["best"] == study.best_value
     result = invoke(project, "status")  # and the command shows those facts
     assert result.exit_code == 0, result.output

@@ -8,7 +8,9 @@ interrupted -> KILLED), and every trial gets a note in optuna-dashboard.
 from __future__ import annotations
 
 import gc
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +18,10 @@ import optuna
 import optuna_dashboard
 import torch
 
-from vae_tune import notes
+from vae_tune import links, notes
 from vae_tune.errors import VaeTuneError
+from vae_tune.gallery import Gallery
+from vae_tune.models import Autoencoder, Model
 from vae_tune.ops.repair import worker_identity
 from vae_tune.progress import EpochUpdate, StudyProgress
 from vae_tune.record import TrialRecord
@@ -51,6 +55,8 @@ class TrialContext:
     n_trials: int
     seed: int
     device: torch.device
+    gallery: Gallery | None = None  # AE/VAE studies: a picture per trial
+    dashboard_url: str | None = None  # where optuna-dashboard serves: each run links there
 
 
 class Objective:
@@ -77,11 +83,14 @@ class Objective:
         run_id = c.tracker.start_run(
             c.experiment_id,
             f"trial-{trial.number:03d}",
-            params={**flat, "seed": seed, "data.train_size": len(c.task.splits.train_x)},
+            # The seed is a tag, not a param: MLflow's comparison would plot it as one.
+            params={**flat, "data.train_size": len(c.task.splits.train_x)},
             tags={
                 "optuna.study_name": c.study_name,
                 "optuna.trial_number": trial.number,
                 "vae_tune.stage": c.space.stage,
+                "vae_tune.seed": seed,
+                **self._dashboard_tags(trial),
                 **c.task.lineage,
             },
             parent_run_id=c.parent_run_id,
@@ -96,8 +105,9 @@ class Objective:
 
         def on_epoch_end(result: EpochResult) -> None:
             nonlocal best
-            c.tracker.log_metrics(run_id, result.metrics, step=result.epoch)
             value = result.metrics[self.metric]
+            # The study's metric first: MLflow's comparison plots a run's first metric.
+            c.tracker.log_metrics(run_id, {self.metric: value, **result.metrics}, result.epoch)
             if best is None or (value > best.metrics[self.metric]) == self.maximize:
                 best = result
             trial.report(value, result.epoch)
@@ -118,7 +128,9 @@ class Objective:
 
         try:
             fit(model, train, val, config.train, seed=seed, on_epoch_end=on_epoch_end)
+            self._picture(trial, model, run_id)
         except optuna.TrialPruned as exc:
+            self._picture(trial, model, run_id)
             tags = {"pruned_at_epoch": record.pruned_at_epoch, "prune_reason": str(exc)}
             self._end(trial, run_id, "PRUNED", tags)
             raise
@@ -142,6 +154,25 @@ class Objective:
         outcome = f"{self.metric} {value:.5g} at epoch {best.epoch}"
         self._end(trial, run_id, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
         return value
+
+    def _picture(self, trial: optuna.Trial, model: Model, run_id: str) -> None:
+        """The trial's picture; a picture that cannot be made costs the trial nothing."""
+        if self.c.gallery is None or not isinstance(model, Autoencoder):
+            return
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                self.c.gallery.trial(trial, model, run_id, Path(folder))
+        except Exception as exc:  # a full disk, a store that refuses: said on the run
+            self.c.tracker.set_tags(run_id, {"picture_error": f"{type(exc).__name__}: {exc}"})
+
+    def _dashboard_tags(self, trial: optuna.Trial) -> dict[str, str]:
+        """The trial's page in optuna-dashboard: a tag, and the run's description (Markdown,
+        shown on the run's page in the MLflow UI)."""
+        if self.c.dashboard_url is None:
+            return {}
+        url = links.dashboard_trial(self.c.dashboard_url, trial.study._study_id, trial.number)
+        note = f"Trial {trial.number} of {self.c.study_name} in [optuna-dashboard]({url})"
+        return {"vae_tune.dashboard_url": url, "mlflow.note.content": note}
 
     def _stop_reason(self, trial: optuna.Trial, result: EpochResult, value: float) -> str | None:
         """The stage's own rule first (a collapsed VAE), then the pruner's judgement."""

@@ -117,6 +117,8 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
         patience=run.patience,
         deadline=request.deadline,
         epoch_s_hint=request.epoch_s_hint,
+        artifact_dir=project.artifacts,
+        dashboard_url=project.dashboard_url,
     )
     return StudySetup(space, storage, tracker, wanted.make_task(splits, encoder), options)
 

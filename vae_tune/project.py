@@ -8,7 +8,8 @@ is used as it is. Nothing is created until a store is opened for writing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,10 +23,6 @@ if TYPE_CHECKING:  # loaded when a store is opened: `vae-tune ui` needs neither
     from vae_tune.tracking import Tracker
 
 SQLITE = "sqlite:///"
-# The ports `vae-tune ui` serves on unless told otherwise: stable, so the links that notes
-# and runs carry keep working from one session to the next.
-DASHBOARD_PORT = 8080
-MLFLOW_PORT = 5000
 
 
 @dataclass(frozen=True)
@@ -35,8 +32,8 @@ class Project:
     tracking_uri: str | None = None  # an MLflow tracking URI, as typed
     device: str = "auto"
     host: str = "127.0.0.1"  # where `vae-tune ui` serves: the links point there
-    dashboard_port: int = DASHBOARD_PORT
-    mlflow_port: int = MLFLOW_PORT
+    dashboard_port: int = field(default_factory=lambda: _port("DASHBOARD", 8080))
+    mlflow_port: int = field(default_factory=lambda: _port("MLFLOW", 5000))
 
     @property
     def storage_location(self) -> str:
@@ -100,6 +97,11 @@ class Project:
         return self.root / "studies" / "encoders"
 
     @property
+    def artifacts(self) -> Path:
+        """optuna-dashboard's artifact store: the pictures its trial pages show."""
+        return self.root / "studies" / "artifacts"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 
@@ -131,6 +133,17 @@ class Project:
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
+
+
+def _port(server: str, default: int) -> int:
+    """A UI's port. Stable defaults (8080, 5000), so the links notes and runs carry keep
+    working from one session to the next; where those are taken, VAE_TUNE_DASHBOARD_PORT and
+    VAE_TUNE_MLFLOW_PORT move both the links and the servers. Read when a project is made."""
+    value = os.environ.get(f"VAE_TUNE_{server}_PORT", str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise VaeTuneError(f"VAE_TUNE_{server}_PORT={value!r} is not a port number") from None
 
 
 def resolve_device(name: str) -> torch.device:

@@ -51,7 +51,10 @@ def study_summary(result: StudyResult) -> None:
     if summary.stop_reason:
         rows.append(("stopped early", summary.stop_reason))
     table(f"study {summary.study_name}", ("", ""), rows, show_header=False)
-    console.print("Watch and compare:")
+    console.print("Watch and compare: `vae-tune ui` serves both, here:")
+    console.print(f"  {result.dashboard_url}")
+    console.print(f"  {result.mlflow_url}")
+    console.print("or serve them yourself:")
     console.print(f"  {result.dashboard_command}")
     console.print(f"  {result.mlflow_command}")
 

@@ -16,12 +16,14 @@ import optuna
 import pandas as pd
 from optuna.storages import BaseStorage
 
+from vae_tune import links
 from vae_tune.analysis import tables
 from vae_tune.analysis.curve import Curve, learning_curve
 from vae_tune.analysis.head_baselines import record_head_baselines
 from vae_tune.analysis.report import build_report, studies_of
 from vae_tune.encoders import encoder_from_lineage
 from vae_tune.errors import VaeTuneError
+from vae_tune.gallery import TOP_K, TOPK_PICTURE, best_trials, compose
 from vae_tune.ops.workers import run_workers
 from vae_tune.prepare import StudyRequest, prepare
 from vae_tune.progress import StudyProgress
@@ -42,6 +44,8 @@ class StudyResult:
     summary: StudySummary
     dashboard_command: str
     mlflow_command: str
+    dashboard_url: str  # the study's trials, while `vae-tune ui` runs
+    mlflow_url: str
 
 
 def study(
@@ -59,7 +63,10 @@ def study(
         record_head_baselines(
             setup.tracker, summary.experiment_id, setup.task, setup.options.seed, log
         )
-    return StudyResult(summary, project.dashboard_command(), project.mlflow_command())
+    s = summary
+    dashboard = links.dashboard_study(project.dashboard_url, s.study_id)
+    runs = links.mlflow_runs(project.mlflow_url, s.experiment_id, s.metric, s.direction)
+    return StudyResult(s, project.dashboard_command(), project.mlflow_command(), dashboard, runs)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,33 @@ def report(dataset: str, project: Project) -> Path:
         for promoted in StudyRecord(study_).promotions.values():
             tracker.log_text(promoted.run_id, text, "report.md")
     return path
+
+
+def compare(
+    ref: StudyRef, project: Project, top: int = TOP_K, numbers: tuple[int, ...] = ()
+) -> tuple[Path, str]:
+    """The picture of some trials' reconstructions side by side (the best `top`, or the
+    trials numbered), on the study's parent run and in reports/. Returns both places."""
+    storage, tracker = project.open_stores()
+    record = StudyRecord.load(ref.name, storage)
+    study = record.live
+    if numbers:
+        unknown = [n for n in numbers if n >= len(study.trials)]
+        if unknown:
+            raise VaeTuneError(
+                f"--trials {unknown}: {ref.name} has trials 0 to {len(study.trials) - 1}"
+            )
+        trials = [study.trials[n] for n in numbers]
+        name = "compare/recon_trials_" + "-".join(map(str, numbers)) + ".png"
+    else:
+        trials, name = best_trials(study, top), TOPK_PICTURE
+    picture = compose(tracker, trials, record.metric)
+    if record.parent_run_id:
+        tracker.log_artifact_bytes(record.parent_run_id, name, picture)
+    project.reports.mkdir(parents=True, exist_ok=True)
+    path = project.reports / f"{ref.name}-{Path(name).stem}.png"
+    path.write_bytes(picture)
+    return path, name
 
 
 def status(project: Project) -> list[dict[str, object]]:

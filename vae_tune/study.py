@@ -8,27 +8,26 @@ more trials start.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import optuna_dashboard
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from vae_tune import notes
-from vae_tune.errors import StudyMismatchError
+from vae_tune.analysis.pictures import SHOWN
+from vae_tune.gallery import Gallery
 from vae_tune.objective import Objective, TrialContext
 from vae_tune.ops.repair import repair
 from vae_tune.progress import PlainProgress, StudyProgress
 from vae_tune.record import Settings, StudyRecord, TrialRecord
-from vae_tune.samplers import make_pruner, make_sampler
+from vae_tune.resume import check_resume, optuna_study, parent_run
 from vae_tune.space import SearchSpace
 from vae_tune.stopping import (
     FINISHED,
@@ -55,6 +54,8 @@ class StudyOptions:
     patience: int | None = None  # stop after this many finished trials without a new best
     deadline: float | None = None  # time.time(): start no trial that could not end before it
     epoch_s_hint: float | None = None  # a measured epoch time, before any trial has run
+    artifact_dir: Path | None = None  # optuna-dashboard's artifact store (trial pictures)
+    dashboard_url: str | None = None  # where optuna-dashboard serves: trial runs link there
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class StudySummary:
     experiment_id: str
     parent_run_id: str
     stop_reason: str | None = None  # why the study stopped before n_trials (patience, budget)
+    study_id: int = 0  # the storage's id: optuna-dashboard's URLs use it
+    metric: str = ""
+    direction: str = "minimize"
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,11 @@ def open_study(
     log: Log = print,
 ) -> OpenStudy:
     """Create or resume the study: check it matches, open its parent run, heal crashed trials."""
-    study = _optuna_study(space, storage, options.study_name, options.seed)
+    study = optuna_study(space, storage, options.study_name, options.seed)
     record = StudyRecord(study)
-    _check_resume(record, space, settings, options.force)
+    check_resume(record, space, settings, options.force)
     experiment_id = tracker.experiment_id(options.study_name)
-    parent_run_id = _parent_run(record, tracker, experiment_id, space, settings)
+    parent_run_id = parent_run(record, tracker, experiment_id, space, settings)
     link = tracker.run_link(experiment_id, parent_run_id)
     note = notes.study_note(space, settings, link, parent_run_id)
     optuna_dashboard.save_note(study, note)
@@ -140,7 +144,7 @@ def join_study(
     space: SearchSpace, storage: optuna.storages.BaseStorage, options: StudyOptions, worker: int
 ) -> OpenStudy:
     """Another worker's handle on a study `open_study` prepared, with its own sampler seed."""
-    study = _optuna_study(space, storage, options.study_name, options.seed, worker, create=False)
+    study = optuna_study(space, storage, options.study_name, options.seed, worker, create=False)
     record = StudyRecord(study)
     assert record.experiment_id and record.parent_run_id, "open_study prepares the study first"
     return OpenStudy(study, record.experiment_id, record.parent_run_id)
@@ -183,9 +187,17 @@ def run_trials(
         timeout = min(timeout or math.inf, max(1.0, options.deadline - time.time()))
     progress.begin(trials=-(-remaining // workers), epochs=epochs, deadline=options.deadline)
 
+    gallery = None
+    if task.pictured:  # the same validation images in every trial's picture
+        gallery = Gallery(
+            tracker, task.splits.val_x[:SHOWN], opened.parent_run_id, metric, options.artifact_dir
+        )
+
     def trial_ended(study: optuna.Study, trial: FrozenTrial) -> None:
         line = notes.trial_line(trial, metric)
         progress.trial_ended(trial.number, len(trial.intermediate_values), line)
+        if gallery is not None:
+            gallery.update_topk(study)
 
     context = TrialContext(
         space,
@@ -197,6 +209,8 @@ def run_trials(
         options.n_trials,
         options.seed,
         options.device,
+        gallery,
+        options.dashboard_url,
     )
     try:
         study.optimize(
@@ -265,84 +279,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         experiment_id=record.experiment_id or "",
         parent_run_id=record.parent_run_id or "",
         stop_reason=record.stop_reason,
+        study_id=study._study_id,
+        metric=record.metric,
+        direction=study.direction.name.lower(),
     )
-
-
-def _optuna_study(
-    space: SearchSpace,
-    storage: optuna.storages.BaseStorage,
-    name: str,
-    seed: int,
-    worker: int = 0,
-    create: bool = True,
-) -> optuna.Study:
-    settings = space.settings
-    epochs = int(space.config(space.fixed).train.epochs)
-    pruner = make_pruner(settings.pruner, max_epochs=epochs)
-    if create:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            pruner=pruner,
-            direction=optuna.study.StudyDirection[settings.direction.upper()],
-            load_if_exists=True,
-        )
-    else:
-        study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
-    # Optuna's samplers draw from one random stream per process: with one seed, every worker
-    # and every resumed session would replay the same start-up configs. The seed is derived
-    # from (seed, trials already in the study, worker): distinct, and still reproducible.
-    derived = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
-    study.sampler = make_sampler({**settings.sampler, "seed": int(derived)}, seed=seed)
-    return study
-
-
-def _check_resume(record: StudyRecord, space: SearchSpace, settings: Settings, force: bool) -> None:
-    name = record.study.study_name
-    if record.started and not force:
-        if record.space_text != space.text:
-            raise StudyMismatchError(
-                f"study {name!r} was started with another search space (stored on the study "
-                f"as user attribute 'search_space'). Use another --study-name, or --force to "
-                f"continue with {space.source}."
-            )
-        stored, current = record.stored_settings, settings.to_json()
-        if stored != current:
-            changed = sorted(k for k in current if stored.get(k) != current[k])
-            raise StudyMismatchError(
-                f"study {name!r} was started with other settings: "
-                f"{ {k: stored.get(k) for k in changed} }. Use the same options, another "
-                "--study-name, or --force."
-            )
-    record.record_start(space, settings)
-    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        record.live.set_metric_names([space.settings.metric])
-
-
-def _parent_run(
-    record: StudyRecord,
-    tracker: Tracker,
-    experiment_id: str,
-    space: SearchSpace,
-    settings: Settings,
-) -> str:
-    """The study's MLflow run: the one stored on the study if it still exists, else a new one."""
-    run_id = record.parent_run_id
-    if run_id and tracker.run_exists(run_id):
-        tracker.resume_run(run_id)
-        return run_id
-    name = record.study.study_name
-    params = {f"fixed.{k}": v for k, v in space.fixed.items()}
-    params |= {k: v for k, v in settings.to_json().items() if k not in ("fixed", "encoder")}
-    params |= {
-        "study.metric": space.settings.metric,
-        "study.direction": space.settings.direction,
-        "study.sampler": json.dumps(dict(space.settings.sampler)),
-        "study.pruner": json.dumps(dict(space.settings.pruner)),
-    }
-    tags = {"optuna.study_name": name, "vae_tune.role": "study", **settings.encoder}
-    run_id = tracker.start_run(experiment_id, name, params=params, tags=tags)
-    tracker.log_text(run_id, space.text, "search_space.yaml")
-    record.record_mlflow(experiment_id, run_id, tracker.tracking_uri)
-    return run_id

@@ -36,6 +36,7 @@ class AutoencoderTask:
     lineage: Lineage = field(default_factory=dict)
     # How its learning curve scores it: as the reference reports did.
     curve_evaluation = "logistic regression on the latents"
+    pictured = True  # each trial leaves a picture of its reconstructions
 
     def build(self, config: TrialConfig) -> Model:
         return build_model(self.stage, config.model)
@@ -76,6 +77,7 @@ class PixelTask:
     lineage: Lineage = field(default_factory=dict)
     stage: str = "cnn"
     curve_evaluation = "the classifier's own predictions"
+    pictured = False
 
     def build(self, config: TrialConfig) -> Model:
         return PixelCNN(config.model, len(self.splits.classes))
@@ -107,6 +109,7 @@ class HeadTask:
     lineage: Lineage = field(default_factory=dict)  # where the encoder came from
     stage: str = "mlp"
     curve_evaluation = "the classifier's own predictions"
+    pictured = False
     _latents: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def build(self, config: TrialConfig) -> Model:

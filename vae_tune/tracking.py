@@ -25,6 +25,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from vae_tune import links
 from vae_tune.errors import StoreError
 from vae_tune.models import Model, model_from_spec, model_spec
 
@@ -119,6 +120,23 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
+    def log_artifact_bytes(self, run_id: str, artifact_file: str, data: bytes) -> None:
+        """`data` as the run's `artifact_file` (a path inside the run's artifacts)."""
+        folder, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.client.log_artifact(run_id, str(path), folder or None)
+
+    def artifact_bytes(self, run_id: str, artifact_file: str) -> bytes | None:
+        """The content of one of the run's artifacts; None if it has none by that name."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, artifact_file, tmp)
+            except (MlflowException, OSError):
+                return None
+            return Path(path).read_bytes()
+
     def find_experiment(self, name: str) -> str | None:
         """The id of the experiment called `name`, if there is one (none is created)."""
         experiment = self.client.get_experiment_by_name(name)
@@ -180,8 +198,7 @@ class Tracker:
 
     def run_link(self, experiment_id: str, run_id: str) -> str:
         """The run's page in the MLflow UI: an absolute URL when the UI's address is known."""
-        path = f"#/experiments/{experiment_id}/runs/{run_id}"
-        return f"{self.ui_url}/{path}" if self.ui_url else path
+        return links.mlflow_run(self.ui_url or "", experiment_id, run_id).lstrip("/")
 
     def child_runs(self, experiment_id: str, parent_run_id: str) -> list[Run]:
         return self.runs(experiment_id, {PARENT_TAG: parent_run_id})

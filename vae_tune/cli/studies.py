@@ -209,3 +209,35 @@ def curve(
         return 0
 
     run(go)
+
+
+@app.command()
+def compare(
+    stage: Annotated[StageName, typer.Argument(help="The study's stage: ae or vae.")],
+    top: Annotated[int, typer.Option(min=1, help="The best trials to show.")] = 5,
+    trials: Annotated[
+        str | None, typer.Option(help="These trials instead, comma-separated: 3,7,9.")
+    ] = None,
+    study_name: StudyNameOpt = None,
+    dataset: DatasetOpt = Dataset.fashion_mnist,
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """The same validation images reconstructed by several trials, one row each, labelled:
+    written to reports/ and to the study's MLflow run (compare/)."""
+    from vae_tune import runner
+
+    try:
+        numbers = tuple(int(n) for n in trials.split(",")) if trials else ()
+    except ValueError:
+        message = f"not comma-separated integers: {trials!r}"
+        raise typer.BadParameter(message, param_hint="--trials") from None
+    options = locals()
+
+    def go() -> int:
+        project = project_of(options)
+        path, name = runner.compare(ref_of(options), project, top, numbers)
+        render.console.print(f"wrote {project.shown(path)} and {name} in the study's MLflow run")
+        return 0
+
+    run(go)

@@ -50,18 +50,37 @@ def ui(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[
         int | None,
-        typer.Option(min=1, max=65534, help="optuna-dashboard's port; MLflow takes the next."),
+        typer.Option(
+            min=1,
+            max=65535,
+            help="optuna-dashboard's port, which trial runs link to "
+            "(default: $VAE_TUNE_DASHBOARD_PORT or 8080).",
+        ),
     ] = None,
+    mlflow_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="The MLflow UI's port, which trial notes link to "
+            "(default: $VAE_TUNE_MLFLOW_PORT or 5000).",
+        ),
+    ] = None,
+    open: Annotated[bool, typer.Option("--open", help="Open both in the browser.")] = False,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
-    """Serve optuna-dashboard and the MLflow UI on this project's stores until Ctrl-C."""
-    from vae_tune.ops.servers import serve
+    """Serve optuna-dashboard and the MLflow UI on this project's stores until Ctrl-C; print
+    the URLs of each study's trials in both, and of its best trials side by side."""
+    from vae_tune.ops.ui import serve
 
-    options = locals()
+    given = locals()
+    ports = {"dashboard_port": port, "mlflow_port": mlflow_port}
+    options = {k: v for k, v in given.items() if k not in ports}
+    options |= {k: v for k, v in ports.items() if v is not None}  # else the environment's
 
     def go() -> int:
-        serve(project_of(options), host, port, log=render.console.print)
+        serve(project_of(options), open, log=render.console.print)
         return 0
 
     run(go)

@@ -1,0 +1,91 @@
+"""Pictures of a study's trials where users look at them.
+
+Each AE/VAE trial that completes or is pruned leaves its picture (`recon.png`: validation images,
+their reconstructions, a VAE's prior samples) in its MLflow run and in optuna-dashboard's
+artifact store, so the dashboard's trial page shows it. The study's parent run keeps
+`compare/recon_topk.png`, the same images reconstructed by its best trials, redrawn whenever
+they change; `vae-tune compare` draws it for any trials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+
+from vae_tune.analysis.pictures import read_rows, topk_png, trial_png, trial_rows
+from vae_tune.errors import VaeTuneError
+from vae_tune.models import Autoencoder
+from vae_tune.record import TrialRecord
+from vae_tune.tracking import Tracker
+
+PICTURE = "recon.png"
+TOPK_PICTURE = "compare/recon_topk.png"
+TOP_K = 5
+
+
+class Gallery:
+    def __init__(
+        self,
+        tracker: Tracker,
+        images: torch.Tensor,
+        parent_run_id: str,
+        metric: str,
+        artifact_dir: Path | None = None,
+        top_k: int = TOP_K,
+    ) -> None:
+        self.tracker, self.images, self.parent_run_id = tracker, images, parent_run_id
+        self.metric, self.top_k = metric, top_k
+        self.store = None
+        if artifact_dir is not None:
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+            self.store = FileSystemArtifactStore(str(artifact_dir))
+        self.shown: list[int] = []  # the trials the parent run's picture shows now
+
+    def trial(self, trial: optuna.Trial, model: Autoencoder, run_id: str, folder: Path) -> None:
+        """The trial's picture, in its MLflow run and on its optuna-dashboard page."""
+        path = folder / PICTURE
+        path.write_bytes(trial_png(trial_rows(model, self.images)))
+        self.tracker.log_artifact(run_id, path)
+        if self.store is not None:
+            upload_artifact(
+                artifact_store=self.store,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype="image/png",
+            )
+
+    def update_topk(self, study: optuna.Study) -> None:
+        """Redraw the parent run's top-k picture if the best trials changed."""
+        top = best_trials(study, self.top_k)
+        numbers = [t.number for t in top]
+        if numbers and numbers != self.shown:
+            picture = compose(self.tracker, top, self.metric)
+            self.tracker.log_artifact_bytes(self.parent_run_id, TOPK_PICTURE, picture)
+            self.shown = numbers
+
+
+def compose(tracker: Tracker, trials: list[FrozenTrial], metric: str) -> bytes:
+    """The trials' reconstructions under one row of validation images, each labelled."""
+    labelled, originals = [], None
+    for trial in trials:
+        run_id = TrialRecord(trial).run_id
+        png = tracker.artifact_bytes(run_id, PICTURE) if run_id else None
+        if png is None:
+            continue  # a trial from before pictures existed, or one that failed
+        rows = read_rows(png)
+        originals = rows[0] if originals is None else originals
+        value = f"{metric} {trial.value:.4g}" if trial.value is not None else trial.state.name
+        labelled.append((f"trial {trial.number}: {value}", rows[1]))
+    if originals is None:
+        raise VaeTuneError("none of these trials has a picture (recon.png in its MLflow run)")
+    return topk_png(originals, labelled)
+
+
+def best_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: t.value or 0.0, reverse=maximize)[:k]

@@ -1,0 +1,96 @@
+"""Creating or resuming a study: its Optuna study (with a sampler seed of its own), the check
+that it runs with the space and settings it began with, and its MLflow parent run."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import optuna
+
+from vae_tune.errors import StudyMismatchError
+from vae_tune.record import Settings, StudyRecord
+from vae_tune.samplers import make_pruner, make_sampler
+from vae_tune.space import SearchSpace
+from vae_tune.tracking import Tracker
+
+
+def optuna_study(
+    space: SearchSpace,
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    seed: int,
+    worker: int = 0,
+    create: bool = True,
+) -> optuna.Study:
+    settings = space.settings
+    epochs = int(space.config(space.fixed).train.epochs)
+    pruner = make_pruner(settings.pruner, max_epochs=epochs)
+    if create:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            pruner=pruner,
+            direction=optuna.study.StudyDirection[settings.direction.upper()],
+            load_if_exists=True,
+        )
+    else:
+        study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+    # Optuna's samplers draw from one random stream per process: with one seed, every worker
+    # and every resumed session would replay the same start-up configs. The seed is derived
+    # from (seed, trials already in the study, worker): distinct, and still reproducible.
+    derived = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
+    study.sampler = make_sampler({**settings.sampler, "seed": int(derived)}, seed=seed)
+    return study
+
+
+def check_resume(record: StudyRecord, space: SearchSpace, settings: Settings, force: bool) -> None:
+    name = record.study.study_name
+    if record.started and not force:
+        if record.space_text != space.text:
+            raise StudyMismatchError(
+                f"study {name!r} was started with another search space (stored on the study "
+                f"as user attribute 'search_space'). Use another --study-name, or --force to "
+                f"continue with {space.source}."
+            )
+        stored, current = record.stored_settings, settings.to_json()
+        if stored != current:
+            changed = sorted(k for k in current if stored.get(k) != current[k])
+            raise StudyMismatchError(
+                f"study {name!r} was started with other settings: "
+                f"{ {k: stored.get(k) for k in changed} }. Use the same options, another "
+                "--study-name, or --force."
+            )
+    record.record_start(space, settings)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        record.live.set_metric_names([space.settings.metric])
+
+
+def parent_run(
+    record: StudyRecord,
+    tracker: Tracker,
+    experiment_id: str,
+    space: SearchSpace,
+    settings: Settings,
+) -> str:
+    """The study's MLflow run: the one stored on the study if it still exists, else a new one."""
+    run_id = record.parent_run_id
+    if run_id and tracker.run_exists(run_id):
+        tracker.resume_run(run_id)
+        return run_id
+    name = record.study.study_name
+    params = {f"fixed.{k}": v for k, v in space.fixed.items()}
+    params |= {k: v for k, v in settings.to_json().items() if k not in ("fixed", "encoder")}
+    params |= {
+        "study.metric": space.settings.metric,
+        "study.direction": space.settings.direction,
+        "study.sampler": json.dumps(dict(space.settings.sampler)),
+        "study.pruner": json.dumps(dict(space.settings.pruner)),
+    }
+    tags = {"optuna.study_name": name, "vae_tune.role": "study", **settings.encoder}
+    run_id = tracker.start_run(experiment_id, name, params=params, tags=tags)
+    tracker.log_text(run_id, space.text, "search_space.yaml")
+    record.record_mlflow(experiment_id, run_id, tracker.tracking_uri)
+    return run_id
