@@ -128,7 +128,7 @@ def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_pat
     doc = yaml.safe_load((REPO / "search_spaces/vae.yaml").read_text())
     del doc["search"]["model.latent_dim"]
     doc["fixed"]["model.latent_dim"] = 2  # the reports' latent-2 comparison
-    del doc["study"]["min_kl"]  # 1,000 images for 2 epochs: not the place to judge collapse
+    del doc["study"]["min_active_units"]  # 1,000 images, 2 epochs: not the place to judge collapse
     space = tmp_path / "vae2.yaml"
     space.write_text(yaml.safe_dump(doc))
     study = invoke(

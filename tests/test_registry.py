@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from vae_tune.config import build_config
-from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model, model_from_spec, model_spec
+from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
+from vae_tune.saving import model_from_spec, model_spec
 from vae_tune.tracking import MODEL_FILE, Tracker
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -115,6 +115,11 @@ def best_trial_encoder(
         raise VaeTuneError(
             f"study {study.study_name!r} has no complete trial to take an encoder from"
         )
+    if len(study.directions) > 1:
+        raise VaeTuneError(
+            f"study {study.study_name!r} has several objectives: promote it first (`vae-tune "
+            "promote STAGE --pick knee|elbo|probe`), and the head study takes its champion"
+        )
     trial = study.best_trial
     facts = TrialRecord(trial)
     settings = record.settings

@@ -78,7 +78,7 @@ def compose(tracker: Tracker, trials: list[FrozenTrial], metric: str) -> bytes:
             continue  # a trial from before pictures existed, or one that failed
         rows = read_rows(png)
         originals = rows[0] if originals is None else originals
-        value = f"{metric} {trial.value:.4g}" if trial.value is not None else trial.state.name
+        value = f"{metric} {trial.values[0]:.4g}" if trial.values else trial.state.name
         labelled.append((f"trial {trial.number}: {value}", rows[1]))
     if originals is None:
         raise VaeTuneError("none of these trials has a picture (recon.png in its MLflow run)")
@@ -86,6 +86,7 @@ def compose(tracker: Tracker, trials: list[FrozenTrial], metric: str) -> bytes:
 
 
 def best_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The k best complete trials by the study's (first) objective."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: t.value or 0.0, reverse=maximize)[:k]
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return sorted(complete, key=lambda t: t.values[0], reverse=maximize)[:k]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_tune.config import HeadConfig, ModelConfig, TrainConfig, build_config
+from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 
 
 def _norm(cfg: ModelConfig, channels: int) -> list[nn.Module]:
@@ -175,17 +174,27 @@ class ConvVAE(Autoencoder):
         device = next(self.parameters()).device
         return self.decode(torch.randn(n, self.cfg.latent_dim, device=device))
 
+    def target(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """What the likelihood scores: the images, or (bernoulli) a binarization of them."""
+        if self.cfg.likelihood == "bernoulli":
+            return torch.bernoulli(x, generator=generator)
+        return x
+
+    def log_likelihood(self, target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per image, in nats, from the decoder's logits."""
+        if self.cfg.likelihood == "bernoulli":
+            log_p = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        else:
+            var = self.cfg.sigma**2
+            mean = torch.sigmoid(logits)
+            log_p = -0.5 * (target - mean) ** 2 / var - 0.5 * math.log(2 * math.pi * var)
+        return log_p.flatten(1).sum(1)
+
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.posterior(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         logits = self.decoder(z)
-        if self.cfg.likelihood == "bernoulli":
-            target = torch.bernoulli(x)
-            recon = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        else:
-            var = self.cfg.sigma**2
-            recon = 0.5 * (x - torch.sigmoid(logits)) ** 2 / var + 0.5 * math.log(2 * math.pi * var)
-        recon = recon.flatten(1).sum(1)
+        recon = -self.log_likelihood(self.target(x), logits)
         kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(1)
         return {
             "loss": (recon + self.cfg.beta * kl).mean(),
@@ -302,48 +311,3 @@ AUTOENCODERS: dict[str, type[ConvAutoencoder] | type[ConvVAE]] = {
 
 def build_model(stage: str, cfg: ModelConfig) -> Autoencoder:
     return AUTOENCODERS[stage](cfg)
-
-
-# A saved model is its spec (plain data: which model, its config) and its state_dict, rebuilt
-# through this factory: nothing pins a class path, so modules can move without breaking a
-# registered model, and loading needs no pickle (torch.load(weights_only=True)).
-def model_spec(model: Model) -> dict[str, Any]:
-    """What rebuilds `model`'s layers: plain data only."""
-    if isinstance(model, Classifier):
-        return {
-            "kind": "classifier",
-            "encoder": model_spec(model.autoencoder),
-            "head": model_spec(model.head),
-        }
-    if isinstance(model, MLPHead):
-        return {
-            "kind": "head",
-            "config": _plain(model.cfg),
-            "in_features": model.in_features,
-            "n_classes": model.n_classes,
-        }
-    if isinstance(model, PixelCNN):
-        return {"kind": "cnn", "config": _plain(model.cfg), "n_classes": model.n_classes}
-    assert isinstance(model, Autoencoder)
-    kind = next(k for k, cls in AUTOENCODERS.items() if type(model) is cls)
-    return {"kind": kind, "config": _plain(model.cfg)}
-
-
-def model_from_spec(spec: dict[str, Any]) -> Model:
-    """A model with freshly initialised weights, of the shape `spec` describes."""
-    kind = spec["kind"]
-    if kind == "classifier":
-        head, encoder = model_from_spec(spec["head"]), model_from_spec(spec["encoder"])
-        assert isinstance(head, MLPHead) and isinstance(encoder, Autoencoder)
-        return Classifier(encoder, head)
-    if kind == "head":
-        cfg = HeadConfig(**spec["config"])
-        return MLPHead(spec["in_features"], cfg, spec["n_classes"])
-    config = build_config({f"model.{k}": v for k, v in spec["config"].items()}).model
-    if kind == "cnn":
-        return PixelCNN(config, spec["n_classes"])
-    return build_model(kind, config)
-
-
-def _plain(config: ModelConfig | HeadConfig) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

@@ -22,7 +22,8 @@ def study_note(space: SearchSpace, settings: Settings, parent_link: str, parent_
     lines = "\n".join(f"- {k}: `{v}`" for k, v in shown.items())
     s = space.settings
     return (
-        f"**{space.stage} study**, metric `{s.metric}` ({s.direction}), sampler "
+        f"**{space.stage} study**, objectives `{', '.join(s.metrics)}` "
+        f"({', '.join(s.directions)}), sampler "
         f"`{dict(s.sampler)}`, pruner `{dict(s.pruner)}`\n\n{lines}\n\n"
         f"MLflow parent run [{parent_run_id}]({parent_link})\n\n"
         f"Search space ({space.source}):\n\n```yaml\n{space.text}\n```"
@@ -56,13 +57,16 @@ def trial_line(trial: FrozenTrial, metric: str) -> str:
     record = TrialRecord(trial)
     if trial.state == TrialState.COMPLETE:
         params = " ".join(f"{k}={short(v)}" for k, v in trial.params.items())
-        return f"trial {trial.number} COMPLETE {metric} {trial.value:.5g}  {params}"
+        values = " ".join(f"{v:.5g}" for v in trial.values)
+        return f"trial {trial.number} COMPLETE {metric} {values}  {params}"
     if trial.state == TrialState.PRUNED:
         return f"trial {trial.number} PRUNED: {record.prune_reason}"
     return f"trial {trial.number} {trial.state.name}: {record.fail_reason}"
 
 
 def study_best(study: optuna.Study) -> str:
+    if len(study.directions) > 1:
+        return f"{len(study.best_trials)} on the Pareto front"
     try:
         return f"{study.best_value:.5g}"
     except ValueError:  # no complete trial yet

@@ -8,6 +8,7 @@ interrupted -> KILLED), and every trial gets a note in optuna-dashboard.
 from __future__ import annotations
 
 import gc
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ import optuna_dashboard
 import torch
 
 from vae_tune import links, notes
+from vae_tune.analysis import plots
+from vae_tune.analysis.latents import PROBE
+from vae_tune.config import TrialConfig
 from vae_tune.errors import VaeTuneError
 from vae_tune.gallery import Gallery
 from vae_tune.models import Autoencoder, Model
@@ -68,8 +72,9 @@ class Objective:
         self.metric = context.space.settings.metric
         self.maximize = context.space.settings.direction == "maximize"
         self.epoch_rule = stage(context.space.stage).epoch_rule
+        self.multi = context.space.settings.multi
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         c, record = self.c, TrialRecord(trial)
         record.set_worker(worker_identity())  # first: lets a later start find a zombie
         if surplus(trial, c.n_trials):
@@ -97,20 +102,67 @@ class Objective:
         )
         record.set_run_id(run_id)
         self.progress.trial_started(trial.number)
+        try:
+            best, last = self._train(trial, record, run_id, config, seed)
+        except optuna.TrialPruned as exc:
+            tags = {"pruned_at_epoch": record.pruned_at_epoch, "prune_reason": str(exc)}
+            self._end(trial, run_id, "PRUNED", tags)
+            raise
+        except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
+            reason = f"{type(exc).__name__}: {exc}"
+            interrupted = isinstance(exc, KeyboardInterrupt)  # not the config's fault
+            record.set_failed(reason, interrupted=interrupted)
+            status = "KILLED" if interrupted else None
+            self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
+            raise
+        finally:
+            _free_memory(c.device)  # the model is gone with _train's frame
 
+        if self.multi:  # the trade-off where training ended: a Pareto point per trial
+            metrics = c.space.settings.metrics
+            values = [last.metrics[m] for m in metrics]
+            record.set_best_epoch(last.epoch)
+            shown = ", ".join(f"{m} {v:.5g}" for m, v in zip(metrics, values, strict=True))
+            outcome = f"{shown} at epoch {last.epoch}"
+            self._end(trial, run_id, "COMPLETE", {"best_epoch": last.epoch}, outcome=outcome)
+            return values
+        record.set_best_epoch(best.epoch)
+        value = best.metrics[self.metric]
+        c.tracker.log_metrics(
+            run_id, {f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch
+        )
+        outcome = f"{self.metric} {value:.5g} at epoch {best.epoch}"
+        self._end(trial, run_id, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
+        return value
+
+    def _train(
+        self, trial: optuna.Trial, record: TrialRecord, run_id: str, config: TrialConfig, seed: int
+    ) -> tuple[EpochResult, EpochResult]:
+        """Train the trial's model, reporting each epoch; its best and its last epoch. A pruned
+        or finished model leaves its pictures; the model itself lives no longer than this."""
+        c = self.c
         torch.manual_seed(seed)
         model = c.task.build(config).to(c.device)
         train, val = c.task.data(config)
         best: EpochResult | None = None
+        last: EpochResult | None = None
+        kl_per_dim: dict[int, list[float]] = {}  # a VAE's, per epoch
+        probe = PROBE in c.space.settings.metrics
 
-        def on_epoch_end(result: EpochResult) -> None:
-            nonlocal best
+        def on_epoch_end(fitted: EpochResult) -> None:
+            nonlocal best, last
+            extra, kl = c.task.epoch_metrics(model, probe)
+            result = EpochResult(fitted.epoch, fitted.metrics | extra)
+            if kl:
+                kl_per_dim[result.epoch] = kl
             value = result.metrics[self.metric]
             # The study's metric first: MLflow's comparison plots a run's first metric.
             c.tracker.log_metrics(run_id, {self.metric: value, **result.metrics}, result.epoch)
             if best is None or (value > best.metrics[self.metric]) == self.maximize:
                 best = result
-            trial.report(value, result.epoch)
+            last = result
+            if not self.multi:  # Optuna prunes no multi-objective trial: the curves are logged
+                trial.report(value, result.epoch)
             update = EpochUpdate(
                 trial.number,
                 result.epoch,
@@ -128,32 +180,14 @@ class Objective:
 
         try:
             fit(model, train, val, config.train, seed=seed, on_epoch_end=on_epoch_end)
+        except optuna.TrialPruned:
             self._picture(trial, model, run_id)
-        except optuna.TrialPruned as exc:
-            self._picture(trial, model, run_id)
-            tags = {"pruned_at_epoch": record.pruned_at_epoch, "prune_reason": str(exc)}
-            self._end(trial, run_id, "PRUNED", tags)
+            self._kl_plot(run_id, kl_per_dim)
             raise
-        except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
-            reason = f"{type(exc).__name__}: {exc}"
-            interrupted = isinstance(exc, KeyboardInterrupt)  # not the config's fault
-            record.set_failed(reason, interrupted=interrupted)
-            status = "KILLED" if interrupted else None
-            self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
-            raise
-        finally:
-            del model, train, val
-            _free_memory(c.device)
-
-        assert best is not None  # fit ran at least one epoch
-        record.set_best_epoch(best.epoch)
-        value = best.metrics[self.metric]
-        c.tracker.log_metrics(
-            run_id, {f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch
-        )
-        outcome = f"{self.metric} {value:.5g} at epoch {best.epoch}"
-        self._end(trial, run_id, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
-        return value
+        self._picture(trial, model, run_id)
+        self._kl_plot(run_id, kl_per_dim)
+        assert best is not None and last is not None  # fit ran at least one epoch
+        return best, last
 
     def _picture(self, trial: optuna.Trial, model: Model, run_id: str) -> None:
         """The trial's picture; a picture that cannot be made costs the trial nothing."""
@@ -164,6 +198,18 @@ class Objective:
                 self.c.gallery.trial(trial, model, run_id, Path(folder))
         except Exception as exc:  # a full disk, a store that refuses: said on the run
             self.c.tracker.set_tags(run_id, {"picture_error": f"{type(exc).__name__}: {exc}"})
+
+    def _kl_plot(self, run_id: str, kl_per_dim: dict[int, list[float]]) -> None:
+        """A VAE trial's KL per latent dimension: a bar plot of its last epoch, and every
+        epoch's values as JSON."""
+        if not kl_per_dim:
+            return
+        epoch = max(kl_per_dim)
+        figure = plots.kl_per_dim_figure(
+            kl_per_dim[epoch], f"KL per latent dimension, epoch {epoch}"
+        )
+        self.c.tracker.log_figure(run_id, figure, "kl_per_dim.png")
+        self.c.tracker.log_text(run_id, json.dumps(kl_per_dim), "kl_per_dim.json")
 
     def _dashboard_tags(self, trial: optuna.Trial) -> dict[str, str]:
         """The trial's page in optuna-dashboard: a tag, and the run's description (Markdown,
@@ -177,10 +223,10 @@ class Objective:
     def _stop_reason(self, trial: optuna.Trial, result: EpochResult, value: float) -> str | None:
         """The stage's own rule first (a collapsed VAE), then the pruner's judgement."""
         if self.epoch_rule is not None:
-            reason = self.epoch_rule(result.metrics, result.epoch, self.c.space.settings.min_kl)
+            reason = self.epoch_rule(result.metrics, result.epoch, self.c.space.settings.collapse)
             if reason:
                 return reason
-        if trial.should_prune():
+        if not self.multi and trial.should_prune():
             return f"pruned at epoch {result.epoch}: {self.metric}={value:.5g}"
         return None
 

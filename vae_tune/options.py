@@ -12,7 +12,8 @@ from typing import Any
 
 from vae_tune.errors import VaeTuneError
 from vae_tune.samplers import make_pruner, make_sampler
-from vae_tune.space import SearchSpace
+from vae_tune.space import SearchSpace, objective_metrics
+from vae_tune.stages import stage
 
 DEFAULT_SEED = 0
 DEFAULT_N_TRIALS = 12
@@ -28,6 +29,7 @@ class CommandLine:
     sampler: str | None = None
     pruner: str | None = None
     patience: int | None = None
+    objective: str | None = None  # elbo, probe, elbo,probe (an AE's: loss, probe, loss,probe)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def resolve(cli: CommandLine, space: SearchSpace) -> tuple[SearchSpace, RunOptio
             make_pruner(settings.pruner, max_epochs=1)
     except ValueError as exc:
         raise VaeTuneError(str(exc)) from exc
+    if cli.objective:
+        metrics, directions = objective_metrics(stage(space.stage), cli.objective, "--objective")
+        settings = dataclasses.replace(settings, metrics=metrics, directions=directions)
     seed = first(cli.seed, settings.sampler.get("seed"), DEFAULT_SEED)
     # The sampler's seed is derived from the resolved seed (see study.py), never read twice.
     sampler = {k: v for k, v in settings.sampler.items() if k != "seed"}
@@ -67,4 +72,6 @@ def resolve(cli: CommandLine, space: SearchSpace) -> tuple[SearchSpace, RunOptio
         n_trials=first(cli.n_trials, settings.n_trials, DEFAULT_N_TRIALS),
         patience=first(cli.patience, settings.patience),
     )
+    if options.patience and settings.multi:
+        raise VaeTuneError("--patience needs one objective: a Pareto front has no single best")
     return space, options

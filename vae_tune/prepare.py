@@ -51,6 +51,7 @@ class StudyRequest:
     patience: int | None = None  # stop after this many finished trials without a new best
     deadline: float | None = None  # time.time() after which no trial may end (the pipeline's)
     epoch_s_hint: float | None = None  # a measured epoch time, until the study measures its own
+    objective: str | None = None  # elbo, probe, elbo,probe: overrides the space's metric
 
     @property
     def name(self) -> str:
@@ -64,6 +65,7 @@ class StudyRequest:
             sampler=self.sampler,
             pruner=self.pruner,
             patience=self.patience,
+            objective=self.objective,
         )
 
 

@@ -17,6 +17,8 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from vae_tune.analysis import pareto
+from vae_tune.analysis.latents import IWAE_K
 from vae_tune.config import TrialConfig, flatten
 from vae_tune.data import Splits, load_test
 from vae_tune.errors import VaeTuneError
@@ -72,16 +74,21 @@ def promote(
     top_k: int = 3,
     seeds: int = 0,
     force: bool = False,
+    pick: str = pareto.KNEE,
+    iwae_k: int = IWAE_K,
     log: Log = print,
 ) -> Promotion:
     study, settings, metric = record.live, record.settings, record.metric
-    candidates = select(record, task, top_k, seeds, log)
+    if len(study.directions) > 1:  # a Pareto front: one trial is chosen from it by a rule
+        candidates, rule, metric = pick_from_front(record, pick, log)
+    else:
+        candidates = select(record, task, top_k, seeds, log)
+        rule = (
+            f"best mean validation {metric} ({study.direction.name.lower()}) over the top "
+            f"{top_k} complete trials, {seeds} extra seed(s) each"
+        )
     champion = candidates[0]
     number = champion.trial.number
-    rule = (
-        f"best mean validation {metric} ({study.direction.name.lower()}) over the top {top_k} "
-        f"complete trials, {seeds} extra seed(s) each"
-    )
     log(f"champion: trial {number}, validation {metric} {_mean_spread(champion)} ({rule})")
     earlier = record.promotions.get(number)
     if earlier and not force:
@@ -113,7 +120,10 @@ def promote(
             **task.lineage,
         },
     )
-    final_model, evaluation = final_task.evaluate_test(model, test_x, test_y, log)
+    final_model, evaluation = final_task.evaluate_test(model, test_x, test_y, log, iwae_k)
+    if len(study.directions) > 1:
+        front = pareto.front_figure(study, record.metrics, number)
+        evaluation.figures["pareto_front.png"] = front
     metrics = evaluation.metrics | {
         f"val_{metric}_mean": champion.mean,
         f"val_{metric}_std": champion.spread,
@@ -150,6 +160,22 @@ def promote(
     )
     record.record_promotion(number, promoted)
     return Promotion(study.study_name, metric, candidates, promoted, rule=rule)
+
+
+def pick_from_front(record: StudyRecord, rule: str, log: Log) -> tuple[list[Candidate], str, str]:
+    """The multi-objective study's promoted trial, by `rule`; the metric it is judged on."""
+    names = {
+        name: record.metrics.index(m)
+        for name, (m, _) in stage(record.settings.stage).objectives.items()
+        if m in record.metrics
+    }
+    trial, words = pareto.pick(record.live, names, rule)
+    index = names.get(rule, 0)
+    for t in record.live.best_trials:
+        shown = ", ".join(f"{m} {v:.5g}" for m, v in zip(record.metrics, t.values, strict=True))
+        log(f"  Pareto front: trial {t.number}: {shown}")
+    candidate = Candidate(trial, record.replay(trial), [trial.values[index]])
+    return [candidate], f"{words}; --pick {rule}", record.metrics[index]
 
 
 def select(record: StudyRecord, task: Task, top_k: int, seeds: int, log: Log) -> list[Candidate]:

@@ -127,13 +127,20 @@ class StudyRecord:
 
     @property
     def metric(self) -> str:
+        """The study's metric: the first of its objectives'."""
         return str(self._attrs.get("metric", "?"))
+
+    @property
+    def metrics(self) -> list[str]:
+        """One per objective (a study stored before multi-objective studies has its metric)."""
+        return list(self._attrs.get("metrics", [self.metric]))
 
     def record_start(self, space: SearchSpace, settings: Settings) -> None:
         self._set("search_space", space.text)
         self._set("search_space_file", space.source)
         self._set("settings", settings.to_json())
         self._set("metric", space.settings.metric)
+        self._set("metrics", list(space.settings.metrics))
 
     def space(self) -> SearchSpace:
         """The search space exactly as the study ran it: its text and its fixed values."""

@@ -48,6 +48,8 @@ def study_summary(result: StudyResult) -> None:
         for name, value in summary.best_params.items():
             rows.append((f"  {name}", f"{value:.4g}" if isinstance(value, float) else str(value)))
         rows.append(("best MLflow run", str(summary.best_run_id)))
+    if summary.pareto:
+        rows.append(("Pareto front", "trials " + ", ".join(map(str, summary.pareto))))
     if summary.stop_reason:
         rows.append(("stopped early", summary.stop_reason))
     table(f"study {summary.study_name}", ("", ""), rows, show_header=False)

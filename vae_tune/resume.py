@@ -32,7 +32,7 @@ def optuna_study(
             storage=storage,
             study_name=name,
             pruner=pruner,
-            direction=optuna.study.StudyDirection[settings.direction.upper()],
+            directions=[optuna.study.StudyDirection[d.upper()] for d in settings.directions],
             load_if_exists=True,
         )
     else:
@@ -65,7 +65,7 @@ def check_resume(record: StudyRecord, space: SearchSpace, settings: Settings, fo
     record.record_start(space, settings)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        record.live.set_metric_names([space.settings.metric])
+        record.live.set_metric_names(list(space.settings.metrics))
 
 
 def parent_run(
@@ -85,7 +85,8 @@ def parent_run(
     params |= {k: v for k, v in settings.to_json().items() if k not in ("fixed", "encoder")}
     params |= {
         "study.metric": space.settings.metric,
-        "study.direction": space.settings.direction,
+        "study.direction": ",".join(space.settings.directions),
+        "study.objectives": ",".join(space.settings.metrics),
         "study.sampler": json.dumps(dict(space.settings.sampler)),
         "study.pruner": json.dumps(dict(space.settings.pruner)),
     }

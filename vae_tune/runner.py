@@ -20,6 +20,8 @@ from vae_tune import links
 from vae_tune.analysis import tables
 from vae_tune.analysis.curve import Curve, learning_curve
 from vae_tune.analysis.head_baselines import record_head_baselines
+from vae_tune.analysis.latents import IWAE_K
+from vae_tune.analysis.pareto import KNEE
 from vae_tune.analysis.report import build_report, studies_of
 from vae_tune.encoders import encoder_from_lineage
 from vae_tune.errors import VaeTuneError
@@ -92,12 +94,23 @@ def promote(
     top_k: int = 3,
     seeds: int = 0,
     force: bool = False,
+    pick: str = KNEE,
+    iwae_k: int = IWAE_K,
 ) -> Promotion:
     """Promote the best trials of a study: one retrain, one test evaluation, registered."""
     storage, tracker = project.open_stores()
     record, task = _finished_study(ref, project, storage, tracker, log)
     result = promote_study(
-        record, task, tracker, data_dir=ref.data_dir, top_k=top_k, seeds=seeds, force=force, log=log
+        record,
+        task,
+        tracker,
+        data_dir=ref.data_dir,
+        top_k=top_k,
+        seeds=seeds,
+        force=force,
+        pick=pick,
+        iwae_k=iwae_k,
+        log=log,
     )
     path = _write_report(project, storage, tracker, record.settings.dataset)
     tracker.log_text(result.record.run_id, path.read_text(), "report.md")
@@ -198,5 +211,5 @@ def _finished_study(
 def _write_report(project: Project, storage: BaseStorage, tracker: Tracker, dataset: str) -> Path:
     project.reports.mkdir(parents=True, exist_ok=True)
     path = project.reports / f"{dataset}.md"
-    path.write_text(build_report(storage, tracker, dataset))
+    path.write_text(build_report(storage, tracker, dataset, project.reports))
     return path

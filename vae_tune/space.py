@@ -24,12 +24,22 @@ import yaml
 from optuna.trial import BaseTrial
 
 from vae_tune.config import TrialConfig, build_config
-from vae_tune.errors import ConfigError, SpaceError
+from vae_tune.errors import ConfigError, SpaceError, VaeTuneError
 from vae_tune.samplers import make_pruner, make_sampler
-from vae_tune.stages import STAGES, Stage
+from vae_tune.stages import STAGES, CollapseLimits, Stage
 
 _TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
-_STUDY_KEYS = {"metric", "direction", "sampler", "pruner", "min_kl", "n_trials", "patience"}
+_STUDY_KEYS = {
+    "metric",
+    "direction",
+    "objective",
+    "sampler",
+    "pruner",
+    "min_kl",
+    "min_active_units",
+    "n_trials",
+    "patience",
+}
 _PARAM_KEYS = {
     "float": {"type", "low", "high", "log", "step"},
     "int": {"type", "low", "high", "log", "step"},
@@ -74,14 +84,54 @@ class Param:
 
 @dataclass(frozen=True)
 class StudySettings:
-    metric: str
-    direction: str  # minimize or maximize
+    metrics: tuple[str, ...]  # one per objective: several make a multi-objective study
+    directions: tuple[str, ...]  # minimize or maximize, one per metric
     sampler: Mapping[str, Any]
     pruner: Mapping[str, Any]
-    # VAE: a validation KL (nats per image) below this after epoch 1 means posterior collapse.
+    # VAE: collapse is fewer active units than this from epoch 2 (or a KL under min_kl nats).
     min_kl: float | None = None
     n_trials: int | None = None  # finished trials wanted, unless --n-trials says otherwise
     patience: int | None = None  # stop after this many finished trials without a new best
+    min_active_units: int | None = None
+
+    @property
+    def metric(self) -> str:
+        """The first objective's metric: the one a single-objective study optimises."""
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def multi(self) -> bool:
+        """Several objectives: Optuna searches their Pareto front and prunes nothing."""
+        return len(self.metrics) > 1
+
+    @property
+    def collapse(self) -> CollapseLimits:
+        return CollapseLimits(self.min_active_units, self.min_kl)
+
+
+def objective_metrics(
+    stage: Stage, objective: str, where: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`elbo`, `probe`, `elbo,probe` (a VAE's; an AE's `loss`) as (metrics, directions)."""
+    names = [n.strip() for n in objective.split(",") if n.strip()]
+    if not stage.objectives:
+        raise VaeTuneError(
+            f"{where}: {objective!r}: the {stage.name} stage has no latents to probe or bound;"
+            " objectives are for the ae and vae stages"
+        )
+    unknown = [n for n in names if n not in stage.objectives]
+    if unknown or not names or len(set(names)) != len(names):
+        raise VaeTuneError(
+            f"{where}: unknown objective {objective!r} for {stage.name}; choose one or two of "
+            f"{sorted(stage.objectives)}, comma-separated (e.g. "
+            f"{','.join(stage.objectives)})"
+        )
+    pairs = [stage.objectives[n] for n in names]
+    return tuple(m for m, _ in pairs), tuple(d for _, d in pairs)
 
 
 @dataclass(frozen=True)
@@ -161,13 +211,11 @@ def parse_space(text: str, source: str = "<string>") -> SearchSpace:
 
 def _parse_study(source: str, stage: Stage, study: Mapping[str, Any]) -> StudySettings:
     _no_unknown(source, "study.", study, _STUDY_KEYS)
-    metrics = stage.metrics
-    metric = study.get("metric", next(iter(metrics)))
-    if metric not in metrics:
-        raise SpaceError(
-            source, "study.metric", f"must be one of {sorted(metrics)} for {stage.name}"
-        )
-    direction = study.get("direction", metrics[metric])
+    known = stage.metrics
+    metric = study.get("metric", stage.default_metric)
+    if metric not in known:
+        raise SpaceError(source, "study.metric", f"must be one of {sorted(known)} for {stage.name}")
+    direction = study.get("direction", known[metric])
     if direction not in ("minimize", "maximize"):
         raise SpaceError(source, "study.direction", f"must be minimize or maximize: {direction!r}")
     sampler = dict(_mapping(source, "study.sampler", study.get("sampler", {"name": "tpe"})))
@@ -187,13 +235,24 @@ def _parse_study(source: str, stage: Stage, study: Mapping[str, Any]) -> StudySe
     ):
         raise SpaceError(source, "study.min_kl", "is a number >= 0, for the vae stage only")
     counts = {}
-    for key in ("n_trials", "patience"):
+    for key in ("n_trials", "patience", "min_active_units"):
         value = study.get(key)
         whole = isinstance(value, int) and not isinstance(value, bool)
         if value is not None and (not whole or value < 1):
             raise SpaceError(source, f"study.{key}", f"must be an integer >= 1, got {value!r}")
         counts[key] = value
-    return StudySettings(metric, direction, sampler, pruner, min_kl, **counts)
+    if counts["min_active_units"] is not None and stage.epoch_rule is None:
+        raise SpaceError(source, "study.min_active_units", "is for the vae stage only")
+    metrics: tuple[str, ...] = (metric,)
+    directions: tuple[str, ...] = (direction,)
+    if "objective" in study:
+        if "metric" in study:
+            raise SpaceError(source, "study.objective", "give the objective or the metric")
+        try:
+            metrics, directions = objective_metrics(stage, str(study["objective"]), source)
+        except VaeTuneError as exc:
+            raise SpaceError(source, "study.objective", str(exc).split(": ", 1)[1]) from None
+    return StudySettings(metrics, directions, sampler, pruner, min_kl, **counts)
 
 
 def _parse_param(source: str, name: str, spec: Any) -> Param:

@@ -9,8 +9,9 @@ family or head family, which YAML also calls `mlp`) and the pixel CNN (`cnn`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from vae_tune.analysis.latents import PROBE
 from vae_tune.config import config_keys
 from vae_tune.data import Splits
 from vae_tune.errors import VaeTuneError
@@ -18,8 +19,17 @@ from vae_tune.models import Autoencoder
 from vae_tune.tasks import AutoencoderTask, HeadTask, Lineage, PixelTask, Task
 
 Encoder = tuple[Autoencoder, Lineage]
-# A stage's own reason to stop a trial after an epoch: (metrics, epoch, threshold) -> reason.
-EpochRule = Callable[[Mapping[str, float], int, float | None], str | None]
+# A stage's own reason to stop a trial after an epoch: (metrics, epoch, settings) -> reason.
+EpochRule = Callable[[Mapping[str, float], int, "CollapseLimits"], str | None]
+
+
+@dataclass(frozen=True)
+class CollapseLimits:
+    """A VAE has collapsed when, from epoch 2 on, fewer dimensions than `min_active_units` are
+    active, or (the older rule) its validation KL is under `min_kl` nats."""
+
+    min_active_units: int | None = None
+    min_kl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,9 @@ class Stage:
     make_task: Callable[[Splits, Encoder | None], Task]
     needs_encoder: bool = False
     epoch_rule: EpochRule | None = None
+    # What `--objective` may name: objective -> (metric, direction); a stage with latents
+    # offers `probe`.
+    objectives: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def default_metric(self) -> str:
@@ -47,13 +60,18 @@ class Stage:
 
 
 def posterior_collapse(
-    metrics: Mapping[str, float], epoch: int, min_kl: float | None
+    metrics: Mapping[str, float], epoch: int, limits: CollapseLimits
 ) -> str | None:
-    """A VAE whose validation KL stays under `min_kl` nats from epoch 2 has collapsed."""
-    kl = metrics.get("val_kl")
-    if min_kl is None or kl is None or epoch < 2 or kl >= min_kl:
+    """A VAE with too few active units (or too small a KL) from epoch 2 on has collapsed."""
+    if epoch < 2:
         return None
-    return f"posterior collapse at epoch {epoch}: KL {kl:.3g} < {min_kl} nats"
+    active, kl = metrics.get("active_units"), metrics.get("val_kl")
+    least = limits.min_active_units
+    if least is not None and active is not None and active < least:
+        return f"posterior collapse at epoch {epoch}: {active:.0f} active units < {least}"
+    if limits.min_kl is not None and kl is not None and kl < limits.min_kl:
+        return f"posterior collapse at epoch {epoch}: KL {kl:.3g} < {limits.min_kl} nats"
+    return None
 
 
 def _keys(
@@ -68,16 +86,18 @@ _TRAINING = "train."
 
 AE = Stage(
     "ae",
-    {"val_loss": "minimize", "val_mse": "minimize"},
+    {"val_loss": "minimize", "val_mse": "minimize", PROBE: "maximize"},
     _keys(("model.", _TRAINING), drop={"train.encoder_lr", *_VAE_ONLY}),
     lambda splits, encoder: AutoencoderTask("ae", splits),
+    objectives={"loss": ("val_loss", "minimize"), "probe": (PROBE, "maximize")},
 )
 VAE = Stage(
     "vae",
-    {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize"},
+    {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize", PROBE: "maximize"},
     _keys(("model.", _TRAINING), drop={"train.encoder_lr"}),
     lambda splits, encoder: AutoencoderTask("vae", splits),
     epoch_rule=posterior_collapse,
+    objectives={"elbo": ("val_neg_elbo", "minimize"), "probe": (PROBE, "maximize")},
 )
 
 

@@ -53,7 +53,7 @@ def patience_spent(study: optuna.Study, patience: int) -> str | None:
     """Why the study should stop for lack of progress, or None: the best value has not
     improved in the last `patience` finished trials."""
     finished = sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     best: FrozenTrial | None = None
     best_value = 0.0
     since = 0

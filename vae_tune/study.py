@@ -72,6 +72,7 @@ class StudySummary:
     study_id: int = 0  # the storage's id: optuna-dashboard's URLs use it
     metric: str = ""
     direction: str = "minimize"
+    pareto: list[int] = field(default_factory=list)  # a multi-objective study's front
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def run_trials(
     if workers == 1:
         log(
             f"study {options.study_name}: {finished} trials finished, running {remaining} more "
-            f"(metric {metric}, {space.settings.direction})"
+            f"({_objectives(space)})"
         )
     stop_reason = _stopped_already(study, options, pace, epochs) if remaining else None
     if stop_reason:
@@ -267,7 +268,8 @@ def summarize(study: optuna.Study) -> StudySummary:
     counts = {state.name: 0 for state in (*FINISHED, TrialState.FAIL, TrialState.RUNNING)}
     for trial in trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    best = study.best_trial if counts["COMPLETE"] else None
+    multi = len(study.directions) > 1
+    best = study.best_trial if counts["COMPLETE"] and not multi else None
     record = StudyRecord(study)
     return StudySummary(
         study_name=study.study_name,
@@ -281,5 +283,12 @@ def summarize(study: optuna.Study) -> StudySummary:
         stop_reason=record.stop_reason,
         study_id=study._study_id,
         metric=record.metric,
-        direction=study.direction.name.lower(),
+        direction=study.directions[0].name.lower(),
+        pareto=sorted(t.number for t in study.best_trials) if multi else [],
     )
+
+
+def _objectives(space: SearchSpace) -> str:
+    s = space.settings
+    shown = ", ".join(f"{m} ({d})" for m, d in zip(s.metrics, s.directions, strict=True))
+    return f"objectives {shown}, no pruning" if s.multi else f"metric {shown}"

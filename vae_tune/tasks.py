@@ -18,9 +18,24 @@ import torch
 
 from vae_tune.analysis.baselines import fit_quietly, latent_logistic_regression, logistic_baselines
 from vae_tune.analysis.evaluation import TestEvaluation, evaluate_autoencoder, evaluate_classifier
+from vae_tune.analysis.latents import (
+    PROBE,
+    iwae_nll,
+    posterior_stats,
+    probe_accuracy,
+    probe_subset,
+)
 from vae_tune.config import TrialConfig
 from vae_tune.data import Splits
-from vae_tune.models import Autoencoder, Classifier, MLPHead, Model, PixelCNN, build_model
+from vae_tune.models import (
+    Autoencoder,
+    Classifier,
+    ConvVAE,
+    MLPHead,
+    Model,
+    PixelCNN,
+    build_model,
+)
 from vae_tune.train import EpochCallback, EpochResult, Tensors, encode, fit, predict
 
 Log = Callable[[str], None]
@@ -34,6 +49,7 @@ class AutoencoderTask:
     stage: str
     splits: Splits
     lineage: Lineage = field(default_factory=dict)
+    _probe: torch.Tensor | None = field(default=None, init=False, repr=False)
     # How its learning curve scores it: as the reference reports did.
     curve_evaluation = "logistic regression on the latents"
     pictured = True  # each trial leaves a picture of its reconstructions
@@ -45,13 +61,20 @@ class AutoencoderTask:
         return (self.splits.train_x,), (self.splits.val_x,)
 
     def evaluate_test(
-        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log, iwae_k: int
     ) -> tuple[Model, TestEvaluation]:
         assert isinstance(model, Autoencoder)
-        if self.stage == "vae":
-            log("density baselines on the same test split: PPCA and a Gaussian mixture")
         s = self.splits
-        return model, evaluate_autoencoder(model, s.train_x, test_x, test_y, s.classes)
+        if isinstance(model, ConvVAE):
+            log(
+                f"importance-weighted test likelihood, k = {iwae_k}; density baselines: PPCA and "
+                "a Gaussian mixture"
+            )
+        result = evaluate_autoencoder(model, s.train_x, test_x, test_y, s.classes)
+        if isinstance(model, ConvVAE):
+            result.metrics["test_nll_iwae"] = iwae_nll(model, test_x, iwae_k)
+            result.metrics["iwae_k"] = float(iwae_k)
+        return model, result
 
     def curve_errors(
         self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, seed: int
@@ -67,6 +90,21 @@ class AutoencoderTask:
     def latent_dim(self, model: Model) -> int | None:
         assert isinstance(model, Autoencoder)
         return model.cfg.latent_dim
+
+    def epoch_metrics(self, model: Model, probe: bool) -> tuple[dict[str, float], list[float]]:
+        """A VAE's active units (and its KL per dimension, returned beside), and, if asked, the
+        linear probe's validation accuracy: measured on the validation split every epoch."""
+        assert isinstance(model, Autoencoder)
+        s, metrics, kl = self.splits, {}, list[float]()
+        if isinstance(model, ConvVAE):
+            kl, active = posterior_stats(model, s.val_x)
+            metrics["active_units"] = float(active)
+        if probe:
+            if self._probe is None or len(self._probe) > len(s.train_x):
+                self._probe = probe_subset(len(s.train_x)).to(s.train_x.device)
+            fit_on = (s.train_x[self._probe], s.train_y[self._probe])
+            metrics[PROBE] = probe_accuracy(model, fit_on, (s.val_x, s.val_y))
+        return metrics, kl
 
 
 @dataclass
@@ -87,7 +125,7 @@ class PixelTask:
         return (s.train_x, s.train_y), (s.val_x, s.val_y)
 
     def evaluate_test(
-        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log, iwae_k: int
     ) -> tuple[Model, TestEvaluation]:
         return model, evaluate_classifier(model, test_x, test_y, self.splits.classes)
 
@@ -98,6 +136,9 @@ class PixelTask:
 
     def latent_dim(self, model: Model) -> int | None:
         return None  # a pixel CNN has none
+
+    def epoch_metrics(self, model: Model, probe: bool) -> tuple[dict[str, float], list[float]]:
+        return {}, []
 
 
 @dataclass
@@ -141,7 +182,7 @@ class HeadTask:
         return Classifier(self.encoder, model)
 
     def evaluate_test(
-        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log
+        self, model: Model, test_x: torch.Tensor, test_y: torch.Tensor, log: Log, iwae_k: int
     ) -> tuple[Model, TestEvaluation]:
         """The classifier's scores, and the logistic-regression baselines on the same test."""
         classifier = self.classifier(model)
@@ -161,6 +202,9 @@ class HeadTask:
 
     def latent_dim(self, model: Model) -> int | None:
         return self.encoder.cfg.latent_dim
+
+    def epoch_metrics(self, model: Model, probe: bool) -> tuple[dict[str, float], list[float]]:
+        return {}, []
 
 
 Task = AutoencoderTask | HeadTask | PixelTask

@@ -27,7 +27,8 @@ from mlflow.tracking import MlflowClient
 
 from vae_tune import links
 from vae_tune.errors import StoreError
-from vae_tune.models import Model, model_from_spec, model_spec
+from vae_tune.models import Model
+from vae_tune.saving import model_from_spec, model_spec
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}

@@ -47,9 +47,9 @@ def logistic_baselines(
     return scores
 
 
-def latent_logistic_regression(seed: int = 0) -> Pipeline:
+def latent_logistic_regression(seed: int = 0, max_iter: int = 300) -> Pipeline:
     """Logistic regression on standardized latents (their scales are arbitrary)."""
-    return make_pipeline(StandardScaler(), _logreg(seed))
+    return make_pipeline(StandardScaler(), _logreg(seed, max_iter))
 
 
 def fit_quietly(model: Estimator, x: np.ndarray, y: np.ndarray) -> Estimator:
@@ -60,8 +60,8 @@ def fit_quietly(model: Estimator, x: np.ndarray, y: np.ndarray) -> Estimator:
         return model.fit(x, y)
 
 
-def _logreg(seed: int) -> LogisticRegression:
-    return LogisticRegression(max_iter=300, random_state=seed)
+def _logreg(seed: int, max_iter: int = 300) -> LogisticRegression:
+    return LogisticRegression(max_iter=max_iter, random_state=seed)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

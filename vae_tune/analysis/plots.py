@@ -133,3 +133,17 @@ def learning_curve_figure(rows: list[dict[str, Any]], title: str) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def kl_per_dim_figure(kl: list[float], title: str) -> Figure:
+    """One bar per latent dimension, largest first: collapsed dimensions lie flat at zero."""
+    values = sorted(kl, reverse=True)
+    fig = Figure(figsize=(max(4.0, 0.12 * len(values) + 2), 3.2))
+    ax = fig.subplots()
+    ax.bar(range(len(values)), values, color="tab:blue")
+    ax.set_xlabel("latent dimension (sorted by KL)")
+    ax.set_ylabel("KL (nats per image)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

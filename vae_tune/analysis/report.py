@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from vae_tune.analysis import pareto
 from vae_tune.record import StudyRecord, TrialRecord
 from vae_tune.stages import stage
 from vae_tune.tracking import Tracker
@@ -34,10 +36,21 @@ REFERENCES = [
     ("multilayer CNN on pixels", "Fashion-MNIST", "test error 0.1135"),
     ("MLP VAE, latent 20, 200 epochs", "binarized MNIST", "negative ELBO 102.7 nats"),
     ("MLP VAE vs conv VAE, latent 2", "MNIST", "ELBO -142.8 vs -157.1; MSE 0.0375 vs 0.0444"),
+    (
+        "VAE, 1 stochastic layer, IWAE bound k=5000 (Burda et al. 2016)",
+        "binarized MNIST",
+        "test NLL 86.76 nats (IWAE trained with k=50: 84.78)",
+    ),
 ]
 
 
-def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset: str) -> str:
+def build_report(
+    storage: optuna.storages.BaseStorage,
+    tracker: Tracker,
+    dataset: str,
+    folder: Path | None = None,
+) -> str:
+    """The report's Markdown; pictures it shows (Pareto fronts) are written to `folder`."""
     studies = [StudyRecord(study) for study in studies_of(storage, dataset)]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# vae-tune report: {dataset}", "", f"Written {now}.", ""]
@@ -51,9 +64,10 @@ def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset
         study = record.live
         counts = Counter(t.state for t in study.get_trials(deepcopy=False))
         best = _best(study)
+        directions = ", ".join(d.name.lower() for d in study.directions)
         lines.append(
             f"| {study.study_name} | {record.settings.stage} | "
-            f"{record.metric} ({study.direction.name.lower()}) | "
+            f"{', '.join(record.metrics)} ({directions}) | "
             f"{counts[TrialState.COMPLETE]} | {counts[TrialState.PRUNED]} | "
             f"{counts[TrialState.FAIL]} | {best} |"
         )
@@ -78,6 +92,7 @@ def build_report(storage: optuna.storages.BaseStorage, tracker: Tracker, dataset
                 lines += ["", "| class | test F1 |", "|---|---|"]
                 lines += [f"| {k} | {v:.4f} |" for k, v in promoted.per_class_f1.items()]
             lines.append("")
+    lines += _pareto_fronts(studies, folder)
     lines += _density_table(studies)
     lines += _curves(studies)
     lines += ["## Baselines (validation accuracy, logistic regression)", ""]
@@ -133,6 +148,36 @@ def _curves(studies: list[StudyRecord]) -> list[str]:
     ]
 
 
+def _pareto_fronts(studies: list[StudyRecord], folder: Path | None) -> list[str]:
+    """Multi-objective studies: their fronts as a plot and a table, the promoted trial marked."""
+    lines = []
+    for record in studies:
+        study = record.live
+        if len(study.directions) < 2 or not study.best_trials:
+            continue
+        promoted = max(record.promotions, default=None)
+        name = f"{study.study_name}-pareto.png"
+        if folder is not None:
+            figure = pareto.front_figure(study, record.metrics, promoted)
+            figure.savefig(folder / name, dpi=100)
+        lines += [
+            f"### {study.study_name}",
+            "",
+            f"![Pareto front of {study.study_name}]({name})",
+            "",
+            f"| trial | {' | '.join(record.metrics)} |",
+            "|---|" + "---|" * len(record.metrics),
+        ]
+        for trial in sorted(study.best_trials, key=lambda t: t.values[0]):
+            mark = " (promoted)" if trial.number == promoted else ""
+            values = " | ".join(f"{v:.5g}" for v in trial.values)
+            lines.append(f"| {trial.number}{mark} | {values} |")
+        lines.append("")
+    if not lines:
+        return []
+    return ["## Pareto fronts (multi-objective studies)", "", *lines]
+
+
 def _density_table(studies: list[StudyRecord]) -> list[str]:
     """Promoted VAEs beside PPCA and a Gaussian mixture on the same test split."""
     rows = []
@@ -146,6 +191,13 @@ def _density_table(studies: list[StudyRecord]) -> list[str]:
             elbo, mse = -test["test_neg_elbo"], test["test_mse"]
             name = study.study.study_name
             rows.append(f"| {name} trial {trial} | {what} | {elbo:.2f} (ELBO) | {mse:.4f} |")
+            if "test_nll_iwae" in test:
+                k = int(test.get("iwae_k", 0))
+                bound = -test["test_nll_iwae"]
+                rows.append(
+                    f"| {name} trial {trial} | the same, IWAE bound | {bound:.2f} "
+                    f"(IWAE, k = {k}) | {mse:.4f} |"
+                )
             for baseline, scores in record.density.items():
                 kind, dim = baseline.split("-")
                 label = "PPCA" if kind == "ppca" else "Gaussian mixture (diagonal)"
@@ -159,9 +211,13 @@ def _density_table(studies: list[StudyRecord]) -> list[str]:
     return [
         "## VAEs and density baselines (test split)",
         "",
-        "Log-likelihood per image in nats: the VAE's ELBO (a lower bound) and the baselines' exact"
-        " test log-likelihood. A bernoulli VAE's is over binarized pixels, the baselines' a "
-        "density over pixel values in [0, 1]: compare within a likelihood, not across.",
+        "Log-likelihood per image in nats: the VAE's ELBO and its importance-weighted bound with k"
+        " samples (IWAE, Burda et al. 2016: tighter as k grows; both lower bounds), and the "
+        "baselines' exact test log-likelihood. A bernoulli VAE's is over dynamically binarized "
+        "pixels, the baselines' a density over pixel values in [0, 1]: compare within a "
+        "likelihood, not across. Published on dynamically binarized MNIST: a VAE with one "
+        "stochastic layer, IWAE bound with k = 5000, test NLL 86.76 nats (an IWAE trained with "
+        "k = 50: 84.78); an MLP VAE at latent 20 after 200 epochs, negative ELBO 102.7.",
         "",
         "| model | setup | log-likelihood (nats) | MSE |",
         "|---|---|---|---|",
@@ -171,6 +227,8 @@ def _density_table(studies: list[StudyRecord]) -> list[str]:
 
 
 def _best(study: optuna.Study) -> str:
+    if len(study.directions) > 1:
+        return "Pareto front: trials " + ", ".join(str(t.number) for t in study.best_trials)
     try:
         return f"{study.best_value:.5g} (trial {study.best_trial.number})"
     except ValueError:

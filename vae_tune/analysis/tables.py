@@ -41,7 +41,7 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, object]]:
                 "dataset": settings.get("dataset", "?"),
                 "metric": record.metric,
                 **{name: counts[state] for name, state in STATES.items()},
-                "best": study.best_value if best else None,
+                "best": study.best_value if best and len(study.directions) == 1 else None,
                 "running_trials": [t.number for t in trials if t.state == TrialState.RUNNING],
             }
         )
@@ -53,9 +53,13 @@ def trials_table(study: optuna.Study, tracker: Tracker | None = None) -> pd.Data
     frame = study.trials_dataframe(
         attrs=("number", "state", "value", "duration", "params", "user_attrs")
     )
-    # `value_val_loss` (named objectives) -> `value`; `user_attrs_seed` -> `seed`.
+    # `value_val_loss` (a named objective) -> `value`, when there is one; `user_attrs_seed` ->
+    # `seed`. A multi-objective study keeps `value_<metric>` for each.
+    single = len(study.directions) == 1
     frame = frame.rename(
-        columns=lambda c: "value" if c.startswith("value_") else c.removeprefix("user_attrs_")
+        columns=lambda c: (
+            "value" if single and c.startswith("value") else c.removeprefix("user_attrs_")
+        )
     )
     frame["duration_s"] = frame.pop("duration").dt.total_seconds()
     if tracker is None or "mlflow_run_id" not in frame:

@@ -77,6 +77,15 @@ def study(
         str | None, typer.Option(help="mlp: the encoder's study (default: ENCODER-DATASET).")
     ] = None,
     workers: WorkersOpt = 1,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            help="What the study optimises: elbo (vae) or loss (ae), probe (linear-probe "
+            "accuracy on the latents), or both, comma-separated: a multi-objective study of "
+            "their Pareto front, in which Optuna prunes nothing (every trial runs all its "
+            "epochs; their curves are still logged)."
+        ),
+    ] = None,
     patience: Annotated[
         int | None,
         typer.Option(
@@ -151,6 +160,17 @@ def promote(
     force: Annotated[
         bool, typer.Option(help="Evaluate on the test split again an already promoted trial.")
     ] = False,
+    pick: Annotated[
+        str,
+        typer.Option(
+            help="A multi-objective study: the Pareto front's trial to promote: knee "
+            "(an even trade-off) or the best of one objective (elbo, loss, probe)."
+        ),
+    ] = "knee",
+    iwae_k: Annotated[
+        int,
+        typer.Option(min=1, help="A VAE: importance samples per test image for test_nll_iwae."),
+    ] = 100,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     dataset: DatasetOpt = Dataset.fashion_mnist,
@@ -170,6 +190,8 @@ def promote(
             top_k=top_k,
             seeds=seeds,
             force=force,
+            pick=pick,
+            iwae_k=iwae_k,
         )
         render.promotion(result)
         return 0
