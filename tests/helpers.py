@@ -31,6 +31,7 @@ VAE_TUNE = str(Path(sys.executable).parent / "vae-tune")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Quick studies on real data: 1,000 training and 500 validation images.
 SMALL = ["--epochs", "2", "--train-size", "1000", "--val-size", "500"]
+TINY = ["--epochs", "2", "--train-size", "500", "--val-size", "200"]
 STUDY = "ae-fashion-mnist"
 
 
@@ -62,6 +63,13 @@ def invoke(root: Path, *args: str, env: dict[str, str] | None = None) -> Result:
 def env() -> dict[str, str]:
     """The environment of a `vae-tune` subprocess: the real data, unbuffered output."""
     return {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
+
+
+def start(command: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """A `vae-tune` subprocess on the real data, its output (both streams) as text lines."""
+    return subprocess.Popen(
+        command, cwd=cwd, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def study_command(*args: str) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import FINISHED, env, load_study, runs_of, study_command
+from tests.helpers import FINISHED, env, load_study, runs_of, start, study_command
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
@@ -43,14 +43,7 @@ def fill(folder: Path) -> Path:
 def test_disk_full_mid_study_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     command = study_command("--n-trials", "5")
     with small_filesystem(tmp_path / "studies", "4m") as studies:
-        process = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env(),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        process = start(command, tmp_path)
         output = []
         for line in process.stdout:
             output.append(line)

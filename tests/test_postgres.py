@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import FINISHED, env, free_port, study_command
+from tests.helpers import FINISHED, env, free_port, start, study_command
 from tests.postgres import postgres_server
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
@@ -30,14 +30,7 @@ def test_two_processes_share_a_study_on_postgres(tmp_path: Path) -> None:
             "--train-size",
             "3000",
         )
-        first = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env(),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        first = start(command, tmp_path)
         output = []
         for line in first.stdout:  # the second "machine" joins once the study exists
             output.append(line)

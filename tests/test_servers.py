@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, invoke
+from tests.helpers import TINY, free_port, invoke
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
@@ -26,19 +26,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
-    result = invoke(
-        root,
-        "study",
-        "ae",
-        "--n-trials",
-        "3",
-        "--epochs",
-        "2",
-        "--train-size",
-        "500",
-        "--val-size",
-        "200",
-    )
+    result = invoke(root, "study", "ae", "--n-trials", "3", *TINY)
     assert result.exit_code == 0, result.output
     commands = [line.strip() for line in result.output.splitlines()]
     dashboard = next(c for c in commands if c.startswith("optuna-dashboard "))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.helpers import invoke, load_study, runs_of
+from tests.helpers import TINY, invoke, load_study, runs_of
 from vae_tune import runner
 from vae_tune.analysis import tables
 from vae_tune.project import Project
@@ -17,19 +17,7 @@ pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, server
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("views")
-    result = invoke(
-        root,
-        "study",
-        "ae",
-        "--n-trials",
-        "3",
-        "--epochs",
-        "2",
-        "--train-size",
-        "500",
-        "--val-size",
-        "200",
-    )
+    result = invoke(root, "study", "ae", "--n-trials", "3", *TINY)
     assert result.exit_code == 0, result.output
     return root
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import FINISHED, env, load_study, runs_of, study_command
+from tests.helpers import FINISHED, env, load_study, runs_of, start, study_command
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
@@ -60,14 +60,7 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
 
 def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> None:
     command = study_command("--n-trials", "3", "--workers", "2", "--epochs", "3")
-    process = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env=env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = start(command, tmp_path)
     output = []
     for line in process.stdout:  # wait until a worker is inside a trial
         output.append(line)

@@ -144,7 +144,7 @@ def trials(
     def go() -> int:
         ref = ref_of(options)
         found, frame = runner.trials_table(ref, project_of(options))
-        best_first = sort == "value" and found.direction.name == "MAXIMIZE"
+        best_first = sort == "value" and found.directions[0].name == "MAXIMIZE"
         chosen = tables.select(frame, state and state.value, sort, best_first, limit)
         render.trials(ref.name, chosen, len(frame))
         return 0
