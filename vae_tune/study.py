@@ -198,7 +198,10 @@ def run_trials(
         line = notes.trial_line(trial, metric)
         progress.trial_ended(trial.number, len(trial.intermediate_values), line)
         if gallery is not None:
-            gallery.update_topk(study)
+            try:
+                gallery.update_topk(study)
+            except Exception as exc:  # a picture is a nicety: the study goes on without it
+                log(f"the top-{gallery.top_k} picture was not redrawn: {type(exc).__name__}: {exc}")
 
     context = TrialContext(
         space,
