@@ -8,6 +8,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -65,10 +66,27 @@ def env() -> dict[str, str]:
     return {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
 
 
+def as_foreground_job() -> None:
+    """Signals as a shell leaves them for a command in the foreground.
+
+    A shell script's background job (`pytest ... &`) ignores SIGINT, and a child inherits the
+    ignore: Python then installs no KeyboardInterrupt handler, and a test of Ctrl-C tests
+    nothing. A terminal's foreground command has the default handlers.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def start(command: list[str], cwd: Path) -> subprocess.Popen[str]:
     """A `vae-tune` subprocess on the real data, its output (both streams) as text lines."""
     return subprocess.Popen(
-        command, cwd=cwd, env=env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command,
+        cwd=cwd,
+        env=env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=as_foreground_job,
     )
 
 
@@ -124,10 +142,15 @@ class Terminal:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its controlling tty
+            preexec_fn=self._foreground_of_its_tty,
         )
         os.close(slave)
         self.output = ""
+
+    @staticmethod
+    def _foreground_of_its_tty() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty becomes its controlling terminal
+        as_foreground_job()
 
     def read_until(self, text: str, timeout: float = 120.0) -> str:
         deadline = time.monotonic() + timeout

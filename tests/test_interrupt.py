@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import data_dir, load_study, runs_of
+from tests.helpers import env, load_study, runs_of, start
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
@@ -32,10 +31,7 @@ COMMAND = [
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_study_closes_its_runs_and_resumes(tmp_path: Path, sig: int) -> None:
-    env = {**os.environ, "VAE_TUNE_DATA": str(data_dir()), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        COMMAND, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process = start(COMMAND, tmp_path)
     output = []
     for line in process.stdout:
         output.append(line)
@@ -53,7 +49,7 @@ def test_interrupted_study_closes_its_runs_and_resumes(tmp_path: Path, sig: int)
     assert "KeyboardInterrupt" in child.data.tags["fail_reason"]
     assert parent.info.status == "KILLED"
 
-    resumed = subprocess.run(COMMAND, cwd=tmp_path, env=env, text=True, capture_output=True)
+    resumed = subprocess.run(COMMAND, cwd=tmp_path, env=env(), text=True, capture_output=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     states = [t.state for t in load_study(tmp_path).get_trials()]
     assert states[0] == TrialState.FAIL
