@@ -57,9 +57,9 @@ def fit_quietly(model: Estimator, x: np.ndarray, y: np.ndarray) -> Estimator:
     """`model.fit(x, y)` without lbfgs's convergence warnings, on one BLAS/OpenMP thread.
 
     One thread because torch's thread pool, awake after a training step, and scikit-learn's
-    BLAS threads contend for the same cores: measured beside a trial on 2 cores, a 5,000-image
-    latent probe took 1.1 s on the default threads and 0.04 s on one, and 20,000 raw-pixel
-    images 9.6 s against 0.5 s.
+    BLAS/OpenMP threads contend for the same cores. Measured on 2 busy cores, a 5,000-image
+    latent probe took 1.1 s on the default threads and 0.04 s on one; 20,000 raw-pixel images
+    took 9.6 s against 0.5 s. On a quiet machine, the probe inside a trial took 2.1 s.
     """
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         # lbfgs on raw pixels stops at max_iter before its tolerance: the accuracy is stable.
