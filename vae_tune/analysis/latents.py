@@ -26,7 +26,8 @@ ACTIVE_THRESHOLD = 0.01  # Burda et al.: variance of the posterior mean across i
 PROBE_IMAGES = 5000  # training images the probe is fitted on
 IWAE_BATCH = 8192  # images x samples decoded at once
 # Importance samples per test image at promotion: the bound tightens with k, the cost grows
-# with it; 100 costs about what the promotion's retraining does (measured, see the README).
+# with it. With 100, a promotion's whole test evaluation on MNIST (IWAE, density baselines)
+# took 95 s after 449 s of retraining (2 CPU cores).
 IWAE_K = 100
 
 
