@@ -5,6 +5,8 @@ encoder's latents, on PCA components of the same dimension, and on raw pixels.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -53,17 +55,24 @@ def latent_logistic_regression(seed: int = 0, max_iter: int = 300) -> Pipeline:
     return make_pipeline(StandardScaler(), _logreg(seed, max_iter))
 
 
+@contextmanager
+def capped_iterations() -> Iterator[None]:
+    """No ConvergenceWarning inside: our fits stop at a deliberate iteration cap."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
 def fit_quietly(model: Estimator, x: np.ndarray, y: np.ndarray) -> Estimator:
     """`model.fit(x, y)` without lbfgs's convergence warnings, on one BLAS/OpenMP thread.
 
-    One thread because torch's thread pool, awake after a training step, and scikit-learn's
-    BLAS/OpenMP threads contend for the same cores. Measured on 2 busy cores, a 5,000-image
-    latent probe took 1.1 s on the default threads and 0.04 s on one; 20,000 raw-pixel images
-    took 9.6 s against 0.5 s. On a quiet machine, the probe inside a trial took 2.1 s.
+    One thread because torch's thread pool, awake after training, and scikit-learn's threads
+    contend for the same cores. Inside a trial on a quiet 2-core machine, the AE's probe took
+    2.1 s on the default threads and 1.0 s on one (benchmarks/trial_extras.py); on 2 busy
+    cores a 5,000-image fit took 1.1 s against 0.04 s. Alone, a fit is as fast on one thread.
     """
-    with warnings.catch_warnings(), threadpool_limits(limits=1):
-        # lbfgs on raw pixels stops at max_iter before its tolerance: the accuracy is stable.
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    # lbfgs on raw pixels stops at max_iter before its tolerance: the accuracy is stable.
+    with capped_iterations(), threadpool_limits(limits=1):
         return model.fit(x, y)
 
 
