@@ -4,8 +4,8 @@ Each profile is one budget; each seed runs the pipeline once in a fresh project 
 (seeds 0, 1, 2 by default; `--seeds 1,2` adds repeats to a kept run of seed 0). Reported
 per profile: wall time, test accuracy of the promoted classifier (mean +- std and every
 run), peak memory, and how many runs reached the reference (90.08 %: a 20-trial Optuna
-study of a conv AE + MLP head) and the pixel CNN with augmentation (93.51 %). The natural path's four commands with all defaults is profile
-`defaults`.
+study of a conv AE + MLP head) and the pixel CNN with augmentation (93.51 %). The natural
+path's four commands with all defaults is profile `defaults`.
 
     python benchmarks/time_to_quality.py [--profiles 10m,30m] [--seeds 0,1,2] [--keep DIR]
 """
