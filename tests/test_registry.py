@@ -1,5 +1,6 @@
-"""Registered models: saved as spec + state_dict (no class path pinned), loaded through the
-model factory; versions registered by earlier releases (pickled) still load."""
+"""Registered models: MLflow Models in the pt2 format beside vae-tune's spec + state_dict (no
+class path pinned, loaded through the model factory); versions registered by earlier releases
+(0.2's spec alone, 0.1's pickles) still load."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 import torch
 
 from vae_tune.config import build_config
+from vae_tune.export import SPEC_FILE
 from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
 from vae_tune.saving import model_from_spec, model_spec
-from vae_tune.tracking import MODEL_FILE, Tracker
+from vae_tune.tracking import Tracker
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IMAGE = torch.linspace(0, 1, 784).reshape(1, 1, 28, 28)
@@ -58,16 +60,50 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Tracker:
 def test_registered_classifier_loads_without_pickle(store: Tracker) -> None:
     run_id = store.start_run(store.experiment_id("x"), "promote")
     model = small_models()["classifier"].eval()
-    version = store.register_model(run_id, model, "vae-tune-test-mlp", tags={"stage": "mlp"})
+    images = torch.rand(4, 1, 28, 28)
+    version = store.register_model(
+        run_id, model, "vae-tune-test-mlp", tags={"stage": "mlp"}, images=images
+    )
     assert store.artifact_root is not None
-    saved = next(store.artifact_root.rglob(MODEL_FILE))
+    folder = next(p.parent for p in store.artifact_root.rglob("MLmodel") if run_id in str(p))
+    assert (folder / "data" / "model.pt2").is_file()
     # Plain data and tensors only: loads with weights_only, so no class path is involved.
-    content = torch.load(saved, weights_only=True)
-    assert content["spec"]["kind"] == "classifier" and content["format"] == "vae-tune/1"
+    content = torch.load(folder / "extra_files" / SPEC_FILE, weights_only=True)
+    assert content["spec"]["kind"] == "classifier" and content["format"] == "vae-tune/2"
     loaded = store.load_model("vae-tune-test-mlp", version)
     with torch.no_grad():
         assert torch.allclose(loaded(IMAGE), model(IMAGE))
     assert str(store.champion("vae-tune-test-mlp").version) == version
+
+
+def test_an_autoencoder_is_registered_as_its_encoder_with_its_decoder_beside(
+    store: Tracker,
+) -> None:
+    run_id = store.start_run(store.experiment_id("x"), "promote")
+    model = small_models()["vae"].eval()
+    version = store.register_model(run_id, model, "vae-tune-test-vae", tags={}, images=IMAGE)
+    registered = store.client.get_model_version("vae-tune-test-vae", version)
+    assert registered.source.endswith(f"{run_id}/artifacts/model")
+    assert registered.tags["vae_tune.decoder"] == f"runs:/{run_id}/decoder"
+    parts = {a.path for a in store.client.list_artifacts(run_id)}
+    assert {"model", "decoder"} <= parts
+    loaded = store.load_model("vae-tune-test-vae", version)  # vae-tune's: the whole VAE
+    with torch.no_grad():
+        assert torch.allclose(loaded(IMAGE), model(IMAGE))
+
+
+@pytest.mark.parametrize("name", ["v02_classifier_spec", "v02_vae_spec"])
+def test_a_version_registered_by_0_2_still_loads(store: Tracker, tmp_path: Path, name: str) -> None:
+    """The fixtures were saved by vae-tune 0.2 (`model/model.pt`: the spec and state_dict)."""
+    run_id = store.start_run(store.experiment_id("v02"), "promote")
+    store.client.log_artifacts(run_id, str(FIXTURES / name), "model")
+    source = f"{store.client.get_run(run_id).info.artifact_uri}/model"
+    store.client.create_registered_model(name)
+    version = store.client.create_model_version(name, source, run_id=run_id).version
+    loaded = store.load_model(name, str(version))
+    expected = torch.load(FIXTURES / f"{name}_expected_output.pt", weights_only=True)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(IMAGE), expected)
 
 
 @pytest.mark.parametrize("name", ["legacy_ae_pickle", "legacy_classifier_pickle"])

@@ -2,7 +2,9 @@
 evaluated once on the sealed test split, logged with pictures, and registered as `champion`.
 
 A promoted trial is recorded on its study (`promotions`); promoting it again reuses that record
-without reading the test split unless `force` is given, which is recorded as well.
+without reading the test split unless `force` is given. Every read is recorded on the study
+before it happens (`sealed.py`); a promotion that fails after it ends its run FAILED (KILLED
+for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune.analysis import pareto
 from vae_tune.analysis.latents import IWAE_K
 from vae_tune.config import TrialConfig, flatten
-from vae_tune.data import Splits, load_test
+from vae_tune.data import Splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Model
 from vae_tune.objective import trial_seed
 from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
+from vae_tune.sealed import read_test_split
 from vae_tune.stages import stage
 from vae_tune.tasks import Task, retrain, with_splits
 from vae_tune.tracking import Tracker
@@ -79,6 +82,9 @@ def promote(
     log: Log = print,
 ) -> Promotion:
     study, settings, metric = record.live, record.settings, record.metric
+    choices = (pareto.KNEE, *stage(settings.stage).objectives)
+    if pick not in choices:
+        raise VaeTuneError(f"--pick {pick!r}: choose one of {', '.join(choices)}")
     if len(study.directions) > 1:  # a Pareto front: one trial is chosen from it by a rule
         candidates, rule, metric = pick_from_front(record, pick, log)
     else:
@@ -98,15 +104,17 @@ def promote(
         )
         return Promotion(study.study_name, metric, candidates, earlier, reused=True, rule=rule)
 
-    test_reads = (earlier.test_reads if earlier else 0) + 1  # this promotion reads it once
     epochs = TrialRecord(champion.trial).best_epoch
     model, final_task = retrain_on_train_and_validation(champion, task, epochs, log)
-    log("evaluating on the test split (read once for this promotion)")
-    test_x, test_y = load_test(settings.dataset, data_dir, device=task.splits.train_x.device)
+    why = "re-promotion" if earlier else "promotion"
+    device = task.splits.train_x.device
+    test_x, test_y, reads = read_test_split(
+        record, number, "promote", why, data_dir=data_dir, device=device, log=log
+    )
     run_id = tracker.start_run(
         tracker.experiment_id(study.study_name),
         f"promote-trial-{number:03d}",
-        params={**flatten(champion.config), "train.epochs": epochs},
+        params={**flatten(champion.config), "train.stop_after": epochs},
         tags={
             "vae_tune.role": "promotion",
             "vae_tune.stage": settings.stage,
@@ -116,43 +124,46 @@ def promote(
             "promotion.selection_rule": rule,
             "promotion.seeds": json.dumps([c.values for c in candidates]),
             "promotion.forced": str(bool(earlier)).lower(),
-            "promotion.test_reads": test_reads,
+            "promotion.test_reads": reads,
             **task.lineage,
         },
     )
-    final_model, evaluation = final_task.evaluate_test(model, test_x, test_y, log, iwae_k)
-    if len(study.directions) > 1:
-        front = pareto.front_figure(study, record.metrics, number)
-        evaluation.figures["pareto_front.png"] = front
-    metrics = evaluation.metrics | {
-        f"val_{metric}_mean": champion.mean,
-        f"val_{metric}_std": champion.spread,
-    }
-    tracker.log_metrics(run_id, metrics, step=0)
-    for name, figure in evaluation.figures.items():
-        tracker.log_figure(run_id, figure, f"plots/{name}")
-    for name, text in {**evaluation.texts, "candidates.json": _candidates_json(candidates)}.items():
-        tracker.log_text(run_id, text, name)
-    model_name = stage(settings.stage).registry_name(settings.dataset)
-    split_tags = {f"split.{k}": str(v) for k, v in settings.split.items()}
-    version = tracker.register_model(
-        run_id,
-        final_model.cpu(),
-        model_name,
-        tags={
-            "study": study.study_name,
-            "trial": str(number),
-            "stage": settings.stage,
-            **split_tags,
-        },
-    )
+    with tracker.closed_on_error(run_id):
+        final_model, evaluation = final_task.evaluate_test(model, test_x, test_y, log, iwae_k)
+        if len(study.directions) > 1:
+            front = pareto.front_figure(study, record.metrics, number)
+            evaluation.figures["pareto_front.png"] = front
+        metrics = evaluation.metrics | {
+            f"val_{metric}_mean": champion.mean,
+            f"val_{metric}_std": champion.spread,
+        }
+        tracker.log_metrics(run_id, metrics, step=0)
+        for name, figure in evaluation.figures.items():
+            tracker.log_figure(run_id, figure, f"plots/{name}")
+        texts = {**evaluation.texts, "candidates.json": _candidates_json(candidates)}
+        for name, text in texts.items():
+            tracker.log_text(run_id, text, name)
+        model_name = stage(settings.stage).registry_name(settings.dataset)
+        split_tags = {f"split.{k}": str(v) for k, v in settings.split.items()}
+        version = tracker.register_model(
+            run_id,
+            final_model.cpu(),
+            model_name,
+            images=final_task.splits.train_x[:4],
+            tags={
+                "study": study.study_name,
+                "trial": str(number),
+                "stage": settings.stage,
+                **split_tags,
+            },
+        )
     tracker.end_run(run_id, "FINISHED")
     promoted = PromotionRecord(
         run_id=run_id,
         model_name=model_name,
         model_version=version,
         test=evaluation.metrics,
-        test_reads=test_reads,
+        test_reads=reads,
         per_class_f1=evaluation.per_class_f1,
         baselines=evaluation.baselines,
         density=evaluation.density,
@@ -212,9 +223,10 @@ def retrain_on_train_and_validation(
         s.val_y[:0],
     )
     final_task = with_splits(task, both)  # a head task re-encodes the images
+    total = champion.config.train.epochs
     log(
-        f"retraining trial {champion.trial.number} on {len(both.train_x)} images for {epochs} "
-        "epochs"
+        f"retraining trial {champion.trial.number} on {len(both.train_x)} images: epoch "
+        f"{epochs} of its {total}-epoch schedule, where it was selected"
     )
     model, _ = retrain(final_task, champion.config, TrialRecord(champion.trial).seed, epochs)
     return model, final_task

@@ -9,8 +9,10 @@ module is the only code that reads or writes those keys, so the schema has one h
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,19 @@ class PromotionRecord:
     baselines: dict[str, float] = field(default_factory=dict)
     density: dict[str, dict[str, float]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # the model.* keys of its config
+
+
+@dataclass(frozen=True)
+class TestRead:
+    """One read of a study's sealed test split, recorded before the split is loaded."""
+
+    when: str  # UTC, ISO 8601
+    trial: int
+    command: str  # promote, curve
+    why: str  # promotion, re-promotion, curve
+    host: str = ""
+
+    __test__ = False  # not a pytest class, whatever its name says
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,34 @@ class StudyRecord:
         raw = dict(self._attrs.get("promotions", {}))
         raw[str(trial)] = dataclasses.asdict(record)
         self._set("promotions", raw)
+
+    @property
+    def test_reads(self) -> list[TestRead]:
+        """Every read of the study's test split, oldest first. A study from before 0.3 kept
+        counts per promotion and curve only: those reads are listed without a time."""
+        if "test_reads" in self._attrs:
+            return [TestRead(**read) for read in self._attrs["test_reads"]]
+        earlier = [
+            TestRead("before 0.3", trial, "promote", "promotion")
+            for trial, promoted in self.promotions.items()
+            for _ in range(promoted.test_reads)
+        ]
+        earlier += [
+            TestRead("before 0.3", trial, "curve", "curve")
+            for trial, curve in self.curves.items()
+            for _ in range(curve.test_reads)
+        ]
+        return earlier
+
+    def record_test_read(self, trial: int, command: str, why: str) -> int:
+        """Write down a read of the test split before it happens; the study's count with it.
+        (Two processes reading at the same moment could each append to the same list: the
+        study's storage has no compare-and-set for attributes.)"""
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        read = TestRead(when, trial, command, why, socket.gethostname())
+        reads = [*self.test_reads, read]
+        self._set("test_reads", [dataclasses.asdict(r) for r in reads])
+        return len(reads)
 
     @property
     def curves(self) -> dict[int, CurveRecord]:

@@ -77,8 +77,9 @@ def promotion(result: Promotion) -> None:
         ("trial", "mean", "std", "runs", "params"),
         candidates,
     )
+    reads = result.record.test_reads
     table(
-        f"champion: trial {result.champion.trial.number}, test split",
+        f"champion: trial {result.champion.trial.number}, test split (read {reads} time(s))",
         ("", ""),
         result.test.items(),
         show_header=False,

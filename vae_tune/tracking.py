@@ -5,17 +5,18 @@ Child runs are linked with the `mlflow.parentRunId` tag, which works across proc
 stores get an explicit artifact folder beside `mlflow.db`, so nothing lands in a stray `mlruns/`.
 This module is the only one that holds an MlflowClient.
 
-Registered models are `model/model.pt`: the model's spec (which model, its config: plain data)
-and its state_dict, loaded with `torch.load(weights_only=True)` and rebuilt by the model
-factory, so no class path is pinned. Versions registered before (MLflow's pytorch flavour,
-pickled) still load.
+Registered models are MLflow Models in the pt2 format (see `export.py`), which MLflow alone loads
+and serves; vae-tune reads its own spec and state_dict beside them, so no class path is pinned.
+Versions registered by 0.2 (`model/model.pt`, the spec alone) and 0.1 (MLflow's pytorch
+flavour, pickled) still load.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,15 @@ from mlflow.tracking import MlflowClient
 
 from vae_tune import links
 from vae_tune.errors import StoreError
+from vae_tune.export import MAIN, SPEC_FILE, load_spec_file, save_parts
 from vae_tune.models import Model
-from vae_tune.saving import model_from_spec, model_spec
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_TAG = "mlflow.parentRunId"
 
 
-MODEL_FILE = "model.pt"
-MODEL_FORMAT = "vae-tune/1"
+LEGACY_MODEL_FILE = "model.pt"  # 0.2: the spec and state_dict were the registered model
 
 
 class Tracker:
@@ -86,17 +86,25 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def run_exists(self, run_id: str) -> bool:
-        try:
-            return self.client.get_run(run_id).info.lifecycle_stage == "active"
-        except Exception:
-            return False
+        """Whether the store holds the run, not deleted."""
+        run = self.find_run(run_id)
+        return run is not None and run.info.lifecycle_stage == "active"
 
     def run_status(self, run_id: str) -> str | None:
-        """RUNNING, FINISHED, KILLED or FAILED; None for a run that no longer exists."""
+        """RUNNING, FINISHED, KILLED or FAILED; None for a run the store does not have."""
+        run = self.find_run(run_id)
+        return run.info.status if run is not None else None
+
+    def find_run(self, run_id: str) -> Run | None:
+        """The run, or None only when the store says it has no such run. Any other error (a
+        server down, a locked database) is raised, never read as "gone": callers delete or
+        replace what belongs to no run."""
         try:
-            return self.client.get_run(run_id).info.status
-        except MlflowException:
-            return None
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         batch = [Param(k, str(v)) for k, v in params.items()]
@@ -164,22 +172,38 @@ class Tracker:
             self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=status)
 
-    def register_model(self, run_id: str, model: Model, name: str, tags: Mapping[str, str]) -> str:
-        """Log `model` as the run's `model/` (spec and state_dict), register it as a new
-        version of `name` and move the alias `champion` to it. Returns the version."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / MODEL_FILE
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            saved = {"format": MODEL_FORMAT, "spec": model_spec(model), "state_dict": state}
-            torch.save(saved, path)
-            self.client.log_artifact(run_id, str(path), "model")
+    @contextlib.contextmanager
+    def closed_on_error(self, run_id: str) -> Iterator[None]:
+        """Whatever goes wrong inside ends the run: KILLED for Ctrl-C or a kill, FAILED for
+        an error, with the reason; nothing is left RUNNING."""
+        try:
+            yield
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            self.end_run(run_id, status, {"fail_reason": f"{type(exc).__name__}: {exc}"})
+            raise
+
+    def register_model(
+        self, run_id: str, model: Model, name: str, tags: Mapping[str, str], images: torch.Tensor
+    ) -> str:
+        """Log `model` as the run's MLflow Models (`model/`, and `decoder/` for an autoencoder;
+        traced on a few `images`), register `model/` as a new version of `name` and move the
+        alias `champion` to it. Returns the version."""
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            names = save_parts(model, images, folder)
+            for part in names:
+                self.client.log_artifacts(run_id, str(folder / part), part)
         try:
             self.client.create_registered_model(name)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
-        version = self.client.create_model_version(name, source, run_id=run_id, tags=dict(tags))
+        artifacts = self.client.get_run(run_id).info.artifact_uri
+        beside = {f"vae_tune.{part}": f"runs:/{run_id}/{part}" for part in names if part != MAIN}
+        version = self.client.create_model_version(
+            name, f"{artifacts}/{MAIN}", run_id=run_id, tags={**tags, **beside}
+        )
         self.client.set_registered_model_alias(name, "champion", version.version)
         return str(version.version)
 
@@ -206,13 +230,11 @@ class Tracker:
 
 
 def load_model_folder(path: Path) -> Model:
-    """A registered `model/` folder as a module: vae-tune's spec and state_dict, or a version
-    registered before them (MLflow's pytorch flavour, pickled with its class paths)."""
-    if (path / MODEL_FILE).is_file():
-        saved = torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)
-        model = model_from_spec(saved["spec"])
-        model.load_state_dict(saved["state_dict"])
-        return model.eval()
+    """A registered `model/` folder as vae-tune's module: its spec and state_dict (0.3 keeps
+    them beside the MLflow Model, 0.2 alone), or MLflow's pickled pytorch flavour (0.1)."""
+    for spec in (path / "extra_files" / SPEC_FILE, path / LEGACY_MODEL_FILE):
+        if spec.is_file():
+            return load_spec_file(spec)
     import mlflow.pytorch  # only the old pickled format needs the flavour
 
     pickled: Model = mlflow.pytorch.load_model(str(path), map_location="cpu")

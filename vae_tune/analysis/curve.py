@@ -23,9 +23,10 @@ from sklearn.model_selection import train_test_split
 
 from vae_tune.analysis import plots
 from vae_tune.config import flatten
-from vae_tune.data import Splits, load_test
+from vae_tune.data import Splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.record import CurveRecord, StudyRecord, TrialRecord
+from vae_tune.sealed import read_test_split
 from vae_tune.tasks import Task, retrain, with_splits
 from vae_tune.tracking import Tracker
 
@@ -64,13 +65,15 @@ def learning_curve(
             f"images; sizes go from {len(s.classes)} to {len(pool_y)}"
         )
     evaluation = task.curve_evaluation
-    test_x, test_y = load_test(s.dataset, data_dir, device=pool_x.device)
+    test_x, test_y, reads = read_test_split(
+        record, trial.number, "curve", "curve", data_dir=data_dir, device=pool_x.device, log=log
+    )
     run_id = tracker.start_run(
         tracker.experiment_id(study.study_name),
         f"curve-trial-{trial.number:03d}",
         params={
             **flatten(config),
-            "train.epochs": epochs,
+            "train.stop_after": epochs,
             "curve.sizes": ",".join(map(str, sizes)),
             "curve.evaluation": evaluation,
         },
@@ -79,16 +82,17 @@ def learning_curve(
             "optuna.study_name": study.study_name,
             "optuna.trial_number": trial.number,
             "vae_tune.stage": task.stage,
+            "curve.test_reads": reads,
             **task.lineage,
         },
     )
     rows: list[dict[str, Any]] = []
-    try:
+    with tracker.closed_on_error(run_id):
         for size in sorted(sizes):
             idx = _stratified(pool_y, size, seed)
             subset = Splits(s.dataset, pool_x[idx], pool_y[idx], s.val_x[:0], s.val_y[:0])
             sub_task = with_splits(task, subset)
-            log(f"size {size}: training trial {trial.number}'s config for {epochs} epochs")
+            log(f"size {size}: training trial {trial.number}'s config to its epoch {epochs}")
             model, _ = retrain(sub_task, config, seed, epochs)
             train_error, test_error = sub_task.curve_errors(model, test_x, test_y, seed)
             row = {
@@ -102,10 +106,6 @@ def learning_curve(
                 run_id, {"train_error": train_error, "test_error": test_error}, step=size
             )
             log(f"  train error {train_error:.4f}, test error {test_error:.4f}")
-    except BaseException as exc:
-        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        tracker.end_run(run_id, status, {"fail_reason": f"{type(exc).__name__}: {exc}"})
-        raise
     tracker.log_text(run_id, json.dumps(rows, indent=2), "curve.json")
     title = f"{study.study_name}, trial {trial.number}: error by training-set size ({evaluation})"
     figure = plots.learning_curve_figure(rows, title)

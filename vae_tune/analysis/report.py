@@ -79,12 +79,14 @@ def build_report(
         lines.append(f"- {record.study.study_name}: {steps or 'none pruned'}")
     lines += ["", "## Champions (test split, evaluated once)", ""]
     for record in studies:
+        lines += _test_reads(record)
         for trial, promoted in record.promotions.items():
             lines.append(f"### {record.study.study_name}, trial {trial}")
             lines.append("")
             lines.append(
                 f"{promoted.model_name} version {promoted.model_version}, MLflow run "
-                f"`{promoted.run_id}`, test split read {promoted.test_reads} time(s)."
+                f"`{promoted.run_id}`; the study's test split had been read "
+                f"{promoted.test_reads} time(s) with this promotion."
             )
             lines += ["", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {v:.5g} |" for k, v in promoted.test.items()]
@@ -114,6 +116,16 @@ def build_report(
     ]
     lines += [f"| {source} | {setup} | {result} |" for source, setup, result in REFERENCES]
     return "\n".join(lines) + "\n"
+
+
+def _test_reads(record: StudyRecord) -> list[str]:
+    """Every read of the study's test split: a figure read many times is less of a test."""
+    reads = record.test_reads
+    if not reads:
+        return []
+    listed = "; ".join(f"{r.when} {r.command} trial {r.trial} ({r.why})" for r in reads)
+    name = record.study.study_name
+    return [f"Test split of {name} read {len(reads)} time(s): {listed}.", ""]
 
 
 def _curves(studies: list[StudyRecord]) -> list[str]:
