@@ -2,9 +2,9 @@
 
 The promoted champion of the encoder study (the model registry's alias `champion`) when there is
 one; otherwise the study's best trial, replayed through the same code path as in its study and
-retrained with the trial's seed for the epoch count it was selected at. A retrained encoder is
-cached under `studies/encoders/`, so resuming a head study does not retrain it. Either way the
-lineage (study, trial, run, model version) comes back with it.
+retrained with the trial's seed and schedule up to the epoch it was selected at. A retrained
+encoder is cached under `studies/encoders/`, so resuming a head study does not retrain it.
+Either way the lineage (study, trial, run, model version) comes back with it.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def best_trial_encoder(
         return model.to(device), lineage
 
     epochs = facts.best_epoch
-    log(f"encoder: retraining trial {trial.number} of {study.study_name} for {epochs} epochs")
+    log(f"encoder: retraining trial {trial.number} of {study.study_name} to its epoch {epochs}")
     task = AutoencoderTask(settings.stage, record.splits(data_dir, device))
     trained, _ = retrain(task, config, facts.seed, epochs, validate=True)
     assert isinstance(trained, Autoencoder)

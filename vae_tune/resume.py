@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import optuna
@@ -14,6 +15,8 @@ from vae_tune.record import Settings, StudyRecord
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.space import SearchSpace
 from vae_tune.tracking import Tracker
+
+Log = Callable[[str], None]
 
 
 def optuna_study(
@@ -45,27 +48,59 @@ def optuna_study(
     return study
 
 
-def check_resume(record: StudyRecord, space: SearchSpace, settings: Settings, force: bool) -> None:
-    name = record.study.study_name
-    if record.started and not force:
-        if record.space_text != space.text:
+def check_resume(
+    record: StudyRecord, space: SearchSpace, settings: Settings, force: bool, log: Log = print
+) -> None:
+    """A study resumes with what it began with: its space, settings and objectives. `force`
+    continues with the new ones (and says so), except directions, which Optuna keeps."""
+    if record.started:
+        changes = _changes(record, space, settings)
+        _check_directions(record, space)
+        if changes and not force:
             raise StudyMismatchError(
-                f"study {name!r} was started with another search space (stored on the study "
-                f"as user attribute 'search_space'). Use another --study-name, or --force to "
-                f"continue with {space.source}."
+                f"study {record.study.study_name!r} was started with {'; '.join(changes)}. "
+                "Use the same options, another --study-name, or --force to continue with the "
+                "new ones."
             )
-        stored, current = record.stored_settings, settings.to_json()
-        if stored != current:
-            changed = sorted(k for k in current if stored.get(k) != current[k])
-            raise StudyMismatchError(
-                f"study {name!r} was started with other settings: "
-                f"{ {k: stored.get(k) for k in changed} }. Use the same options, another "
-                "--study-name, or --force."
-            )
+        for change in changes:
+            log(f"study {record.study.study_name}: continuing with {change} changed (--force)")
     record.record_start(space, settings)
     with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         record.live.set_metric_names(list(space.settings.metrics))
+
+
+def _changes(record: StudyRecord, space: SearchSpace, settings: Settings) -> list[str]:
+    """What differs from what the study began with, each said as the user would check it."""
+    changes = []
+    if record.space_text != space.text:
+        changes.append(
+            f"another search space (stored on the study as user attribute 'search_space'; "
+            f"now {space.source})"
+        )
+    stored, current = record.stored_settings, settings.to_json()
+    changed = sorted(k for k in current if stored.get(k) != current[k])
+    if changed:
+        shown = {k: stored.get(k) for k in changed}
+        changes.append(f"other settings: {shown}, now { ({k: current[k] for k in changed}) }")
+    if record.metrics != list(space.settings.metrics):
+        changes.append(
+            f"another objective: {', '.join(record.metrics)}, now "
+            f"{', '.join(space.settings.metrics)} (--objective or the space's study.objective)"
+        )
+    return changes
+
+
+def _check_directions(record: StudyRecord, space: SearchSpace) -> None:
+    stored = [d.name.lower() for d in record.live.directions]
+    wanted = list(space.settings.directions)
+    if stored != wanted:
+        raise StudyMismatchError(
+            f"study {record.study.study_name!r} {'/'.join(stored)}s "
+            f"{', '.join(record.metrics)}; {', '.join(space.settings.metrics)} would "
+            f"{'/'.join(wanted)}. Optuna keeps a study's directions, even with --force: use "
+            "another --study-name."
+        )
 
 
 def parent_run(

@@ -129,7 +129,7 @@ def open_study(
     """Create or resume the study: check it matches, open its parent run, heal crashed trials."""
     study = optuna_study(space, storage, options.study_name, options.seed)
     record = StudyRecord(study)
-    check_resume(record, space, settings, options.force)
+    check_resume(record, space, settings, options.force, log)
     experiment_id = tracker.experiment_id(options.study_name)
     parent_run_id = parent_run(record, tracker, experiment_id, space, settings)
     link = tracker.run_link(experiment_id, parent_run_id)

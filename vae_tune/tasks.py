@@ -219,14 +219,22 @@ def retrain(
     validate: bool = False,
     on_epoch_end: EpochCallback | None = None,
 ) -> tuple[Model, list[EpochResult]]:
-    """Train `config` on the task's training split with `seed` (for `epochs`, default the
-    config's own), evaluating on its validation split after each epoch if `validate`."""
+    """Train `config` on the task's training split with `seed`, evaluating on its validation
+    split after each epoch if `validate`. `epochs` stops it after that many epochs of the
+    config's own schedule: a trial's best epoch, reproduced as the trial trained it."""
     torch.manual_seed(seed)
     model = task.build(config).to(task.splits.train_x.device)
     train, val = task.data(config)
-    train_cfg = dataclasses.replace(config.train, epochs=epochs or config.train.epochs)
     val_or_none = val if validate else None
-    history = fit(model, train, val_or_none, train_cfg, seed=seed, on_epoch_end=on_epoch_end)
+    history = fit(
+        model,
+        train,
+        val_or_none,
+        config.train,
+        seed=seed,
+        on_epoch_end=on_epoch_end,
+        stop_after=epochs,
+    )
     return model, history
 
 

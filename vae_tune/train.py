@@ -87,8 +87,13 @@ def fit(
     *,
     seed: int = 0,
     on_epoch_end: EpochCallback | None = None,
+    stop_after: int | None = None,
 ) -> list[EpochResult]:
-    """Train for `cfg.epochs` epochs, evaluating on `val` (if given) after each epoch."""
+    """Train for `cfg.epochs` epochs, evaluating on `val` (if given) after each epoch.
+
+    `stop_after` ends the run after that many epochs of the same schedule: the learning rates
+    and random streams of those epochs are the ones a full run has, so a trial selected at its
+    best epoch is reproduced there, not squeezed into a shorter schedule."""
     if cfg.augment != "none" and train[0].dim() != 4:
         raise ConfigError("train.augment", "needs image inputs; a frozen head trains on latents")
     device = train[0].device
@@ -98,7 +103,7 @@ def fit(
     n = len(train[0])
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-n // cfg.batch_size))
     history = []
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
         started = time.perf_counter()
         model.train()
         sums: dict[str, torch.Tensor] = {}
