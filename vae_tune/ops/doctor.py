@@ -4,7 +4,9 @@ Checks: both stores open at the schema this version expects, trials whose worker
 finished trials whose MLflow run is still RUNNING, interrupted trials not yet retried, study runs
 left RUNNING by a killed process, and artifact folders of runs the tracking store no longer has.
 With `fix`, the same repairs a study start makes (see `repair.py`), plus closing stale study runs
-and removing orphaned artifact folders (no run refers to them, so nothing can read them).
+and removing orphaned artifact folders: those of runs the tracking store says it does not have
+(nothing can read them), each named before it is deleted. A store that cannot answer deletes
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import shutil
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from vae_tune.record import StudyRecord
 from vae_tune.tracking import Tracker
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,14 @@ class Finding:
     detail: str
 
 
-def diagnose(storage: BaseStorage, tracker: Tracker, fix: bool = False) -> list[Finding]:
+def diagnose(
+    storage: BaseStorage, tracker: Tracker, fix: bool = False, log: Log = print
+) -> list[Finding]:
     findings = [_storage_schema(storage), Finding("MLflow store", "ok", tracker.tracking_uri)]
     for name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         findings += _study_findings(study, tracker, fix)
-    findings.append(_orphaned_artifacts(tracker, fix))
+    findings.append(_orphaned_artifacts(tracker, fix, log))
     return findings
 
 
@@ -92,25 +98,37 @@ def _stale_parent_run(study: optuna.Study, tracker: Tracker, zombies: set[int]) 
     return None
 
 
-def _orphaned_artifacts(tracker: Tracker, fix: bool) -> Finding:
-    orphans = []
+def _orphaned_artifacts(tracker: Tracker, fix: bool, log: Log) -> Finding:
+    """Artifact folders of runs the store positively says it does not have. A store that
+    cannot answer for a run keeps that run's folder: an error is never a reason to delete."""
+    orphans: list[Path] = []
+    unknown = 0
     for location in tracker.artifact_locations():
         folder = _local_folder(location)
         if folder is None or not folder.is_dir():
             continue
-        orphans += [
-            path
-            for path in folder.iterdir()
-            if path.is_dir() and RUN_ID.match(path.name) and tracker.run_status(path.name) is None
-        ]
+        for path in folder.iterdir():
+            if not (path.is_dir() and RUN_ID.match(path.name)):
+                continue
+            try:
+                gone = tracker.run_status(path.name) is None
+            except Exception:  # any backend's error: the run may well exist
+                unknown += 1
+                continue
+            if gone:
+                orphans.append(path)
+    kept = f"; {unknown} kept: the store could not say whether their runs exist" if unknown else ""
     if not orphans:
-        return Finding("artifact folders", "ok", "every folder belongs to a run")
-    shown = ", ".join(str(p) for p in orphans[:3]) + (" ..." if len(orphans) > 3 else "")
+        state = "problem" if unknown else "ok"
+        return Finding("artifact folders", state, f"every folder belongs to a run{kept}")
     if fix:
         for path in orphans:
+            log(f"removing {path}: the tracking store has no run {path.name}")
+        for path in orphans:
             shutil.rmtree(path)
-        return Finding("artifact folders", "fixed", f"removed {len(orphans)} orphaned: {shown}")
-    return Finding("artifact folders", "problem", f"{len(orphans)} without a run: {shown}")
+        return Finding("artifact folders", "fixed", f"removed {len(orphans)} orphaned{kept}")
+    shown = ", ".join(str(p) for p in orphans[:3]) + (" ..." if len(orphans) > 3 else "")
+    return Finding("artifact folders", "problem", f"{len(orphans)} without a run: {shown}{kept}")
 
 
 def _local_folder(location: str) -> Path | None:

@@ -39,6 +39,11 @@ def open_storage(location: str, write: bool = False) -> BaseStorage:
     path = Path(location)
     if path.is_dir():
         raise StoreError(f"Optuna storage {location!r} is a folder; give a journal file path")
+    if not write and not path.is_file():  # a command that only reads creates nothing
+        raise StoreError(
+            f"no Optuna journal at {location!r}: run `vae-tune study` first, or give the "
+            "storage it wrote to with --storage"
+        )
     if path.is_file() and path.read_bytes()[:16] == b"SQLite format 3\x00":
         raise StoreError(f"{location!r} is a SQLite database: pass it as 'sqlite:///{location}'")
     try:
