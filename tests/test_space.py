@@ -109,6 +109,16 @@ BAD_SPACES = {
     ),
     "unknown metric": (lambda d: d["study"].update(metric="val_acc"), "study.metric"),
     "unknown stage": (lambda d: d.update(stage="gan"), "stage"),
+    "stage as a list": (lambda d: d.update(stage=["ae"]), "stage"),
+    "metric as a list": (lambda d: d["study"].update(metric=["val_loss"]), "study.metric"),
+    "sampler name as a list": (
+        lambda d: d["study"].update(sampler={"name": ["tpe"]}),
+        "study.sampler",
+    ),
+    "threshold pruner without a bound": (
+        lambda d: d["study"].update(pruner={"name": "threshold"}),
+        "study.pruner",
+    ),
     "empty choices": (lambda d: d["search"]["train.optimizer"].update(choices=[]), "choices"),
 }
 

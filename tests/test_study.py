@@ -161,7 +161,7 @@ def test_nan_loss_fails_the_trial_and_the_study_goes_on(tmp_path: Path) -> None:
     splits = Splits("fashion-mnist", images, labels, images[:16].nan_to_num(), labels[:16])
     space = load_space(REPO / "search_spaces/ae.yaml").with_fixed({"train.epochs": 2})
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
-    storage = open_storage(str(tmp_path / "studies/optuna.journal"))
+    storage = open_storage(str(tmp_path / "studies/optuna.journal"), write=True)
     task = AutoencoderTask("ae", splits)
     summary = run_study(space, task, storage, tracker, StudyOptions("nan", n_trials=2), log=str)
     assert summary.counts["FAIL"] == 2 and summary.best_value is None

@@ -62,7 +62,7 @@ def study_of(
 ):
     """Run a real study (journal storage, SQLite MLflow) on synthetic images."""
     space = parse_space(SPACE.replace("PRUNER", pruner))
-    storage = open_storage(str(tmp_path / "optuna.journal"))
+    storage = open_storage(str(tmp_path / "optuna.journal"), write=True)
     options = StudyOptions(tmp_path.name, n_trials=n_trials)
     summary = run_study(space, AutoencoderTask("ae", splits(nan)), storage, tracker, options, str)
     study = optuna.load_study(study_name=tmp_path.name, storage=storage)
@@ -172,7 +172,7 @@ def test_surplus_trials_yield_so_exactly_n_trials_finish() -> None:
 
 def test_a_torn_journal_record_is_dropped_on_the_next_start(tmp_path: Path) -> None:
     path = tmp_path / "optuna.journal"
-    study = optuna.create_study(study_name="torn", storage=open_storage(str(path)))
+    study = optuna.create_study(study_name="torn", storage=open_storage(str(path), write=True))
     study.tell(study.ask(), 1.0)
     whole = path.read_bytes()
     with path.open("ab") as journal:

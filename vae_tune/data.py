@@ -1,7 +1,8 @@
 """Datasets as in-memory tensors: IDX files -> a seeded, stratified train/validation split.
 
-Two layouts are read: the flat one of the shared data folder (`<dir>/fashion-mnist/*.gz`) and
-torchvision's (`<dir>/FashionMNIST/raw/*`), gzipped or not. Missing files are downloaded with
+Two layouts are read: the shared data folder's (`<dir>/fashion-mnist/*.gz`) and torchvision's
+(`<dir>/FashionMNIST/raw/*`), gzipped or not; files lying in `<dir>` itself are refused, since
+Fashion-MNIST's and MNIST's share their names. Missing files are downloaded with
 torchvision when online. Studies only ever call `load_splits`, which reads the training files;
 the test files are read by `load_test`, which only promotion calls.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +81,18 @@ def load_splits(
     as it is), for quick studies.
     """
     images, labels = _read_split(dataset, data_dir or default_data_dir(), "train", download)
-    if not 0 < val_size < len(labels):
-        raise DataError(f"--val-size must be between 1 and {len(labels) - 1}, got {val_size}")
+    classes = len(DATASETS[dataset][1])
+    # A stratified split needs every class on both sides of it.
+    if not classes <= val_size <= len(labels) - classes:
+        raise DataError(
+            f"--val-size must be between {classes} (one image per class) and "
+            f"{len(labels) - classes} for {dataset}, got {val_size}"
+        )
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=val_size, stratify=labels, random_state=seed
     )
     if train_size is not None and train_size < len(train_idx):
-        if train_size < len(DATASETS[dataset][1]):
+        if train_size < classes:
             raise DataError(f"--train-size must be at least the number of classes: {train_size}")
         train_idx, _ = train_test_split(
             train_idx, train_size=train_size, stratify=labels[train_idx], random_state=seed
@@ -116,7 +124,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz among them
         raise DataError(f"cannot read {path}: {exc}") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file")
@@ -131,10 +139,14 @@ def read_idx(path: Path) -> np.ndarray:
 def _read_split(dataset: str, data_dir: Path, split: str, download: bool) -> tuple:
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataError(f"--data-dir {data_dir} is a file; give the folder that holds the data")
     paths = _find(dataset, data_dir, split)
-    if paths is None and download:
-        _download(dataset, data_dir, split)
-        paths = _find(dataset, data_dir, split)
+    if paths is None:
+        _refuse_loose_files(dataset, data_dir, split)
+        if download:
+            _download(dataset, data_dir, split)
+            paths = _find(dataset, data_dir, split)
     if paths is None:
         raise DataError(_missing_message(dataset, data_dir, split))
     images, labels = (read_idx(p) for p in paths)
@@ -143,8 +155,23 @@ def _read_split(dataset: str, data_dir: Path, split: str, download: bool) -> tup
     return images, labels
 
 
+def _refuse_loose_files(dataset: str, data_dir: Path, split: str) -> None:
+    """IDX files lying in the data folder itself could be Fashion-MNIST or MNIST: both use the
+    same names and shapes. Say so rather than guess."""
+    loose = [data_dir / f"{stem}{ext}" for stem in _FILES[split] for ext in (".gz", "")]
+    found = [p.name for p in loose if p.is_file()]
+    if found:
+        raise DataError(
+            f"{data_dir} holds {', '.join(found)} directly: Fashion-MNIST and MNIST use the "
+            f"same file names, so vae-tune cannot tell which dataset they are. Move them into "
+            f"{data_dir / dataset} (or {data_dir / 'mnist'} for MNIST)."
+        )
+
+
 def _candidate_dirs(dataset: str, data_dir: Path) -> list[Path]:
-    return [data_dir / dataset, data_dir / DATASETS[dataset][0] / "raw", data_dir]
+    # Not the data folder itself: Fashion-MNIST and MNIST files have the same names and
+    # shapes, so files lying there could be either.
+    return [data_dir / dataset, data_dir / DATASETS[dataset][0] / "raw"]
 
 
 def _find(dataset: str, data_dir: Path, split: str) -> tuple[Path, Path] | None:
@@ -164,10 +191,15 @@ def _download(dataset: str, data_dir: Path, split: str) -> None:
     """torchvision's download into its own layout (`<dir>/<Name>/raw`), checked by MD5."""
     import torchvision.datasets  # imported here: it is only needed when files are missing
 
+    name = DATASETS[dataset][0]
+    made = data_dir if not data_dir.exists() else data_dir / name  # removed if this fails
+    existed = made.exists()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        getattr(torchvision.datasets, DATASETS[dataset][0])(str(data_dir), download=True)
+        getattr(torchvision.datasets, name)(str(data_dir), download=True)
     except Exception as exc:  # offline, DNS, HTTP or checksum errors all mean "not available"
+        if not existed:
+            shutil.rmtree(made, ignore_errors=True)
         raise DataError(
             f"{_missing_message(dataset, data_dir, split)}\nDownload failed: {exc}"
         ) from exc
@@ -175,7 +207,7 @@ def _download(dataset: str, data_dir: Path, split: str) -> None:
 
 def _missing_message(dataset: str, data_dir: Path, split: str) -> str:
     files = ", ".join(f"{stem}.gz" for stem in _FILES[split])
-    where = " or ".join(str(d) for d in _candidate_dirs(dataset, data_dir)[:2])
+    where = " or ".join(str(d) for d in _candidate_dirs(dataset, data_dir))
     return (
         f"{dataset} data not found: expected {files} in {where}. "
         "Point --data-dir or VAE_TUNE_DATA at the folder that holds them."

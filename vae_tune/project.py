@@ -159,6 +159,17 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as exc:
         raise VaeTuneError(f"--device: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise VaeTuneError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise VaeTuneError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= count:
+            raise VaeTuneError(
+                f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise VaeTuneError(f"--device {name}: MPS (Apple silicon) is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise VaeTuneError(f"--device {name}: choose auto, cpu, cuda, cuda:N or mps")
     return device

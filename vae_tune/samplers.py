@@ -35,7 +35,7 @@ def make_sampler(spec: Mapping[str, Any], seed: int) -> optuna.samplers.BaseSamp
     if name == "tpe":
         options = {**_TPE_DEFAULTS, **options}
     options.setdefault("seed", seed)
-    return SAMPLERS[name](**options)
+    return _build(SAMPLERS[name], name, options, "sampler")
 
 
 def make_pruner(spec: Mapping[str, Any], max_epochs: int) -> optuna.pruners.BasePruner:
@@ -44,12 +44,27 @@ def make_pruner(spec: Mapping[str, Any], max_epochs: int) -> optuna.pruners.Base
         # An explicit max_resource: 'auto' guesses it from the first finished trial, which is
         # wrong when that trial was pruned or when a resumed study changes nothing.
         options = {"min_resource": 1, "reduction_factor": 3, "max_resource": max_epochs, **options}
-    return PRUNERS[name](**options)
+    if name == "percentile":  # `--pruner percentile` alone: keep the best quarter at each epoch
+        options = {"percentile": 25.0, **options}
+    if name == "threshold" and not {"lower", "upper"} & set(options):
+        raise ValueError(
+            "pruner 'threshold' needs a bound: give study.pruner.lower or study.pruner.upper "
+            "in the space file (e.g. pruner: {name: threshold, upper: 0.05})"
+        )
+    return _build(PRUNERS[name], name, options, "pruner")
+
+
+def _build(factory: Any, name: str, options: dict[str, Any], what: str) -> Any:
+    """The Optuna object, or a ValueError that names the option it did not take."""
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise ValueError(f"{what} {name!r}: {exc}; options given: {sorted(options)}") from None
 
 
 def _split(spec: Mapping[str, Any], known: Mapping[str, Any], what: str) -> tuple[str, dict]:
     options = dict(spec)
     name = options.pop("name", None)
-    if name not in known:
+    if not isinstance(name, str) or name not in known:
         raise ValueError(f"unknown {what} {name!r}; choose one of {sorted(known)}")
     return name, options

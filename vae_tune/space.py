@@ -188,7 +188,7 @@ def parse_space(text: str, source: str = "<string>") -> SearchSpace:
     _no_unknown(source, "", doc, _TOP_KEYS)
 
     name = doc.get("stage")
-    if name not in STAGES:
+    if not isinstance(name, str) or name not in STAGES:
         raise SpaceError(source, "stage", f"must be one of {sorted(STAGES)}, got {name!r}")
     stage = STAGES[name]
     settings = _parse_study(source, stage, _mapping(source, "study", doc.get("study", {})))
@@ -213,8 +213,12 @@ def _parse_study(source: str, stage: Stage, study: Mapping[str, Any]) -> StudySe
     _no_unknown(source, "study.", study, _STUDY_KEYS)
     known = stage.metrics
     metric = study.get("metric", stage.default_metric)
-    if metric not in known:
-        raise SpaceError(source, "study.metric", f"must be one of {sorted(known)} for {stage.name}")
+    if not isinstance(metric, str) or metric not in known:
+        raise SpaceError(
+            source,
+            "study.metric",
+            f"must be one of {sorted(known)} for {stage.name}, got {metric!r}",
+        )
     direction = study.get("direction", known[metric])
     if direction not in ("minimize", "maximize"):
         raise SpaceError(source, "study.direction", f"must be minimize or maximize: {direction!r}")

@@ -94,8 +94,10 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 SeedOpt = Annotated[
     int | None,
     typer.Option(
+        min=0,
+        max=2**32 - 1,  # what numpy's and scikit-learn's seeds take
         help="Seed of the split, the sampler and the trials (default: the space's "
-        "study.sampler.seed, else 0)."
+        "study.sampler.seed, else 0).",
     ),
 ]
 StudyNameOpt = Annotated[
@@ -118,6 +120,19 @@ def fields(options: dict[str, Any], cls: type) -> dict[str, Any]:
     each option is declared once, in the command's signature."""
     names = {field.name for field in dataclasses.fields(cls)}
     return {k: v.value if isinstance(v, Enum) else v for k, v in options.items() if k in names}
+
+
+def comma_integers(text: str, option: str, least: int) -> tuple[int, ...]:
+    """`3,7,9` as integers, each at least `least`; a usage error naming the option if not."""
+    try:
+        numbers = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"not comma-separated integers: {text!r}", param_hint=option
+        ) from None
+    if any(n < least for n in numbers):
+        raise typer.BadParameter(f"{text!r}: each must be {least} or more", param_hint=option)
+    return numbers
 
 
 def project_of(options: dict[str, Any]) -> Project:

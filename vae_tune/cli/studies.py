@@ -25,6 +25,7 @@ from vae_tune.cli.app import (
     ValSizeOpt,
     WorkersOpt,
     app,
+    comma_integers,
     fields,
     project_of,
     ref_of,
@@ -216,12 +217,7 @@ def curve(
     """Learning curve: the promoted config retrained on growing subsets, each tested once."""
     from vae_tune import runner
 
-    try:
-        parsed = tuple(int(size) for size in sizes.split(","))
-    except ValueError:
-        raise typer.BadParameter(
-            f"not comma-separated integers: {sizes!r}", param_hint="--sizes"
-        ) from None
+    parsed = comma_integers(sizes, "--sizes", least=1)
     options = locals()
 
     def go() -> int:
@@ -249,11 +245,7 @@ def compare(
     written to reports/ and to the study's MLflow run (compare/)."""
     from vae_tune import runner
 
-    try:
-        numbers = tuple(int(n) for n in trials.split(",")) if trials else ()
-    except ValueError:
-        message = f"not comma-separated integers: {trials!r}"
-        raise typer.BadParameter(message, param_hint="--trials") from None
+    numbers = comma_integers(trials, "--trials", least=0) if trials else ()
     options = locals()
 
     def go() -> int:

@@ -24,6 +24,7 @@ from vae_tune.cli.app import (
     ref_of,
     run,
 )
+from vae_tune.errors import VaeTuneError
 
 
 @app.command()
@@ -113,7 +114,7 @@ def doctor(
     options = locals()
 
     def go() -> int:
-        findings = diagnose(*project_of(options).open_stores(), fix=fix)
+        findings = diagnose(*project_of(options).open_stores(), fix=fix, log=render.console.print)
         render.doctor(findings)
         problems = sum(f.state == "problem" for f in findings)
         if problems:
@@ -172,6 +173,8 @@ def export(
         ref = ref_of(options)
         _, frame = runner.trials_table(ref, project_of(options))
         path = out or Path(f"{ref.name}.{format.value}")
+        if path.is_dir() or not path.parent.is_dir():
+            raise VaeTuneError(f"--out {path}: give a file in an existing folder")
         if format == ExportFormat.csv:
             frame.to_csv(path, index=False)
         else:
