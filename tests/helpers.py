@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,49 @@ def start(command: list[str], cwd: Path) -> subprocess.Popen[str]:
 def study_command(*args: str) -> list[str]:
     """`vae-tune study ae` on a small subset, as a subprocess command line."""
     return [VAE_TUNE, "study", "ae", *SMALL, *args]
+
+
+class Output:
+    """A subprocess's output, read line by line by a thread as it comes (a full pipe would
+    stall the process while a test waits for a state)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout=timeout)
+        self.thread.join(timeout=10)
+        return code
+
+
+def running_trial(
+    root: Path, output: Output, epochs: int = 1, timeout: float = 300.0
+) -> optuna.trial.FrozenTrial:
+    """Wait until a trial of the project's study is RUNNING with `epochs` epochs reported: a
+    state read from the storage, not a printed line, so a signal sent next lands inside it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if output.process.poll() is not None:
+            raise AssertionError(f"the process ended before a trial ran:\n{output.text}")
+        if (root / "studies" / "optuna.journal").is_file():
+            with contextlib.suppress(KeyError):  # the study is not created yet
+                for trial in load_study(root).get_trials(states=(TrialState.RUNNING,)):
+                    if len(trial.intermediate_values) >= epochs:
+                        return trial
+        time.sleep(0.2)
+    raise AssertionError(f"no trial ran {epochs} epoch(s) in {timeout:.0f} s:\n{output.text}")
 
 
 def mlflow_client(root: Path) -> MlflowClient:

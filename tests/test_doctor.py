@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import env, invoke, load_study, runs_of, study_command
+from tests.helpers import Output, invoke, load_study, running_trial, runs_of, start, study_command
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
 
 def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        study_command("--n-trials", "2", "--epochs", "3"),
-        cwd=tmp_path,
-        env=env(),
-        text=True,
-        stdout=subprocess.PIPE,
-    )
-    for line in process.stdout:
-        if "trial 0 epoch 1/3" in line:
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
+    command = study_command("--n-trials", "2", "--epochs", "8", "--pruner", "none")
+    output = Output(start(command, tmp_path))
+    assert running_trial(tmp_path, output).number == 0
+    process = output.process
+    process.send_signal(signal.SIGKILL)
+    output.wait(timeout=60)
     client, [parent], [child] = runs_of(tmp_path)
     assert child.info.status == parent.info.status == "RUNNING"
     experiment = client.get_experiment(parent.info.experiment_id)
@@ -57,19 +50,7 @@ def test_doctor_finds_and_fixes_what_a_sigkill_left(tmp_path: Path) -> None:
     assert not orphan.exists()
     assert (orphan.parent / parent.info.run_id).is_dir(), "real runs' artifacts are kept"
 
-    resumed = invoke(
-        tmp_path,
-        "study",
-        "ae",
-        "--n-trials",
-        "2",
-        "--epochs",
-        "3",
-        "--train-size",
-        "1000",
-        "--val-size",
-        "500",
-    )
+    resumed = invoke(tmp_path, *command[1:])
     assert resumed.exit_code == 0, resumed.output
     states = [t.state for t in load_study(tmp_path).get_trials()]
     assert states[0] == TrialState.FAIL and states[1] != TrialState.WAITING

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import env, load_study, runs_of, start
+from tests.helpers import Output, env, load_study, running_trial, runs_of, start
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
+# Trials of 8 epochs (about 0.3 s each here), so the signal lands inside trial 0 even on a
+# machine several times slower or faster.
 COMMAND = [
     str(Path(sys.executable).parent / "vae-tune"),
     "study",
@@ -21,7 +23,9 @@ COMMAND = [
     "--n-trials",
     "2",
     "--epochs",
-    "3",
+    "8",
+    "--pruner",
+    "none",
     "--train-size",
     "1000",
     "--val-size",
@@ -31,16 +35,11 @@ COMMAND = [
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_study_closes_its_runs_and_resumes(tmp_path: Path, sig: int) -> None:
-    process = start(COMMAND, tmp_path)
-    output = []
-    for line in process.stdout:
-        output.append(line)
-        if "trial 0 epoch 1/3" in line:
-            process.send_signal(sig)
-            break
-    output.append(process.stdout.read())
-    assert process.wait(timeout=60) == 130, "".join(output)
-    assert "run the same command to resume" in "".join(output)
+    output = Output(start(COMMAND, tmp_path))
+    assert running_trial(tmp_path, output).number == 0
+    output.process.send_signal(sig)
+    assert output.wait(timeout=120) == 130, output.text
+    assert "run the same command to resume" in output.text
 
     [trial] = load_study(tmp_path).get_trials()
     assert trial.state == TrialState.FAIL

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import FINISHED, env, load_study, runs_of, start, study_command
+from tests.helpers import (
+    FINISHED,
+    Output,
+    env,
+    load_study,
+    running_trial,
+    runs_of,
+    start,
+    study_command,
+)
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
@@ -59,22 +68,16 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
 
 
 def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> None:
-    command = study_command("--n-trials", "3", "--workers", "2", "--epochs", "3")
-    process = start(command, tmp_path)
-    output = []
-    for line in process.stdout:  # wait until a worker is inside a trial
-        output.append(line)
-        if "epoch 1/3" in line:
-            break
-    victim = next(t for t in load_study(tmp_path).get_trials() if t.state == TrialState.RUNNING)
+    command = study_command("--n-trials", "3", "--workers", "2", "--epochs", "8")
+    output = Output(start(command, tmp_path))
+    victim = running_trial(tmp_path, output)  # a worker is inside a trial
     os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
-    output.append(process.stdout.read())
-    process.wait(timeout=300)
-    assert "repaired: trials [" in "".join(output), "".join(output)
+    output.wait(timeout=600)
+    assert "repaired: trials [" in output.text, output.text
 
     # The parent saw its worker die: the trial is failed, its run closed, its params enqueued.
     killed = load_study(tmp_path).trials[victim.number]
-    assert killed.state == TrialState.FAIL, "".join(output)
+    assert killed.state == TrialState.FAIL, output.text
     assert "died" in killed.user_attrs["fail_reason"]
     client, _, _ = runs_of(tmp_path)
     assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "FAILED"

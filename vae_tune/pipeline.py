@@ -50,9 +50,15 @@ OVERHEAD_ENCODER_EPOCHS = 3.0
 OVERHEAD_S = 8.0
 
 
-def parse_budget(text: str) -> float:
-    """Seconds from `30m`, `90s`, `1.5h`, `1h30m` or a bare number of minutes."""
+LEAST = "least"  # --budget least: the smallest budget this machine needs, measured
+
+
+def parse_budget(text: str) -> float | None:
+    """Seconds from `30m`, `90s`, `1.5h`, `1h30m` or a bare number of minutes; None for
+    `least`, which the pipeline works out once it has measured this machine."""
     cleaned = text.strip().lower()
+    if cleaned == LEAST:
+        return None
     if re.fullmatch(r"\d+(\.\d+)?", cleaned):
         seconds = float(cleaned) * 60
     else:
@@ -70,7 +76,7 @@ def parse_budget(text: str) -> float:
 @dataclass(frozen=True)
 class PipelineRequest:
     encoder: str = "ae"
-    budget_s: float = 1800.0
+    budget_s: float | None = 1800.0  # None: the least this machine needs
     dataset: str = "fashion-mnist"
     data_dir: Path | None = None
     seed: int | None = None
@@ -111,12 +117,12 @@ def plan_budget(budget_s: float, costs: Costs) -> Plan:
     ENCODER_SHARE : rest, the encoder study getting at least one full trial. Head trials run
     the head space's epochs, fewer when the head study could not otherwise run
     WANTED_HEAD_TRIALS of them (short budgets, slow machines)."""
-    overhead = OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
-    promote_encoder = costs.encoder_epochs * costs.encoder_epoch_s * RETRAIN_SCALE + overhead
+    overhead = _overhead(costs)
+    promote_encoder = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead)
     encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
 
     def promote_head(epochs: int) -> float:
-        return epochs * costs.head_epoch_s * RETRAIN_SCALE + overhead
+        return _promotion(epochs, costs.head_epoch_s, overhead)
 
     lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
     for wanted in (WANTED_HEAD_TRIALS, 1):
@@ -125,13 +131,33 @@ def plan_budget(budget_s: float, costs: Costs) -> Plan:
             encoder_s = max(studies * ENCODER_SHARE, encoder_trial)
             if studies - encoder_s >= wanted * epochs * costs.head_epoch_s:
                 return Plan(encoder_s, epochs, promote_encoder, promote_head(epochs), overhead)
-    studies = encoder_trial + lowest * costs.head_epoch_s
-    least = 2 * overhead + promote_encoder + promote_head(lowest) + studies
     raise VaeTuneError(
         f"--budget {_clock(budget_s)} is too small for one trial of each study and both "
         f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
-        f"a head epoch {costs.head_epoch_s:.1f} s): give at least {_clock(least * 1.05)}"
+        f"a head epoch {costs.head_epoch_s:.1f} s): give at least {_clock(least_budget(costs))}"
+        f" (or --budget {LEAST})"
     )
+
+
+def least_budget(costs: Costs) -> float:
+    """The smallest budget `plan_budget` accepts, with 5 % to spare: one encoder trial, one
+    head trial of the fewest epochs, both promotions and the overheads."""
+    overhead = _overhead(costs)
+    lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
+    studies = costs.encoder_epochs * costs.encoder_epoch_s + lowest * costs.head_epoch_s
+    promotions = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead) + _promotion(
+        lowest, costs.head_epoch_s, overhead
+    )
+    return 1.05 * (2 * overhead + promotions + studies)
+
+
+def _overhead(costs: Costs) -> float:
+    return OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
+
+
+def _promotion(epochs: int, epoch_s: float, overhead: float) -> float:
+    """A promotion's retrain on train + validation, and its overhead."""
+    return epochs * epoch_s * RETRAIN_SCALE + overhead
 
 
 @dataclass(frozen=True)
@@ -158,7 +184,7 @@ class PipelineResult:
 
 def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -> PipelineResult:
     started = time.time()
-    end = started + request.budget_s
+    end = started + (request.budget_s or 0.0)  # `least`: set once this machine is measured
 
     def stage_log(stage: str) -> Log:
         def emit(line: str) -> None:
@@ -174,16 +200,21 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     storage = project.open_storage() if project.has_storage else None
     encoder_epochs = _stored_epochs(storage, encoder_name) or _epochs(encoder_space)
     head_epochs_max = _stored_epochs(storage, head_name) or _epochs(head_space)
-    log(f"measuring what an epoch costs on this machine ({_clock(request.budget_s)} budget)")
+    shown = _clock(request.budget_s) if request.budget_s else "the least"
+    log(f"measuring what an epoch costs on this machine ({shown} budget)")
     costs = measure_costs(
         request, project, encoder_space, head_space, encoder_epochs, head_epochs_max
     )
-    plan = plan_budget(request.budget_s, costs)
+    budget_s = request.budget_s or least_budget(costs)
+    if not request.budget_s:
+        end = started + budget_s
+        log(f"budget: {_clock(budget_s)}, the least this machine needs for every stage")
+    plan = plan_budget(budget_s, costs)
     if _stored_epochs(storage, head_name):  # a resumed head study keeps its trials' length
         plan = replace(plan, head_epochs=head_epochs_max)
     log(f"plan: {plan.describe(costs)}")
     storage = project.open_storage(write=True)
-    result = PipelineResult(request.budget_s, 0.0, plan.describe(costs))
+    result = PipelineResult(budget_s, 0.0, plan.describe(costs))
 
     studies = StudyRequest(
         request.encoder,

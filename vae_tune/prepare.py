@@ -91,11 +91,14 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
     wanted = stage(request.stage)
     encoder, stores = None, None
     if wanted.needs_encoder:  # before the data: a missing encoder study is reported first
-        # A fresh project has no encoder study: that is said without creating its stores.
-        stores = project.open_stores(write=project.has_storage)
+        name = request.encoder_study or stage(request.encoder).study_name(request.dataset)
+        if not project.has_storage:  # a fresh project: said without creating its stores
+            raise VaeTuneError(
+                f"no study {name!r} in the storage: run `vae-tune study {request.encoder}` first"
+            )
+        stores = project.open_stores(write=True)
         storage, tracker = stores
         split = {"dataset": request.dataset, "val_size": request.val_size, "seed": run.seed}
-        name = request.encoder_study or stage(request.encoder).study_name(request.dataset)
         encoder = resolve_encoder(
             name,
             storage,

@@ -120,7 +120,11 @@ def pipeline(
         EncoderName, typer.Option(help="The encoder the classifier is built on.")
     ] = EncoderName.ae,
     budget: Annotated[
-        str, typer.Option(help="Wall time for all four stages: 30m, 90s, 1.5h, 1h30m.")
+        str,
+        typer.Option(
+            help="Wall time for all four stages: 30m, 90s, 1.5h, 1h30m, or least (the "
+            "smallest this machine needs for one trial of each study and both promotions)."
+        ),
     ] = "30m",
     dataset: DatasetOpt = Dataset.fashion_mnist,
     data_dir: DataDirOpt = None,

@@ -2,18 +2,22 @@
 
 The parent prepares the study (resume checks, parent run, crash repair) so workers never race to
 create it, then starts the workers with the CPU threads divided between them. Each worker loads
-its own data and runs trials until the study holds `n_trials` finished ones. Ctrl-C or a kill of
+its own data, waits for the others, and runs trials until the study holds `n_trials` finished
+ones. Ctrl-C or a kill of
 the parent is forwarded once as SIGTERM, so every worker closes its running trial and run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Barrier
 
 import torch
 
@@ -27,6 +31,7 @@ from vae_tune.study import StudySummary, close_study, join_study, open_study, st
 from vae_tune.study import run_trials as run_trials_here
 
 JOIN_TIMEOUT_S = 120  # a worker closing its trial after SIGTERM; then it is killed
+READY_TIMEOUT_S = 300  # the slowest worker's data and encoder loading
 
 
 def run_workers(
@@ -43,10 +48,11 @@ def run_workers(
         f"({threads} torch threads each) run up to {max(0, options.n_trials - finished)} more"
     )
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    ready = context.Barrier(request.workers)
     workers = [
         context.Process(
             target=_worker_main,
-            args=(request, project, index, threads),
+            args=(request, project, index, threads, ready),
             name=f"vae-tune-worker-{index}",
         )
         for index in range(1, request.workers + 1)
@@ -84,7 +90,9 @@ def _stop(workers: Sequence[BaseProcess]) -> None:
             worker.kill()
 
 
-def _worker_main(request: StudyRequest, project: Project, index: int, threads: int) -> None:
+def _worker_main(
+    request: StudyRequest, project: Project, index: int, threads: int, ready: Barrier
+) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it and forwards one
     # SIGTERM, so a second Ctrl-C cannot cut a worker's cleanup short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -99,6 +107,10 @@ def _worker_main(request: StudyRequest, project: Project, index: int, threads: i
     try:
         setup = prepare(request, project, log)
         opened = join_study(setup.space, setup.storage, setup.options, worker=index)
+        # Every worker starts trials once all have loaded: the first one ready would otherwise
+        # take the start-up trials alone, sampled one after another instead of side by side.
+        with contextlib.suppress(threading.BrokenBarrierError):  # a worker that died: go on
+            ready.wait(timeout=READY_TIMEOUT_S)
         progress = PlainProgress(log)
         run_trials_here(
             opened,
@@ -111,7 +123,9 @@ def _worker_main(request: StudyRequest, project: Project, index: int, threads: i
             workers=request.workers,
         )
     except KeyboardInterrupt:
+        ready.abort()  # the others need not wait for this one
         sys.exit(130)
     except Exception as exc:  # reported by the parent through the exit code
+        ready.abort()
         print(f"{prefix}error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
