@@ -4,15 +4,35 @@ report; the head study consumes the promoted encoder; studies never read the tes
 from __future__ import annotations
 
 import gzip
+import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
-from tests.helpers import REPO, data_dir, invoke, load_study, mlflow_client, promotion_runs
+from tests.helpers import (
+    REPO,
+    VAE_TUNE,
+    Output,
+    data_dir,
+    free_port,
+    invoke,
+    listening,
+    load_study,
+    mlflow_client,
+    promotion_runs,
+    start,
+)
 from vae_tune.data import load_test
 from vae_tune.tracking import Tracker
 
@@ -21,9 +41,8 @@ pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, server
 SMALL = ["--train-size", "1000", "--val-size", "500"]
 
 
-@pytest.fixture(scope="module")
-def promoted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("promoted")
+def promoted_project(root: Path) -> list[str]:
+    """The natural path on a small subset: AE study, its promotion, head study, promotion."""
     steps = [
         ["study", "ae", "--n-trials", "3", "--epochs", "2", *SMALL],
         ["promote", "ae", "--top-k", "2", "--seeds", "1"],
@@ -35,7 +54,34 @@ def promoted(tmp_path_factory):
         result = invoke(root, *args)
         assert result.exit_code == 0, result.output
         outputs.append(result.output)
-    return root, outputs
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory):
+    """Read only: the tests that write to a promoted project have one of their own."""
+    root = tmp_path_factory.mktemp("promoted")
+    return root, promoted_project(root)
+
+
+@pytest.fixture(scope="module")
+def curved(tmp_path_factory):
+    """The learning-curve tests' own promoted project: each writes the curve of one study."""
+    root = tmp_path_factory.mktemp("curved")
+    promoted_project(root)
+    return root
+
+
+@pytest.fixture
+def ae_promoted(tmp_path: Path) -> Path:
+    """A test's own promoted AE study, to promote again."""
+    for args in (
+        ["study", "ae", "--n-trials", "2", "--epochs", "1", *SMALL],
+        ["promote", "ae", "--top-k", "1"],
+    ):
+        result = invoke(tmp_path, *args)
+        assert result.exit_code == 0, result.output
+    return tmp_path
 
 
 def test_champion_is_chosen_on_validation_with_seeds(promoted) -> None:
@@ -107,21 +153,90 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
     assert "Ankle boot" in report and "Pruning funnel" in report
 
 
-def test_second_promotion_does_not_read_test_again_unless_forced(promoted) -> None:
-    root, _ = promoted
-    again = invoke(root, "promote", "ae", "--top-k", "2", "--seeds", "1")
+def test_second_promotion_does_not_read_test_again_unless_forced(ae_promoted: Path) -> None:
+    root = ae_promoted
+    again = invoke(root, "promote", "ae", "--top-k", "1")
     assert again.exit_code == 0, again.output
     assert "the test split is not read again" in again.output
     assert len(promotion_runs(root, "ae-fashion-mnist")) == 1
-    forced = invoke(root, "promote", "ae", "--top-k", "2", "--seeds", "1", "--force")
+    forced = invoke(root, "promote", "ae", "--top-k", "1", "--force")
     assert forced.exit_code == 0, forced.output
+    assert (
+        "(re-promotion of trial" in forced.output and "read 2, 1 before this one" in forced.output
+    )
     runs = promotion_runs(root, "ae-fashion-mnist")
     assert len(runs) == 2
     assert sorted(r.data.tags["promotion.forced"] for r in runs) == ["false", "true"]
-    records = load_study(root, "ae-fashion-mnist").user_attrs["promotions"]
-    assert [r["test_reads"] for r in records.values()] == [2]
+    assert sorted(r.data.tags["promotion.test_reads"] for r in runs) == ["1", "2"]
+    study = load_study(root, "ae-fashion-mnist")
+    assert [r["why"] for r in study.user_attrs["test_reads"]] == ["promotion", "re-promotion"]
     tracker = Tracker(f"sqlite:///{root / 'mlflow.db'}")
     assert str(tracker.champion("vae-tune-fashion-mnist-ae").version) == "2"
+
+
+def test_a_new_champion_after_a_top_up_is_the_studys_second_test_read(ae_promoted: Path) -> None:
+    """Reads belong to the study: another trial promoted after a top-up is read number 2."""
+    root = ae_promoted
+    study = load_study(root, "ae-fashion-mnist")
+    [first] = [int(n) for n in study.user_attrs["promotions"]]
+    # The top-up's first trial is a config that clearly beats a 1-epoch random start.
+    best = dict(study.trials[first].params) | {"train.lr": 3e-3, "model.latent_dim": 64}
+    study.enqueue_trial(best)
+    topped = invoke(root, "study", "ae", "--n-trials", "3", "--epochs", "1", *SMALL)
+    assert topped.exit_code == 0, topped.output
+    champion = load_study(root, "ae-fashion-mnist").best_trial.number
+    assert champion != first, "the enqueued config should have become the best trial"
+    second = invoke(root, "promote", "ae", "--top-k", "1")
+    assert second.exit_code == 0, second.output
+    assert f"(promotion of trial {champion}): read 2, 1 before this one" in second.output
+    assert "test split (read 2 time(s))" in " ".join(second.output.split())
+    run = next(
+        r
+        for r in promotion_runs(root, "ae-fashion-mnist")
+        if r.data.tags["optuna.trial_number"] == str(champion)
+    )
+    assert run.data.tags["promotion.test_reads"] == "2"
+    reads = load_study(root, "ae-fashion-mnist").user_attrs["test_reads"]
+    assert [(r["trial"], r["command"]) for r in reads] == [
+        (first, "promote"),
+        (champion, "promote"),
+    ]
+    report = (root / "reports" / "fashion-mnist.md").read_text()
+    assert "Test split of ae-fashion-mnist read 2 time(s)" in report
+
+
+def test_a_promotion_killed_at_its_test_read_leaves_the_read_on_the_study(tmp_path: Path) -> None:
+    first = invoke(tmp_path, "study", "ae", "--n-trials", "1", "--epochs", "1", *SMALL)
+    assert first.exit_code == 0, first.output
+    output = Output(start([VAE_TUNE, "promote", "ae"], tmp_path))
+    deadline = time.monotonic() + 300
+    while not load_study(tmp_path).user_attrs.get("test_reads"):  # the read, as it is recorded
+        assert output.process.poll() is None and time.monotonic() < deadline, output.text
+        time.sleep(0.05)
+    output.process.send_signal(signal.SIGKILL)
+    output.wait(timeout=60)
+    [read] = load_study(tmp_path).user_attrs["test_reads"]
+    assert (read["command"], read["why"]) == ("promote", "promotion")
+    assert "promotions" not in load_study(tmp_path).user_attrs  # it never finished
+    again = invoke(tmp_path, "promote", "ae")
+    assert again.exit_code == 0, again.output
+    assert "read 2, 1 before this one" in again.output
+
+
+def test_a_promotion_that_fails_after_its_read_ends_its_run_failed(tmp_path: Path) -> None:
+    """An IWAE bound that does not fit (here: k past what any machine holds) after the read."""
+    doc = yaml.safe_load((REPO / "search_spaces/vae.yaml").read_text())
+    del doc["study"]["min_active_units"]
+    space = tmp_path / "vae.yaml"
+    space.write_text(yaml.safe_dump(doc))
+    args = ["--space", str(space), "--n-trials", "1", "--epochs", "1", "--pruner", "none"]
+    assert invoke(tmp_path, "study", "vae", *args, *SMALL).exit_code == 0
+    failed = invoke(tmp_path, "promote", "vae", "--iwae-k", str(10**12))
+    assert failed.exit_code == 1, failed.output
+    assert "out of memory" in failed.output and "Traceback" not in failed.output
+    [run] = promotion_runs(tmp_path, "vae-fashion-mnist")
+    assert run.info.status == "FAILED" and run.data.tags["fail_reason"]
+    assert len(load_study(tmp_path, "vae-fashion-mnist").user_attrs["test_reads"]) == 1
 
 
 def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_path: Path) -> None:
@@ -189,8 +304,8 @@ def test_studies_never_read_the_test_split(tmp_path: Path, real_data: Path) -> N
 
 
 @pytest.mark.parametrize("stage", ["ae", "mlp"])
-def test_learning_curve_retrains_the_champion_on_growing_subsets(promoted, stage: str) -> None:
-    root, _ = promoted
+def test_learning_curve_retrains_the_champion_on_growing_subsets(curved: Path, stage: str) -> None:
+    root = curved
     result = invoke(root, "curve", stage, "--sizes", "200,1500")
     assert result.exit_code == 0, result.output
     name = "ae-fashion-mnist" if stage == "ae" else "mlp-ae-fashion-mnist"
@@ -216,8 +331,8 @@ def test_learning_curve_retrains_the_champion_on_growing_subsets(promoted, stage
     assert expected in record["evaluation"]
 
 
-def test_learning_curve_refuses_sizes_beyond_the_pool(promoted) -> None:
-    root, _ = promoted
+def test_learning_curve_refuses_sizes_beyond_the_pool(curved: Path) -> None:
+    root = curved
     result = invoke(root, "curve", "ae", "--sizes", "500,99999")
     assert result.exit_code == 2
     assert "--sizes [99999]" in result.output and "pool holds 1500 images" in result.output
@@ -230,3 +345,123 @@ def test_learning_curve_needs_a_promotion(tmp_path: Path) -> None:
     result = invoke(tmp_path, "curve", "ae", "--sizes", "100")
     assert result.exit_code == 2
     assert "no promoted trial: run `vae-tune promote ae` first" in result.output
+
+
+# Run in a fresh process in which `import vae_tune` fails: what MLflow alone makes of a champion.
+BLOCK_VAE_TUNE = """
+import sys
+
+class NoVaeTune:
+    def find_spec(self, name, path=None, target=None):
+        if name == "vae_tune" or name.startswith("vae_tune."):
+            raise ImportError("vae_tune is blocked: MLflow alone must read the champion")
+
+sys.meta_path.insert(0, NoVaeTune())
+"""
+MLFLOW_ALONE = """
+import gzip, json, sys
+import numpy as np, torch, mlflow, mlflow.pyfunc, mlflow.pytorch
+
+def idx(path):
+    raw = gzip.open(path).read()
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(raw[3])]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+data = sys.argv[1]
+x = idx(f"{data}/t10k-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255.0
+y = idx(f"{data}/t10k-labels-idx1-ubyte.gz")
+model = mlflow.pytorch.load_model("models:/vae-tune-fashion-mnist-mlp@champion")
+with torch.no_grad():
+    logits = torch.cat([model(torch.from_numpy(x[i : i + 1000])) for i in range(0, len(x), 1000)])
+accuracy = float((logits.argmax(1).numpy() == y).mean())
+predicted = mlflow.pyfunc.load_model("models:/vae-tune-fashion-mnist-mlp@champion").predict(x[:64])
+encoder = mlflow.pytorch.load_model("models:/vae-tune-fashion-mnist-ae@champion")
+decoder_uri = mlflow.MlflowClient().get_model_version_by_alias(
+    "vae-tune-fashion-mnist-ae", "champion").tags["vae_tune.decoder"]
+decoder = mlflow.pytorch.load_model(decoder_uri)
+with torch.no_grad():
+    z = encoder(torch.from_numpy(x[:8]))
+    images = decoder(z)
+print(json.dumps({
+    "imported_vae_tune": "vae_tune" in sys.modules,
+    "accuracy": accuracy,
+    "pyfunc_shape": list(np.asarray(predicted).shape),
+    "latents": list(z.shape),
+    "decoded": list(images.shape),
+}))
+"""
+
+
+def serve(root: Path, model: str, blocker: Path, images: list) -> list:
+    """`mlflow models serve` of a registered champion, one REST request, its predictions."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "PYTHONPATH": str(blocker),
+    }
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{model}@champion",
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        command, cwd=blocker, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not listening(port):
+            assert server.poll() is None and time.monotonic() < deadline, "the server ended"
+            time.sleep(0.5)
+        body = json.dumps({"inputs": images}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.loads(answer.read())["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_champions_load_predict_and_serve_with_mlflow_alone(promoted, tmp_path: Path) -> None:
+    root, _ = promoted
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_VAE_TUNE)
+    script = blocker / "mlflow_alone.py"
+    script.write_text(MLFLOW_ALONE)
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "PYTHONPATH": str(blocker),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), str(data_dir() / "fashion-mnist")],
+        cwd=blocker,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["imported_vae_tune"] is False
+    [run] = promotion_runs(root, "mlp-ae-fashion-mnist")
+    assert facts["accuracy"] == pytest.approx(run.data.metrics["test_accuracy"], abs=0.001)
+    assert facts["pyfunc_shape"] == [64, 10]
+    [ae_run] = promotion_runs(root, "ae-fashion-mnist")
+    latent_dim = int(ae_run.data.params["model.latent_dim"])
+    assert facts["latents"] == [8, latent_dim] and facts["decoded"] == [8, 1, 28, 28]
+
+    images = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32).tolist()
+    logits = serve(root, "vae-tune-fashion-mnist-mlp", blocker, images)
+    assert np.asarray(logits).shape == (3, 10)
+    latents = serve(root, "vae-tune-fashion-mnist-ae", blocker, images)
+    assert np.asarray(latents).shape == (3, latent_dim)

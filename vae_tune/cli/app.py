@@ -162,6 +162,13 @@ def run(action: Callable[[], int]) -> None:
         render.errors.print("interrupted: open runs were closed; run the same command to resume.")
         raise typer.Exit(130) from None
     except Exception as exc:
+        if _out_of_memory(exc):
+            render.errors.print(
+                f"[bold red]error:[/] out of memory: {escape(str(exc).splitlines()[0])}. "
+                "Everything recorded before is intact: use a smaller batch, model or "
+                "--iwae-k, or fewer --workers, and run the same command again."
+            )
+            raise typer.Exit(1) from None
         disk = _disk_error(exc)
         if disk is None:
             raise  # a bug: the traceback is what a report needs
@@ -174,6 +181,17 @@ def run(action: Callable[[], int]) -> None:
         raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A CPU or GPU allocation that failed (torch says so in its message, or in its type)."""
+    text = str(exc)
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "can't allocate memory" in text
+        or "out of memory" in text.lower()
+    )
 
 
 DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
