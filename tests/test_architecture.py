@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "vae_tune"
 MAX_LINES = 350
 # Models, training and data know nothing of Optuna, MLflow, YAML or the stores.
-CORE = ("models", "train", "config", "data", "augment", "calibrate")
+CORE = ("models", "layers", "train", "config", "data", "augment", "calibrate")
 TRACKERS = ("optuna", "optuna_dashboard", "mlflow")
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_tune.data import load_splits, load_test, read_idx
+from vae_tune.data import load_splits, load_test
+from vae_tune.datasets.idx import read_idx
 from vae_tune.errors import DataError
 
 
@@ -63,7 +64,7 @@ def test_torchvision_layout_uncompressed(tmp_path: Path, real_data: Path) -> Non
 
 def test_missing_data_offline_names_the_expected_files(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
-        load_splits("fashion-mnist", tmp_path, download=False)
+        load_splits("fashion-mnist", tmp_path)
     message = str(info.value)
     assert "train-images-idx3-ubyte.gz" in message and "train-labels-idx1-ubyte.gz" in message
     assert str(tmp_path / "fashion-mnist") in message
@@ -79,4 +80,4 @@ def test_truncated_file_is_a_clear_error(tmp_path: Path, real_data: Path) -> Non
     with pytest.raises(DataError, match="truncated"):
         read_idx(folder / "train-images-idx3-ubyte")
     with pytest.raises(DataError, match="truncated"):
-        load_splits("mnist", tmp_path, download=False)
+        load_splits("mnist", tmp_path)

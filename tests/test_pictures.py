@@ -1,11 +1,12 @@
-"""Trial pictures: the images they hold survive the PNG round trip, and the top-k picture
-stacks several trials' reconstructions under the originals."""
+"""Trial pictures: the images they hold survive the PNG round trip at their own size and
+colours, and the top-k picture stacks several trials' reconstructions under the originals."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -14,27 +15,30 @@ from vae_tune.config import ModelConfig
 from vae_tune.models import build_model
 
 
-def test_a_trial_picture_reads_back_exactly() -> None:
+@pytest.mark.parametrize("tile", [(28, 28), (32, 32), (64, 48)])
+def test_a_trial_picture_reads_back_exactly(tile: tuple[int, int]) -> None:
     rows = [
-        np.random.default_rng(r).integers(0, 256, (SHOWN, 28, 28), dtype=np.uint8) for r in range(3)
+        np.random.default_rng(r).integers(0, 256, (SHOWN, *tile, 3), dtype=np.uint8)
+        for r in range(3)
     ]
     back = read_rows(trial_png(rows))
     assert len(back) == 3 and all((a == b).all() for a, b in zip(rows, back, strict=True))
 
 
-def test_a_vae_picture_has_samples_and_an_ae_picture_has_not() -> None:
-    images = torch.rand(SHOWN, 1, 28, 28)
-    cfg = ModelConfig(channels=(2, 2, 2), hidden=8, latent_dim=3)
+@pytest.mark.parametrize("image", [(1, 28, 28), (3, 32, 32)])
+def test_a_vae_picture_has_samples_and_an_ae_picture_has_not(image) -> None:
+    images = torch.rand(SHOWN, *image)
+    cfg = ModelConfig(channels=(2, 2, 2), hidden=8, latent_dim=3, image=image)
     ae_rows, vae_rows = (trial_rows(build_model(s, cfg), images) for s in ("ae", "vae"))
     assert len(ae_rows) == 2 and len(vae_rows) == 3
-    assert (ae_rows[0] == np.round(images.squeeze(1).numpy() * 255)).all()  # the originals
-    again = trial_rows(build_model("vae", cfg), images)
-    assert len(again) == 3  # the prior noise is fixed: same shape, drawn from seed 0
+    assert ae_rows[0].shape == (SHOWN, image[1], image[2], 3)
+    expected = np.round(images.permute(0, 2, 3, 1).numpy() * 255)  # the originals
+    assert (ae_rows[0] == np.broadcast_to(expected, ae_rows[0].shape)).all()
 
 
 def test_top_k_picture_stacks_labelled_rows() -> None:
-    originals = np.zeros((SHOWN, 28, 28), dtype=np.uint8)
-    rows = [(f"trial {n}", np.full((SHOWN, 28, 28), 50 * n, dtype=np.uint8)) for n in (1, 2)]
+    originals = np.zeros((SHOWN, 28, 28, 3), dtype=np.uint8)
+    rows = [(f"trial {n}", np.full((SHOWN, 28, 28, 3), 50 * n, dtype=np.uint8)) for n in (1, 2)]
     picture = Image.open(io.BytesIO(topk_png(originals, rows)))
     strip = Image.open(io.BytesIO(topk_png(originals, rows[:1])))
     assert picture.height > strip.height and picture.width == strip.width

@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from tests.helpers import invoke, mlflow_client
+from vae_tune.budget import Costs, least_budget, parse_budget, plan_budget
 from vae_tune.errors import VaeTuneError
 from vae_tune.ops.storage import open_storage
-from vae_tune.pipeline import Costs, least_budget, parse_budget, plan_budget
 
 SUBSET = ["--train-size", "2000", "--val-size", "1000"]
 # This machine's measured costs, roughly: an AE epoch 11 s, a fine-tuning epoch 5.5 s.

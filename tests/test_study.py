@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from tests.helpers import REPO, STUDY, invoke, load_study, mlflow_client, runs_of
 from vae_tune.data import Splits
+from vae_tune.datasets.idx import FASHION_CLASSES as CLASSES
 from vae_tune.objective import trial_seed
 from vae_tune.ops.storage import open_storage
 from vae_tune.space import load_space
@@ -158,7 +159,7 @@ def test_nan_loss_fails_the_trial_and_the_study_goes_on(tmp_path: Path) -> None:
     images = torch.rand(64, 1, 28, 28)
     images[0, 0, 0, 0] = float("nan")
     labels = torch.zeros(64, dtype=torch.long)
-    splits = Splits("fashion-mnist", images, labels, images[:16].nan_to_num(), labels[:16])
+    splits = Splits("fashion-mnist", images, labels, images[:16].nan_to_num(), labels[:16], CLASSES)
     space = load_space(REPO / "search_spaces/ae.yaml").with_fixed({"train.epochs": 2})
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
     storage = open_storage(str(tmp_path / "studies/optuna.journal"), write=True)

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from vae_tune.analysis.report import build_report
 from vae_tune.analysis.tables import study_rows, trials_table
 from vae_tune.data import Splits
+from vae_tune.datasets.idx import FASHION_CLASSES as CLASSES
 from vae_tune.objective import Objective, TrialContext, trial_seed
 from vae_tune.ops.storage import open_storage
 from vae_tune.progress import PlainProgress
@@ -47,7 +48,7 @@ def splits(nan: bool = False) -> Splits:
     images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10
     if nan:
         images[0, 0, 0, 0] = float("nan")
-    return Splits("fashion-mnist", images, labels, images[:32].nan_to_num(), labels[:32])
+    return Splits("fashion-mnist", images, labels, images[:32].nan_to_num(), labels[:32], CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from tests.helpers import invoke
 from vae_tune.data import Splits, load_splits
+from vae_tune.datasets.idx import FASHION_CLASSES as CLASSES
 from vae_tune.errors import DataError, StudyMismatchError, VaeTuneError
 from vae_tune.ops.doctor import diagnose
 from vae_tune.ops.storage import open_storage
@@ -52,7 +53,7 @@ def space(stage: str = "ae", metric: str = "metric: val_loss"):
 def splits() -> Splits:
     torch.manual_seed(0)
     images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10
-    return Splits("fashion-mnist", images, labels, images[:32], labels[:32])
+    return Splits("fashion-mnist", images, labels, images[:32], labels[:32], CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -189,14 +190,14 @@ def test_a_truncated_gzip_is_a_clear_error(tmp_path: Path, real_data: Path) -> N
     whole = (real_data / "mnist" / "train-images-idx3-ubyte.gz").read_bytes()
     (folder / "train-images-idx3-ubyte.gz").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(DataError, match=r"cannot read .*train-images-idx3-ubyte\.gz"):
-        load_splits("mnist", tmp_path, download=False)
+        load_splits("mnist", tmp_path)
 
 
 def test_loose_idx_files_are_not_taken_for_fashion_mnist(tmp_path: Path, real_data: Path) -> None:
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         shutil.copy(real_data / "mnist" / name, tmp_path)
     with pytest.raises(DataError, match=r"cannot tell which dataset they are\. Move them into"):
-        load_splits("fashion-mnist", tmp_path, download=False)
+        load_splits("fashion-mnist", tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,12 @@ from vae_tune.augment import AUGMENTATIONS
 from vae_tune.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LIKELIHOODS = ("gaussian", "bernoulli")
+LIKELIHOODS = ("gaussian", "bernoulli", "auto")
 HEAD_MODES = ("frozen", "finetune")
 SCHEDULES = ("constant", "cosine")
 FAMILIES = ("conv", "mlp")
 HEAD_FAMILIES = ("mlp", "linear")
+MIN_SIDE = 12  # the conv encoder's three stride-2 layers need 12 pixels a side
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,12 @@ class ModelConfig:
     hidden2: int = 0  # mlp family: a second hidden layer of this width; 0 for none
     batchnorm: bool = False  # batch norm after each conv layer
     beta: float = 1.0  # VAE: weight of the KL term in the training loss
-    likelihood: str = "gaussian"  # VAE: gaussian (fixed sigma) or bernoulli (binarized pixels)
+    # VAE: gaussian (fixed sigma), bernoulli (binarized pixels: binary-like images only), or
+    # auto: the one the data calls for (see datasets/defaults.py); resolved before training
+    likelihood: str = "gaussian"
     sigma: float = 0.1  # VAE: standard deviation of the gaussian likelihood
+    # The images' (channels, height, width): set from the data, never searched.
+    image: tuple[int, int, int] = (1, 28, 28)
 
     def __post_init__(self) -> None:
         _check("model.latent_dim", self.latent_dim >= 1, "must be >= 1")
@@ -52,6 +57,12 @@ class ModelConfig:
         _check("model.beta", self.beta >= 0, "must be >= 0")
         _check("model.likelihood", self.likelihood in LIKELIHOODS, f"must be one of {LIKELIHOODS}")
         _check("model.sigma", self.sigma > 0, "must be > 0")
+        image_ok = len(self.image) == 3 and self.image[0] in (1, 3)
+        _check(
+            "model.image",
+            image_ok and min(self.image[1:]) >= MIN_SIDE,
+            f"(channels, height, width) with 1 or 3 channels and sides of {MIN_SIDE} or more",
+        )
 
 
 @dataclass(frozen=True)

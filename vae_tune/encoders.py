@@ -19,8 +19,9 @@ import optuna
 import torch
 
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import Autoencoder, build_model
+from vae_tune.models import Autoencoder
 from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.saving import load_spec_file, save_spec_file
 from vae_tune.stages import stage
 from vae_tune.tasks import AutoencoderTask, Lineage, retrain
 from vae_tune.tracking import Tracker
@@ -132,12 +133,13 @@ def best_trial_encoder(
     }
     config = record.replay(trial)
     # The key covers everything the weights depend on: a recreated study reuses no stale file.
-    recipe = [config.model, config.train, trial.user_attrs, settings.to_json()]
+    # "schedule": the trial's own schedule to its best epoch (0.3), not one squeezed to fit.
+    recipe = [config.model, config.train, trial.user_attrs, settings.to_json(), "schedule"]
     digest = hashlib.sha1(json.dumps(recipe, default=str).encode()).hexdigest()[:12]
     cache = cache_dir / f"{study.study_name}-trial{trial.number}-{digest}.pt"
     if cache.is_file():
-        model = build_model(settings.stage, config.model)
-        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+        model = load_spec_file(cache)
+        assert isinstance(model, Autoencoder), f"{cache} holds an autoencoder"
         log(f"encoder: trial {trial.number} of {study.study_name} (cached in {cache})")
         return model.to(device), lineage
 
@@ -147,5 +149,5 @@ def best_trial_encoder(
     trained, _ = retrain(task, config, facts.seed, epochs, validate=True)
     assert isinstance(trained, Autoencoder)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(trained.state_dict(), cache)
+    save_spec_file(trained, cache, "vae-tune/encoder-cache")
     return trained, lineage

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vae_tune.models import Autoencoder, Model
-from vae_tune.saving import model_from_spec, model_spec
+from vae_tune.saving import save_spec_file
 
 SPEC_FILE = "vae_tune.pt"  # inside extra_files/ of the main part
 SPEC_FORMAT = "vae-tune/2"
@@ -112,14 +112,5 @@ def _spec_file(model: Model, folder: Path) -> Path:
     """vae-tune's own save of the whole model: its spec (plain data) and its state_dict."""
     path = folder / "spec" / SPEC_FILE
     path.parent.mkdir(exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": SPEC_FORMAT, "spec": model_spec(model), "state_dict": state}, path)
+    save_spec_file(model, path, SPEC_FORMAT)
     return path
-
-
-def load_spec_file(path: Path) -> Model:
-    """A model rebuilt from vae-tune's spec file, without unpickling anything."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = model_from_spec(saved["spec"])
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()

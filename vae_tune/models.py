@@ -1,10 +1,9 @@
-"""The models: AE, VAE and the MLP head; a config in, layers out, named loss terms.
+"""The models: AE, VAE, the MLP head and the pixel CNN; a config in, layers out, named loss
+terms.
 
-`model.family: conv` (the default): conv 1->c1 k4 s2 p1, conv c1->c2 k4 s2 p1, conv c2->c3 k3 s2
-(28 -> 14 -> 7 -> 3), linear 9*c3 -> hidden -> latent; the decoder mirrors it (its output passes
-through a sigmoid). `model.batchnorm` adds batch norm after each hidden conv.
-`model.family: mlp`: the fully connected encoder of Kingma and Welling, 784 -> hidden
-[-> hidden2] -> latent, and its mirror image as decoder. Dropout sits in the linear layers.
+Every model takes (C, H, W) images in [0, 1] (`model.image`, set from the data: 1 or 3 channels,
+sides of 12 pixels or more) and standardizes them per channel with its training images' stats.
+The autoencoders' layers are in `layers.py`; their decoders' outputs pass through a sigmoid.
 Each model's `loss_terms` returns `loss` (what is minimised) and the terms logged beside it.
 Models know nothing of Optuna, MLflow, files or devices.
 """
@@ -20,86 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
-
-
-def _norm(cfg: ModelConfig, channels: int) -> list[nn.Module]:
-    """Batch norm after a conv layer when `model.batchnorm` is on: faster, steadier training.
-    Nothing otherwise, so the layer indices (and saved weights) of plain models stay as they were.
-    """
-    return [nn.BatchNorm2d(channels)] if cfg.batchnorm else []
-
-
-def conv_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
-    c1, c2, c3 = cfg.channels
-    return nn.Sequential(
-        nn.Conv2d(1, c1, 4, stride=2, padding=1),
-        *_norm(cfg, c1),
-        nn.ReLU(),
-        nn.Conv2d(c1, c2, 4, stride=2, padding=1),
-        *_norm(cfg, c2),
-        nn.ReLU(),
-        nn.Conv2d(c2, c3, 3, stride=2),
-        *_norm(cfg, c3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(c3 * 9, cfg.hidden),
-        nn.ReLU(),
-        nn.Dropout(cfg.dropout),
-        nn.Linear(cfg.hidden, out_features),
-    )
-
-
-def conv_decoder(cfg: ModelConfig) -> nn.Sequential:
-    """Latent -> pixel logits (the sigmoid is applied by the model, BCE wants logits)."""
-    c1, c2, c3 = cfg.channels
-    return nn.Sequential(
-        nn.Linear(cfg.latent_dim, cfg.hidden),
-        nn.ReLU(),
-        nn.Dropout(cfg.dropout),
-        nn.Linear(cfg.hidden, c3 * 9),
-        nn.ReLU(),
-        nn.Unflatten(1, (c3, 3, 3)),
-        nn.ConvTranspose2d(c3, c2, 3, stride=2),
-        *_norm(cfg, c2),
-        nn.ReLU(),
-        nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
-        *_norm(cfg, c1),
-        nn.ReLU(),
-        nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
-    )
-
-
-def mlp_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = 28 * 28
-    for hidden in _mlp_widths(cfg):
-        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
-        width = hidden
-    return nn.Sequential(*layers, nn.Linear(width, out_features))
-
-
-def mlp_decoder(cfg: ModelConfig) -> nn.Sequential:
-    """Latent -> pixel logits, the encoder's widths in reverse."""
-    layers: list[nn.Module] = []
-    width = cfg.latent_dim
-    for hidden in reversed(_mlp_widths(cfg)):
-        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
-        width = hidden
-    return nn.Sequential(*layers, nn.Linear(width, 28 * 28), nn.Unflatten(1, (1, 28, 28)))
-
-
-def _mlp_widths(cfg: ModelConfig) -> list[int]:
-    return [cfg.hidden, cfg.hidden2] if cfg.hidden2 else [cfg.hidden]
-
-
-def encoder_for(cfg: ModelConfig, out_features: int) -> nn.Sequential:
-    return (
-        mlp_encoder(cfg, out_features) if cfg.family == "mlp" else conv_encoder(cfg, out_features)
-    )
-
-
-def decoder_for(cfg: ModelConfig) -> nn.Sequential:
-    return mlp_decoder(cfg) if cfg.family == "mlp" else conv_decoder(cfg)
+from vae_tune.layers import decoder_for, encoder_for, norm
 
 
 class Model(nn.Module):
@@ -114,16 +34,43 @@ class Model(nn.Module):
         return self.parameters()
 
 
+class PixelStandardizer(nn.Module):
+    """Per-channel mean and standard deviation of the training images (buffers, saved with
+    the model): inputs are standardized with them, so a model takes pixels in [0, 1] whatever
+    the dataset's brightness, and a served model needs no preprocessing."""
+
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("pixel_std", torch.ones(1, channels, 1, 1))
+
+    def fit(self, images: torch.Tensor) -> None:
+        flat = images.transpose(0, 1).reshape(images.shape[1], -1).float()
+        self.pixel_mean.copy_(flat.mean(1).view_as(self.pixel_mean))
+        self.pixel_std.copy_(flat.std(1).clamp_min(1e-3).view_as(self.pixel_std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.pixel_mean) / self.pixel_std
+
+
 class Autoencoder(Model):
-    """An encoder and a decoder over 28x28 images, `cfg.latent_dim` wide in between: what a
-    head is trained on and what the pictures show."""
+    """An encoder and a decoder over (C, H, W) images, `cfg.latent_dim` wide in between: what
+    a head is trained on and what the pictures show."""
 
     cfg: ModelConfig
     encoder: nn.Sequential
     decoder: nn.Sequential
+    standardize: PixelStandardizer
+
+    def standardize_with(self, images: torch.Tensor) -> Autoencoder:
+        self.standardize.fit(images)
+        return self
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        return self.encoder(self.standardize(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z))
@@ -139,6 +86,7 @@ class ConvAutoencoder(Autoencoder):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.standardize = PixelStandardizer(cfg.image[0])
         self.encoder = encoder_for(cfg, cfg.latent_dim)
         self.decoder = decoder_for(cfg)
 
@@ -158,12 +106,15 @@ class ConvVAE(Autoencoder):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(f"model.likelihood {cfg.likelihood!r} is resolved before training")
         self.cfg = cfg
+        self.standardize = PixelStandardizer(cfg.image[0])
         self.encoder = encoder_for(cfg, 2 * cfg.latent_dim)
         self.decoder = decoder_for(cfg)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        mu, logvar = self.encoder(self.standardize(x)).chunk(2, dim=1)
         return mu, logvar
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -275,24 +226,30 @@ class PixelCNN(Model):
         super().__init__()
         self.cfg, self.n_classes = cfg, n_classes
         c1, c2 = cfg.channels[:2]
+        channels, height, width = cfg.image
+        self.standardize = PixelStandardizer(channels)
         self.net = nn.Sequential(
-            nn.Conv2d(1, c1, 5, padding=2),
-            *_norm(cfg, c1),
+            nn.Conv2d(channels, c1, 5, padding=2),
+            *norm(cfg, c1),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 5, padding=2),
-            *_norm(cfg, c2),
+            *norm(cfg, c2),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(c2 * 7 * 7, cfg.hidden),
+            nn.Linear(c2 * (height // 4) * (width // 4), cfg.hidden),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, n_classes),
         )
 
+    def standardize_with(self, images: torch.Tensor) -> PixelCNN:
+        self.standardize.fit(images)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(self.standardize(x))
 
     def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return classification_terms(self(x), y)

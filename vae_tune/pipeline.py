@@ -11,7 +11,6 @@ not retrained.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,10 +20,12 @@ import optuna
 import torch
 
 from vae_tune import runner
+from vae_tune.budget import Costs, clock, least_budget, plan_budget
 from vae_tune.calibrate import epoch_seconds
 from vae_tune.data import load_splits
+from vae_tune.datasets.defaults import data_defaults
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import Classifier, MLPHead, build_model
+from vae_tune.models import Autoencoder, Classifier, MLPHead
 from vae_tune.options import DEFAULT_SEED
 from vae_tune.prepare import StudyRequest
 from vae_tune.project import Project
@@ -33,44 +34,11 @@ from vae_tune.runner import StudyRef
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.stages import HEAD, stage
 from vae_tune.stopping import FINISHED
+from vae_tune.tasks import AutoencoderTask
 from vae_tune.train import encode
 
 Log = Callable[[str], None]
-
-ENCODER_SHARE = 0.25  # of the study time: the head study decides the accuracy, so it gets more
-MIN_HEAD_EPOCHS = 3
-WANTED_HEAD_TRIALS = 3  # epochs per head trial are cut before the head study gets fewer trials
 N_TRIALS_CAP = 200  # the budget, not a trial count, ends a pipeline's studies
-# Promotion retrains on train + validation: 60,000 of 48,000 images by default.
-RETRAIN_SCALE = 1.25
-# Per stage beyond its epochs: data, MLflow runs, pictures, registry, the logistic-regression
-# baselines (24 s on 48,000 images, 2 cores); counted in encoder epochs, which grow with the
-# data and shrink with the machine's speed as these do (an epoch took 11 s there), plus seconds.
-OVERHEAD_ENCODER_EPOCHS = 3.0
-OVERHEAD_S = 8.0
-
-
-LEAST = "least"  # --budget least: the smallest budget this machine needs, measured
-
-
-def parse_budget(text: str) -> float | None:
-    """Seconds from `30m`, `90s`, `1.5h`, `1h30m` or a bare number of minutes; None for
-    `least`, which the pipeline works out once it has measured this machine."""
-    cleaned = text.strip().lower()
-    if cleaned == LEAST:
-        return None
-    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
-        seconds = float(cleaned) * 60
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", cleaned)
-        if not parts or "".join(f"{n}{u}" for n, u in parts) != cleaned.replace(" ", ""):
-            raise VaeTuneError(
-                f"--budget {text!r}: give a duration such as 30m, 90s, 1.5h or 1h30m"
-            )
-        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if seconds <= 0:
-        raise VaeTuneError(f"--budget {text!r}: the budget must be more than zero")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -83,81 +51,6 @@ class PipelineRequest:
     workers: int = 1
     train_size: int | None = None
     val_size: int = 12_000
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Seconds per epoch, measured on this machine, and the epochs a trial runs."""
-
-    encoder_epoch_s: float
-    encoder_epochs: int
-    head_epoch_s: float
-    head_epochs: int  # the head space's own: the most a pipeline runs
-
-
-@dataclass(frozen=True)
-class Plan:
-    encoder_study_s: float
-    head_epochs: int
-    promote_encoder_s: float  # reserved after the encoder study
-    promote_head_s: float  # reserved after the head study
-    overhead_s: float  # per command: start-up, data, runs, pictures, baselines
-
-    def describe(self, costs: Costs) -> str:
-        return (
-            f"encoder study {self.encoder_study_s / 60:.1f} min "
-            f"({costs.encoder_epoch_s:.1f} s/epoch, {costs.encoder_epochs} epochs a trial); "
-            f"head trials of {self.head_epochs} epochs ({costs.head_epoch_s:.1f} s/epoch); "
-            f"{(self.promote_encoder_s + self.promote_head_s) / 60:.1f} min kept for promotions"
-        )
-
-
-def plan_budget(budget_s: float, costs: Costs) -> Plan:
-    """Share the budget: both promotions reserved first, then the studies' time split
-    ENCODER_SHARE : rest, the encoder study getting at least one full trial. Head trials run
-    the head space's epochs, fewer when the head study could not otherwise run
-    WANTED_HEAD_TRIALS of them (short budgets, slow machines)."""
-    overhead = _overhead(costs)
-    promote_encoder = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead)
-    encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
-
-    def promote_head(epochs: int) -> float:
-        return _promotion(epochs, costs.head_epoch_s, overhead)
-
-    lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
-    for wanted in (WANTED_HEAD_TRIALS, 1):
-        for epochs in range(costs.head_epochs, lowest - 1, -1):
-            studies = budget_s - 2 * overhead - promote_encoder - promote_head(epochs)
-            encoder_s = max(studies * ENCODER_SHARE, encoder_trial)
-            if studies - encoder_s >= wanted * epochs * costs.head_epoch_s:
-                return Plan(encoder_s, epochs, promote_encoder, promote_head(epochs), overhead)
-    raise VaeTuneError(
-        f"--budget {_clock(budget_s)} is too small for one trial of each study and both "
-        f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
-        f"a head epoch {costs.head_epoch_s:.1f} s): give at least {_clock(least_budget(costs))}"
-        f" (or --budget {LEAST})"
-    )
-
-
-def least_budget(costs: Costs) -> float:
-    """The smallest budget `plan_budget` accepts, with 5 % to spare: one encoder trial, one
-    head trial of the fewest epochs, both promotions and the overheads."""
-    overhead = _overhead(costs)
-    lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
-    studies = costs.encoder_epochs * costs.encoder_epoch_s + lowest * costs.head_epoch_s
-    promotions = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead) + _promotion(
-        lowest, costs.head_epoch_s, overhead
-    )
-    return 1.05 * (2 * overhead + promotions + studies)
-
-
-def _overhead(costs: Costs) -> float:
-    return OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
-
-
-def _promotion(epochs: int, epoch_s: float, overhead: float) -> float:
-    """A promotion's retrain on train + validation, and its overhead."""
-    return epochs * epoch_s * RETRAIN_SCALE + overhead
 
 
 @dataclass(frozen=True)
@@ -188,7 +81,7 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
 
     def stage_log(stage: str) -> Log:
         def emit(line: str) -> None:
-            log(f"[{stage} | {_clock(max(0.0, end - time.time()))} left] {line}")
+            log(f"[{stage} | {clock(max(0.0, end - time.time()))} left] {line}")
 
         return emit
 
@@ -200,7 +93,7 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     storage = project.open_storage() if project.has_storage else None
     encoder_epochs = _stored_epochs(storage, encoder_name) or _epochs(encoder_space)
     head_epochs_max = _stored_epochs(storage, head_name) or _epochs(head_space)
-    shown = _clock(request.budget_s) if request.budget_s else "the least"
+    shown = clock(request.budget_s) if request.budget_s else "the least"
     log(f"measuring what an epoch costs on this machine ({shown} budget)")
     costs = measure_costs(
         request, project, encoder_space, head_space, encoder_epochs, head_epochs_max
@@ -208,7 +101,7 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     budget_s = request.budget_s or least_budget(costs)
     if not request.budget_s:
         end = started + budget_s
-        log(f"budget: {_clock(budget_s)}, the least this machine needs for every stage")
+        log(f"budget: {clock(budget_s)}, the least this machine needs for every stage")
     plan = plan_budget(budget_s, costs)
     if _stored_epochs(storage, head_name):  # a resumed head study keeps its trials' length
         plan = replace(plan, head_epochs=head_epochs_max)
@@ -283,8 +176,11 @@ def measure_costs(
         device=device,
     )
     torch.manual_seed(0)
+    encoder_space = encoder_space.with_fixed(data_defaults(encoder_space.fixed, splits))
+    head_space = head_space.with_fixed(data_defaults(head_space.fixed, splits))
     encoder_config = encoder_space.typical_config()
-    encoder = build_model(request.encoder, encoder_config.model).to(device)
+    encoder = AutoencoderTask(request.encoder, splits).build(encoder_config).to(device)
+    assert isinstance(encoder, Autoencoder)
     encoder_s = epoch_seconds(encoder, (splits.train_x,), (splits.val_x,), encoder_config.train)
     head_config = head_space.typical_config()
     head = MLPHead(encoder_config.model.latent_dim, head_config.head, len(splits.classes))
@@ -372,8 +268,3 @@ def _promote_stage(ref: StudyRef, project: Project, log: Log) -> StageRow:
 def _metric(storage: optuna.storages.BaseStorage, name: str) -> str:
     study = _existing(storage, name)
     return StudyRecord(study).metric if study else "?"
-
-
-def _clock(seconds: float) -> str:
-    seconds = round(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}"

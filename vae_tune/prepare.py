@@ -14,7 +14,9 @@ from pathlib import Path
 
 from optuna.storages import BaseStorage
 
+from vae_tune.analysis.latents import PROBE
 from vae_tune.data import load_splits
+from vae_tune.datasets.defaults import data_defaults, describe
 from vae_tune.encoders import resolve_encoder
 from vae_tune.errors import VaeTuneError
 from vae_tune.options import CommandLine, RunOptions, resolve
@@ -118,6 +120,15 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
         seed=run.seed,
         device=device,
     )
+    if not splits.labelled and (wanted.needs_labels or PROBE in space.settings.metrics):
+        raise VaeTuneError(
+            f"{request.dataset} has no labels (no class folders): the {wanted.name} stage and "
+            "the probe objective need them; ae and vae studies learn from it as it is"
+        )
+    # The data's own `auto` values, stored with the study as fixed values.
+    chosen = data_defaults(space.fixed, splits)
+    space = space.with_fixed(chosen)
+    log(describe(splits, chosen))
     storage, tracker = stores or project.open_stores(write=True)
     options = StudyOptions(
         study_name=request.name,

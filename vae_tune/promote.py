@@ -9,6 +9,7 @@ for Ctrl-C).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections.abc import Callable
@@ -22,7 +23,6 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune.analysis import pareto
 from vae_tune.analysis.latents import IWAE_K
 from vae_tune.config import TrialConfig, flatten
-from vae_tune.data import Splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Model
 from vae_tune.objective import trial_seed
@@ -215,12 +215,12 @@ def retrain_on_train_and_validation(
 ) -> tuple[Model, Task]:
     """The champion trained on train + validation for the epochs it was selected at."""
     s = task.splits
-    both = Splits(
-        s.dataset,
-        torch.cat([s.train_x, s.val_x]),
-        torch.cat([s.train_y, s.val_y]),
-        s.val_x[:0],
-        s.val_y[:0],
+    both = dataclasses.replace(
+        s,
+        train_x=torch.cat([s.train_x, s.val_x]),
+        train_y=torch.cat([s.train_y, s.val_y]),
+        val_x=s.val_x[:0],
+        val_y=s.val_y[:0],
     )
     final_task = with_splits(task, both)  # a head task re-encodes the images
     total = champion.config.train.epochs

@@ -40,23 +40,34 @@ class Settings:
     seed: int
     fixed: dict[str, Any]
     encoder: Lineage = field(default_factory=dict)
+    # A dataset without a test split of its own: the share held out as one (data.HOLDOUT).
+    holdout: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """As the storage keeps it (tuples become lists), so stored and current compare."""
         raw = dataclasses.asdict(self)
         raw["fixed"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.fixed.items()}
-        if not self.encoder:
-            del raw["encoder"]
+        for optional in ("encoder", "holdout"):  # studies stored before them compare equal
+            if not raw[optional]:
+                del raw[optional]
         return raw
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Settings:
-        return cls(**{**raw, "fixed": dict(raw["fixed"]), "encoder": dict(raw.get("encoder", {}))})
+        return cls(
+            **{
+                **raw,
+                "fixed": dict(raw["fixed"]),
+                "encoder": dict(raw.get("encoder", {})),
+                "holdout": dict(raw.get("holdout", {})),
+            }
+        )
 
     @property
     def split(self) -> dict[str, Any]:
-        """The facts that decide which images are training and which validation images."""
-        return {"dataset": self.dataset, "val_size": self.val_size, "seed": self.seed}
+        """The facts that decide which images are training, validation and test images."""
+        split = {"dataset": self.dataset, "val_size": self.val_size, "seed": self.seed}
+        return {**split, "holdout": self.holdout} if self.holdout else split
 
 
 @dataclass(frozen=True)
@@ -83,8 +94,6 @@ class TestRead:
     command: str  # promote, curve
     why: str  # promotion, re-promotion, curve
     host: str = ""
-
-    __test__ = False  # not a pytest class, whatever its name says
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,7 @@ class StudyRecord:
             train_size=s.train_size,
             seed=s.seed,
             device=device,
+            holdout=s.holdout or None,
         )
 
     # Its MLflow side.

@@ -7,7 +7,10 @@ can move without breaking a registered model, and loading needs no pickle
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from vae_tune.config import HeadConfig, ModelConfig, build_config
 from vae_tune.models import (
@@ -17,6 +20,7 @@ from vae_tune.models import (
     MLPHead,
     Model,
     PixelCNN,
+    PixelStandardizer,
     build_model,
 )
 
@@ -57,6 +61,38 @@ def model_from_spec(spec: dict[str, Any]) -> Model:
     if kind == "cnn":
         return PixelCNN(config, spec["n_classes"])
     return build_model(kind, config)
+
+
+def save_spec_file(model: Model, path: Path, format: str) -> None:
+    """`model` as its spec and its state_dict: plain data and tensors only."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": format, "spec": model_spec(model), "state_dict": state}, path)
+
+
+def load_spec_file(path: Path) -> Model:
+    """A model rebuilt from its spec file, without unpickling anything."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = model_from_spec(saved["spec"])
+    load_weights(model, saved["state_dict"])
+    return model.eval()
+
+
+def load_weights(model: Model, state: dict[str, torch.Tensor]) -> None:
+    """The state_dict into `model`. Models saved before they standardized their pixels (0.2)
+    have no pixel statistics: theirs stay the identity (mean 0, std 1), as they were trained."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    allowed = ("pixel_mean", "pixel_std")
+    if unexpected or any(not key.endswith(allowed) for key in missing):
+        model.load_state_dict(state)  # raises, naming the keys that do not fit
+
+
+def with_identity_standardizers(model: Model) -> Model:
+    """A model unpickled from 0.1, whose classes had no pixel standardizer yet: it gets the
+    identity one (mean 0, std 1), which is what it was trained without."""
+    for module in model.modules():
+        if isinstance(module, Autoencoder | PixelCNN) and "standardize" not in module._modules:
+            module.standardize = PixelStandardizer(1)  # 0.1 models took 28x28 grayscale only
+    return model
 
 
 def _plain(config: ModelConfig | HeadConfig) -> dict[str, Any]:

@@ -35,5 +35,8 @@ def read_test_split(
         f"reading the test split of {record.study.study_name} ({why} of trial {trial}): "
         f"read {reads}, {earlier}"
     )
-    images, labels = load_test(record.settings.dataset, data_dir, device=device)
+    settings = record.settings
+    images, labels = load_test(
+        settings.dataset, data_dir, device=device, holdout=settings.holdout or None
+    )
     return images, labels, reads

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from vae_tune.analysis.latents import PROBE
 from vae_tune.config import config_keys
 from vae_tune.data import Splits
+from vae_tune.datasets import short_name
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Autoencoder
 from vae_tune.tasks import AutoencoderTask, HeadTask, Lineage, PixelTask, Task
@@ -39,6 +40,7 @@ class Stage:
     keys: frozenset[str]  # the dotted config keys its search space may use
     make_task: Callable[[Splits, Encoder | None], Task]
     needs_encoder: bool = False
+    needs_labels: bool = False  # a classifier: nothing to learn from unlabelled images
     epoch_rule: EpochRule | None = None
     # What `--objective` may name: objective -> (metric, direction); a stage with latents
     # offers `probe`.
@@ -49,14 +51,14 @@ class Stage:
         return next(iter(self.metrics))
 
     def study_name(self, dataset: str, encoder: str = "ae") -> str:
-        """`STAGE-DATASET`; a head's names its encoder: `mlp-ENCODER-DATASET`."""
-        return (
-            f"{self.name}-{encoder}-{dataset}" if self.needs_encoder else f"{self.name}-{dataset}"
-        )
+        """`STAGE-DATASET`; a head's names its encoder: `mlp-ENCODER-DATASET` (a folder or
+        npz dataset by its folder's or file's name)."""
+        short = short_name(dataset)
+        return f"{self.name}-{encoder}-{short}" if self.needs_encoder else f"{self.name}-{short}"
 
     def registry_name(self, dataset: str) -> str:
         """The name its champions are registered under in MLflow's model registry."""
-        return f"vae-tune-{dataset}-{self.name}"
+        return f"vae-tune-{short_name(dataset)}-{self.name}"
 
 
 def posterior_collapse(
@@ -82,19 +84,20 @@ def _keys(
 
 
 _VAE_ONLY = {"model.beta", "model.likelihood", "model.sigma"}
+_FROM_DATA = "model.image"  # set from the images (tasks.sized), never by a space
 _TRAINING = "train."
 
 AE = Stage(
     "ae",
     {"val_loss": "minimize", "val_mse": "minimize", PROBE: "maximize"},
-    _keys(("model.", _TRAINING), drop={"train.encoder_lr", *_VAE_ONLY}),
+    _keys(("model.", _TRAINING), drop={"train.encoder_lr", _FROM_DATA, *_VAE_ONLY}),
     lambda splits, encoder: AutoencoderTask("ae", splits),
     objectives={"loss": ("val_loss", "minimize"), "probe": (PROBE, "maximize")},
 )
 VAE = Stage(
     "vae",
     {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize", PROBE: "maximize"},
-    _keys(("model.", _TRAINING), drop={"train.encoder_lr"}),
+    _keys(("model.", _TRAINING), drop={"train.encoder_lr", _FROM_DATA}),
     lambda splits, encoder: AutoencoderTask("vae", splits),
     epoch_rule=posterior_collapse,
     objectives={"elbo": ("val_neg_elbo", "minimize"), "probe": (PROBE, "maximize")},
@@ -112,6 +115,7 @@ HEAD = Stage(
     _keys(("head.", _TRAINING)),
     _head_task,
     needs_encoder=True,
+    needs_labels=True,
 )
 PIXEL_CNN = Stage(
     "cnn",
@@ -123,6 +127,7 @@ PIXEL_CNN = Stage(
         drop={"train.encoder_lr"},
     ),
     lambda splits, encoder: PixelTask(splits),
+    needs_labels=True,
 )
 
 STAGES: dict[str, Stage] = {s.name: s for s in (AE, VAE, HEAD, PIXEL_CNN)}

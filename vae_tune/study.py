@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from vae_tune import notes
 from vae_tune.analysis.pictures import SHOWN
+from vae_tune.data import holdout_of
 from vae_tune.gallery import Gallery
 from vae_tune.objective import Objective, TrialContext
 from vae_tune.ops.repair import repair
@@ -115,6 +116,7 @@ def study_settings(space: SearchSpace, task: Task, options: StudyOptions) -> Set
         options.seed,
         dict(space.fixed),
         dict(task.lineage),
+        holdout_of(s.dataset) or {},
     )
 
 

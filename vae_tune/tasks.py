@@ -25,7 +25,7 @@ from vae_tune.analysis.latents import (
     probe_accuracy,
     probe_subset,
 )
-from vae_tune.config import TrialConfig
+from vae_tune.config import ModelConfig, TrialConfig
 from vae_tune.data import Splits
 from vae_tune.models import (
     Autoencoder,
@@ -55,7 +55,8 @@ class AutoencoderTask:
     pictured = True  # each trial leaves a picture of its reconstructions
 
     def build(self, config: TrialConfig) -> Model:
-        return build_model(self.stage, config.model)
+        model = build_model(self.stage, sized(config.model, self.splits))
+        return model.standardize_with(self.splits.train_x)
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
         return (self.splits.train_x,), (self.splits.val_x,)
@@ -118,7 +119,8 @@ class PixelTask:
     pictured = False
 
     def build(self, config: TrialConfig) -> Model:
-        return PixelCNN(config.model, len(self.splits.classes))
+        model = PixelCNN(sized(config.model, self.splits), len(self.splits.classes))
+        return model.standardize_with(self.splits.train_x)
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
         s = self.splits
@@ -208,6 +210,11 @@ class HeadTask:
 
 
 Task = AutoencoderTask | HeadTask | PixelTask
+
+
+def sized(config: ModelConfig, splits: Splits) -> ModelConfig:
+    """The model's config at the data's image shape: the one place `model.image` is set."""
+    return dataclasses.replace(config, image=splits.image_shape)
 
 
 def retrain(

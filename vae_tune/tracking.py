@@ -28,8 +28,9 @@ from mlflow.tracking import MlflowClient
 
 from vae_tune import links
 from vae_tune.errors import StoreError
-from vae_tune.export import MAIN, SPEC_FILE, load_spec_file, save_parts
+from vae_tune.export import MAIN, SPEC_FILE, save_parts
 from vae_tune.models import Model
+from vae_tune.saving import load_spec_file, with_identity_standardizers
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -238,7 +239,7 @@ def load_model_folder(path: Path) -> Model:
     import mlflow.pytorch  # only the old pickled format needs the flavour
 
     pickled: Model = mlflow.pytorch.load_model(str(path), map_location="cpu")
-    return pickled
+    return with_identity_standardizers(pickled)
 
 
 def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:

@@ -10,6 +10,7 @@ a plot), and the study keeps it (`curves`) for the report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from sklearn.model_selection import train_test_split
 
 from vae_tune.analysis import plots
 from vae_tune.config import flatten
-from vae_tune.data import Splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.record import CurveRecord, StudyRecord, TrialRecord
 from vae_tune.sealed import read_test_split
@@ -64,6 +64,10 @@ def learning_curve(
             f"--sizes {too_big}: the study's training + validation pool holds {len(pool_y)} "
             f"images; sizes go from {len(s.classes)} to {len(pool_y)}"
         )
+    if not s.labelled:
+        raise VaeTuneError(
+            f"{s.dataset} has no labels: a learning curve is scored by classification error"
+        )
     evaluation = task.curve_evaluation
     test_x, test_y, reads = read_test_split(
         record, trial.number, "curve", "curve", data_dir=data_dir, device=pool_x.device, log=log
@@ -90,7 +94,9 @@ def learning_curve(
     with tracker.closed_on_error(run_id):
         for size in sorted(sizes):
             idx = _stratified(pool_y, size, seed)
-            subset = Splits(s.dataset, pool_x[idx], pool_y[idx], s.val_x[:0], s.val_y[:0])
+            subset = dataclasses.replace(
+                s, train_x=pool_x[idx], train_y=pool_y[idx], val_x=s.val_x[:0], val_y=s.val_y[:0]
+            )
             sub_task = with_splits(task, subset)
             log(f"size {size}: training trial {trial.number}'s config to its epoch {epochs}")
             model, _ = retrain(sub_task, config, seed, epochs)

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 
 def image_rows(rows: dict[str, torch.Tensor], title: str) -> Figure:
-    """One row of 28x28 images per entry (e.g. originals above reconstructions)."""
+    """One row of images per entry (e.g. originals above reconstructions)."""
     n = max(len(images) for images in rows.values())
     fig = Figure(figsize=(n * 0.9, len(rows) * 1.0 + 0.6))
     axes = fig.subplots(len(rows), n, squeeze=False)
@@ -26,7 +26,7 @@ def image_rows(rows: dict[str, torch.Tensor], title: str) -> Figure:
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(images):
-                ax.imshow(images[c].squeeze().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+                show_image(ax, images[c])
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center")
     fig.suptitle(title)
     fig.tight_layout()
@@ -40,10 +40,19 @@ def image_grid(images: torch.Tensor, title: str, columns: int = 8) -> Figure:
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < len(images):
-            ax.imshow(images[i].squeeze().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            show_image(ax, images[i])
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def show_image(ax: Any, image: torch.Tensor) -> None:
+    """One (C, H, W) image in [0, 1]: gray for one channel, in colour for three."""
+    pixels = image.detach().float().cpu().clamp(0, 1)
+    if pixels.shape[0] == 1:
+        ax.imshow(pixels[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(pixels.permute(1, 2, 0).numpy())
 
 
 def latent_projections(

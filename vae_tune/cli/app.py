@@ -57,11 +57,6 @@ class EncoderName(str, Enum):
     vae = "vae"
 
 
-class Dataset(str, Enum):
-    fashion_mnist = "fashion-mnist"
-    mnist = "mnist"
-
-
 class TrialState(str, Enum):
     complete = "complete"
     pruned = "pruned"
@@ -86,7 +81,14 @@ StorageOpt = Annotated[
 TrackingOpt = Annotated[
     str | None, typer.Option(help="MLflow tracking URI (default: sqlite:///mlflow.db).")
 ]
-DatasetOpt = Annotated[Dataset, typer.Option(help="Dataset.")]
+DEFAULT_DATASET = "fashion-mnist"
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        help="fashion-mnist, mnist, svhn, cifar10, folder:PATH (class folders of PNG or JPEG "
+        "images) or npz:PATH (arrays x_train, y_train [, x_test, y_test])."
+    ),
+]
 DataDirOpt = Annotated[
     Path | None, typer.Option(help="Data folder (default: $VAE_TUNE_DATA or ./data).")
 ]

@@ -9,8 +9,8 @@ import typer
 
 from vae_tune import render
 from vae_tune.cli.app import (
+    DEFAULT_DATASET,
     DataDirOpt,
-    Dataset,
     DatasetOpt,
     DeviceOpt,
     EncoderName,
@@ -58,7 +58,7 @@ def study(
     space: Annotated[
         Path | None, typer.Option(help="Search-space YAML (default: search_spaces/STAGE.yaml).")
     ] = None,
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     data_dir: DataDirOpt = None,
     train_size: TrainSizeOpt = None,
     val_size: ValSizeOpt = 12_000,
@@ -126,7 +126,7 @@ def pipeline(
             "smallest this machine needs for one trial of each study and both promotions)."
         ),
     ] = "30m",
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     data_dir: DataDirOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -139,7 +139,8 @@ def pipeline(
     """Encoder study, its promotion, head study, its promotion and the report, in a budget.
 
     Rerun it to resume: ended stages are skipped, an interrupted study is topped up."""
-    from vae_tune.pipeline import PipelineRequest, parse_budget, run_pipeline
+    from vae_tune.budget import parse_budget
+    from vae_tune.pipeline import PipelineRequest, run_pipeline
 
     options = locals()
 
@@ -178,7 +179,7 @@ def promote(
     ] = 100,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -212,7 +213,7 @@ def curve(
     ] = "20000,30000,40000,50000,60000",
     study_name: StudyNameOpt = None,
     encoder: EncoderOpt = EncoderName.ae,
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     data_dir: DataDirOpt = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
@@ -241,7 +242,7 @@ def compare(
         str | None, typer.Option(help="These trials instead, comma-separated: 3,7,9.")
     ] = None,
     study_name: StudyNameOpt = None,
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from vae_tune import render
 from vae_tune.cli.app import (
-    Dataset,
+    DEFAULT_DATASET,
     DatasetOpt,
     EncoderName,
     EncoderOpt,
@@ -29,7 +29,7 @@ from vae_tune.errors import VaeTuneError
 
 @app.command()
 def report(
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
@@ -40,7 +40,7 @@ def report(
 
     def go() -> int:
         project = project_of(options)
-        render.console.print(f"wrote {project.shown(runner.report(dataset.value, project))}")
+        render.console.print(f"wrote {project.shown(runner.report(dataset, project))}")
         return 0
 
     run(go)
@@ -129,7 +129,7 @@ def trials(
     stage: StageArg,
     study_name: StudyNameOpt = None,
     encoder: EncoderOpt = EncoderName.ae,
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     state: Annotated[TrialState | None, typer.Option(help="Only trials in this state.")] = None,
     sort: Annotated[str, typer.Option(help="Column to sort by (value: best first).")] = "value",
     limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many.")] = None,
@@ -160,7 +160,7 @@ def export(
     out: Annotated[Path | None, typer.Option(help="File (default: STUDY.FORMAT here).")] = None,
     study_name: StudyNameOpt = None,
     encoder: EncoderOpt = EncoderName.ae,
-    dataset: DatasetOpt = Dataset.fashion_mnist,
+    dataset: DatasetOpt = DEFAULT_DATASET,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
 ) -> None:
@@ -180,6 +180,40 @@ def export(
         else:
             frame.to_parquet(path, index=False)
         render.console.print(f"wrote {len(frame)} trials x {len(frame.columns)} columns to {path}")
+        return 0
+
+    run(go)
+
+
+@app.command()
+def datasets() -> None:
+    """The datasets --dataset takes, and how each is trained by default."""
+    from vae_tune.datasets import BUILT_IN
+
+    def go() -> int:
+        rows = [
+            (s.name, str(len(s.classes)), "flip_shift" if s.mirror else "shift", s.about)
+            for s in BUILT_IN.values()
+        ]
+        rows += [
+            (
+                "folder:PATH",
+                "its class folders",
+                "shift",
+                "PNG or JPEG images, one folder a class (train/ and test/, or a held-out share)",
+            ),
+            (
+                "npz:PATH",
+                "its labels",
+                "shift",
+                "arrays x_train, y_train [, x_test, y_test, classes]",
+            ),
+        ]
+        render.table(
+            "datasets (read from --data-dir or $VAE_TUNE_DATA; train.augment: auto picks)",
+            ("dataset", "classes", "augment auto", "about"),
+            rows,
+        )
         return 0
 
     run(go)

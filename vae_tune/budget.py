@@ -1,0 +1,129 @@
+"""The pipeline's budget: `--budget` parsed, and shared out between its four stages from what
+an epoch costs on this machine (measured in seconds by `pipeline.measure_costs`).
+
+Both promotions are reserved first, then the studies share the rest, ENCODER_SHARE to the
+encoder study (at least one full trial). Head trials run the head space's epochs, fewer on
+short budgets so that the head study still gets WANTED_HEAD_TRIALS of them. `least_budget` is
+the smallest budget that plan accepts: `--budget least`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vae_tune.errors import VaeTuneError
+
+ENCODER_SHARE = 0.25  # of the study time: the head study decides the accuracy, so it gets more
+MIN_HEAD_EPOCHS = 3
+WANTED_HEAD_TRIALS = 3  # epochs per head trial are cut before the head study gets fewer trials
+# Promotion retrains on train + validation: 60,000 of 48,000 images by default.
+RETRAIN_SCALE = 1.25
+# Per stage beyond its epochs: data, MLflow runs, pictures, registry, the logistic-regression
+# baselines (24 s on 48,000 images, 2 cores); counted in encoder epochs, which grow with the
+# data and shrink with the machine's speed as these do (an epoch took 11 s there), plus seconds.
+OVERHEAD_ENCODER_EPOCHS = 3.0
+OVERHEAD_S = 8.0
+
+
+LEAST = "least"  # --budget least: the smallest budget this machine needs, measured
+
+
+def parse_budget(text: str) -> float | None:
+    """Seconds from `30m`, `90s`, `1.5h`, `1h30m` or a bare number of minutes; None for
+    `least`, which the pipeline works out once it has measured this machine."""
+    cleaned = text.strip().lower()
+    if cleaned == LEAST:
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+        seconds = float(cleaned) * 60
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", cleaned)
+        if not parts or "".join(f"{n}{u}" for n, u in parts) != cleaned.replace(" ", ""):
+            raise VaeTuneError(
+                f"--budget {text!r}: give a duration such as 30m, 90s, 1.5h or 1h30m"
+            )
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise VaeTuneError(f"--budget {text!r}: the budget must be more than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per epoch, measured on this machine, and the epochs a trial runs."""
+
+    encoder_epoch_s: float
+    encoder_epochs: int
+    head_epoch_s: float
+    head_epochs: int  # the head space's own: the most a pipeline runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    encoder_study_s: float
+    head_epochs: int
+    promote_encoder_s: float  # reserved after the encoder study
+    promote_head_s: float  # reserved after the head study
+    overhead_s: float  # per command: start-up, data, runs, pictures, baselines
+
+    def describe(self, costs: Costs) -> str:
+        return (
+            f"encoder study {self.encoder_study_s / 60:.1f} min "
+            f"({costs.encoder_epoch_s:.1f} s/epoch, {costs.encoder_epochs} epochs a trial); "
+            f"head trials of {self.head_epochs} epochs ({costs.head_epoch_s:.1f} s/epoch); "
+            f"{(self.promote_encoder_s + self.promote_head_s) / 60:.1f} min kept for promotions"
+        )
+
+
+def plan_budget(budget_s: float, costs: Costs) -> Plan:
+    """Share the budget: both promotions reserved first, then the studies' time split
+    ENCODER_SHARE : rest, the encoder study getting at least one full trial. Head trials run
+    the head space's epochs, fewer when the head study could not otherwise run
+    WANTED_HEAD_TRIALS of them (short budgets, slow machines)."""
+    overhead = _overhead(costs)
+    promote_encoder = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead)
+    encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
+
+    def promote_head(epochs: int) -> float:
+        return _promotion(epochs, costs.head_epoch_s, overhead)
+
+    lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
+    for wanted in (WANTED_HEAD_TRIALS, 1):
+        for epochs in range(costs.head_epochs, lowest - 1, -1):
+            studies = budget_s - 2 * overhead - promote_encoder - promote_head(epochs)
+            encoder_s = max(studies * ENCODER_SHARE, encoder_trial)
+            if studies - encoder_s >= wanted * epochs * costs.head_epoch_s:
+                return Plan(encoder_s, epochs, promote_encoder, promote_head(epochs), overhead)
+    raise VaeTuneError(
+        f"--budget {clock(budget_s)} is too small for one trial of each study and both "
+        f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
+        f"a head epoch {costs.head_epoch_s:.1f} s): give at least {clock(least_budget(costs))}"
+        f" (or --budget {LEAST})"
+    )
+
+
+def least_budget(costs: Costs) -> float:
+    """The smallest budget `plan_budget` accepts, with 5 % to spare: one encoder trial, one
+    head trial of the fewest epochs, both promotions and the overheads."""
+    overhead = _overhead(costs)
+    lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
+    studies = costs.encoder_epochs * costs.encoder_epoch_s + lowest * costs.head_epoch_s
+    promotions = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead) + _promotion(
+        lowest, costs.head_epoch_s, overhead
+    )
+    return 1.05 * (2 * overhead + promotions + studies)
+
+
+def _overhead(costs: Costs) -> float:
+    return OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
+
+
+def _promotion(epochs: int, epoch_s: float, overhead: float) -> float:
+    """A promotion's retrain on train + validation, and its overhead."""
+    return epochs * epoch_s * RETRAIN_SCALE + overhead
+
+
+def clock(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"

@@ -1,0 +1,97 @@
+"""`folder:PATH`: a folder of PNG or JPEG images, one subfolder per class.
+
+`PATH/train/<class>/*` with `PATH/test/<class>/*` beside it, or `PATH/<class>/*` alone, in which
+case a seeded, stratified share of it is held out as the test split (see `data.py`). Images
+lying in `PATH` (or `PATH/train`) with no class folders make an unlabelled dataset, for the AE
+and VAE stages. Every image must have the same size and mode (8-bit grayscale or RGB).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vae_tune.datasets.base import TEST, TRAIN, Images, Source
+from vae_tune.errors import DataError
+
+SUFFIXES = {".png", ".jpg", ".jpeg"}
+UNLABELLED = "unlabelled"  # the one class of a folder of images without class folders
+MODES = {"L": 1, "RGB": 3}
+
+
+def folder_source(path: Path) -> Source:
+    root = path.expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"folder:{path}: no such folder")
+    train = root / TRAIN if (root / TRAIN).is_dir() else root
+    folders = sorted(p.name for p in train.iterdir() if p.is_dir() and p.name != TEST)
+    classes = tuple(folders) or (UNLABELLED,)
+
+    def read(data_dir: Path, split: str) -> Images:
+        return read_folder(root / TEST if split == TEST else train, classes)
+
+    return Source(
+        f"folder:{root}",
+        classes,
+        mirror=False,
+        about=f"the images in {root}: never mirrored unless the space says train.augment: "
+        "flip_shift",
+        read=read,
+        has_test=lambda data_dir: (root / TEST).is_dir(),
+    )
+
+
+def read_folder(folder: Path, classes: tuple[str, ...]) -> Images:
+    """Every image of the class subfolders (sorted), labelled by its folder's position."""
+    if classes == (UNLABELLED,):  # the images in the folder itself
+        files = _images_in(folder)
+        if not files:
+            raise DataError(f"{folder}: no PNG or JPEG images and no class folders")
+        x = _stack(files)
+        return Images(x, np.zeros(len(x), dtype=np.int64))
+    groups = []
+    for label, name in enumerate(classes):
+        files = _images_in(folder / name)
+        if not files:
+            raise DataError(f"{folder / name}: a class folder with no PNG or JPEG images")
+        groups.append((label, files))
+    files = [f for _, fs in groups for f in fs]
+    labels = np.concatenate([np.full(len(fs), label, dtype=np.int64) for label, fs in groups])
+    return Images(_stack(files), labels)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such class folder (the training classes are its names)")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+def _stack(files: list[Path]) -> np.ndarray:
+    """The images as uint8 (N, C, H, W); the first one sets the size and mode for all."""
+    first = None
+    out: np.ndarray | None = None
+    for i, path in enumerate(files):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                mode, size = image.mode, image.size
+                pixels = np.asarray(image)
+        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from exc
+        if mode not in MODES:
+            raise DataError(f"{path}: mode {mode}; vae-tune reads 8-bit grayscale (L) or RGB")
+        if first is None:
+            first = (path, mode, size)
+            width, height = size
+            out = np.empty((len(files), MODES[mode], height, width), dtype=np.uint8)
+        elif (mode, size) != first[1:]:
+            raise DataError(
+                f"{path}: {mode} {size[0]}x{size[1]}, but {first[0]} is {first[1]} "
+                f"{first[2][0]}x{first[2][1]}: every image of a dataset has one size and mode"
+            )
+        assert out is not None
+        out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    assert out is not None
+    return out
