@@ -20,6 +20,7 @@ from vae_tune.datasets.defaults import binary_like, data_defaults
 from vae_tune.datasets.idx import FASHION_MNIST
 from vae_tune.errors import ConfigError, DataError
 
+
 def images(n: int, channels: int = 3, side: int = 32, classes: int = 10, seed: int = 0) -> tuple:
     """Images a model can tell apart: each class its own brightness, plus seeded noise."""
     y = np.arange(n) % classes
