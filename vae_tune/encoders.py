@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,12 @@ def resolve_encoder(
         model = tracker.load_model(model_name, str(champion.version))
         assert isinstance(model, Autoencoder), f"{model_name} holds an autoencoder"
         return model.to(device), lineage
+    if os.environ.get("SLURM_JOB_ID"):  # every task would retrain its own, and each differently
+        raise VaeTuneError(
+            f"on a cluster the head study takes its encoder from the registry, and "
+            f"{model_name} has no champion of {study_name!r}: run `vae-tune promote "
+            f"{settings.stage}` first (`vae-tune submit pipeline` does)"
+        )
     return best_trial_encoder(record, cache_dir, data_dir=data_dir, device=device, log=log)
 
 

@@ -24,9 +24,10 @@ from vae_tune.analysis import plots
 from vae_tune.analysis.latents import PROBE
 from vae_tune.config import TrialConfig
 from vae_tune.errors import VaeTuneError
+from vae_tune.failures import infrastructure
 from vae_tune.gallery import Gallery
 from vae_tune.models import Autoencoder, Model
-from vae_tune.ops.repair import worker_identity
+from vae_tune.ops.repair import duplicate_retry, worker_identity
 from vae_tune.progress import EpochUpdate, StudyProgress
 from vae_tune.record import TrialRecord
 from vae_tune.space import SearchSpace
@@ -38,7 +39,8 @@ from vae_tune.train import EpochResult, fit
 
 
 class SurplusTrialError(VaeTuneError):
-    """Raised for a trial started after other workers had taken the study's last trials."""
+    """Raised for a trial that yields as it starts: other workers had taken the study's last
+    trials, or another copy of the same retry runs."""
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
@@ -77,6 +79,9 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         c, record = self.c, TrialRecord(trial)
         record.set_worker(worker_identity())  # first: lets a later start find a zombie
+        if (earlier := duplicate_retry(trial)) is not None:  # enqueued twice by two processes
+            record.set_failed(f"duplicate: trial {earlier} already retries trial {record.retry_of}")
+            raise SurplusTrialError(f"trial {trial.number}: a duplicate retry")
         if surplus(trial, c.n_trials):
             trial.study.stop()
             record.set_failed("surplus: other workers took the last trials")
@@ -109,10 +114,10 @@ class Objective:
             self._end(trial, run_id, "PRUNED", tags)
             raise
         except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
-            reason = f"{type(exc).__name__}: {exc}"
-            interrupted = isinstance(exc, KeyboardInterrupt)  # not the config's fault
-            record.set_failed(reason, interrupted=interrupted)
-            status = "KILLED" if interrupted else None
+            kind = infrastructure(exc)  # not the config's fault: it runs again
+            reason = f"{type(exc).__name__}: {exc}" + (f" ({kind})" if kind else "")
+            record.set_failed(reason, interrupted=kind is not None)
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
             self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
             raise
         finally:

@@ -7,12 +7,11 @@ import json
 import warnings
 from collections.abc import Callable
 
-import numpy as np
 import optuna
 
 from vae_tune.errors import StudyMismatchError
 from vae_tune.record import Settings, StudyRecord
-from vae_tune.samplers import make_pruner, make_sampler
+from vae_tune.samplers import make_pruner, study_sampler
 from vae_tune.space import SearchSpace
 from vae_tune.tracking import Tracker
 
@@ -24,7 +23,6 @@ def optuna_study(
     storage: optuna.storages.BaseStorage,
     name: str,
     seed: int,
-    worker: int = 0,
     create: bool = True,
 ) -> optuna.Study:
     settings = space.settings
@@ -41,10 +39,8 @@ def optuna_study(
     else:
         study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
     # Optuna's samplers draw from one random stream per process: with one seed, every worker
-    # and every resumed session would replay the same start-up configs. The seed is derived
-    # from (seed, trials already in the study, worker): distinct, and still reproducible.
-    derived = np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0]
-    study.sampler = make_sampler({**settings.sampler, "seed": int(derived)}, seed=seed)
+    # and every machine would replay the same start-up configs. Each trial gets its own.
+    study.sampler = study_sampler(settings.sampler, seed)
     return study
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import torch
 from optuna.storages import BaseStorage
 
 from vae_tune import links
@@ -26,6 +27,7 @@ from vae_tune.analysis.report import build_report, studies_of
 from vae_tune.encoders import encoder_from_lineage
 from vae_tune.errors import VaeTuneError
 from vae_tune.gallery import TOP_K, TOPK_PICTURE, best_trials, compose
+from vae_tune.ops.cluster import slurm_cpus
 from vae_tune.ops.workers import run_workers
 from vae_tune.prepare import StudyRequest, prepare
 from vae_tune.progress import StudyProgress
@@ -54,6 +56,8 @@ def study(
     request: StudyRequest, project: Project, log: Log = print, progress: StudyProgress | None = None
 ) -> StudyResult:
     """Run (or resume) the requested study, in this process or in `request.workers`."""
+    if (cpus := slurm_cpus()) is not None and request.workers == 1:
+        torch.set_num_threads(cpus)  # a SLURM task: the CPUs it was given, not the node's
     setup = prepare(request, project, log)
     if request.workers == 1:
         summary = run_study(

@@ -25,7 +25,7 @@ from vae_tune.analysis.pictures import SHOWN
 from vae_tune.data import holdout_of
 from vae_tune.gallery import Gallery
 from vae_tune.objective import Objective, TrialContext
-from vae_tune.ops.repair import repair
+from vae_tune.ops.repair import repair, retry_interrupted, zombie_trials
 from vae_tune.progress import PlainProgress, StudyProgress
 from vae_tune.record import Settings, StudyRecord, TrialRecord
 from vae_tune.resume import check_resume, optuna_study, parent_run
@@ -102,7 +102,7 @@ def run_study(
     """Create or resume the study and run trials until `n_trials` have finished."""
     opened = open_study(space, study_settings(space, task, options), storage, tracker, options, log)
     run_trials(opened, space, task, tracker, options, progress or PlainProgress(log), log)
-    return close_study(opened, tracker)
+    return close_study(opened, tracker, log)
 
 
 def study_settings(space: SearchSpace, task: Task, options: StudyOptions) -> Settings:
@@ -137,17 +137,16 @@ def open_study(
     link = tracker.run_link(experiment_id, parent_run_id)
     note = notes.study_note(space, settings, link, parent_run_id)
     optuna_dashboard.save_note(study, note)
-    record.set_stop_reason(None)  # this session decides anew
     for line in repair(study, tracker).lines():
         log(f"repaired: {line}")
     return OpenStudy(study, experiment_id, parent_run_id, note)
 
 
 def join_study(
-    space: SearchSpace, storage: optuna.storages.BaseStorage, options: StudyOptions, worker: int
+    space: SearchSpace, storage: optuna.storages.BaseStorage, options: StudyOptions
 ) -> OpenStudy:
-    """Another worker's handle on a study `open_study` prepared, with its own sampler seed."""
-    study = optuna_study(space, storage, options.study_name, options.seed, worker, create=False)
+    """Another worker's handle on a study `open_study` prepared."""
+    study = optuna_study(space, storage, options.study_name, options.seed, create=False)
     record = StudyRecord(study)
     assert record.experiment_id and record.parent_run_id, "open_study prepares the study first"
     return OpenStudy(study, record.experiment_id, record.parent_run_id)
@@ -181,7 +180,10 @@ def run_trials(
         log(f"study {options.study_name}: stopped, {stop_reason}")
     if not remaining or stop_reason:
         return
-    callbacks = [stop_when_taken(options.n_trials)]
+    if opened.record.stop_reason:  # one that no longer holds: this session runs trials
+        opened.record.set_stop_reason(None)
+    # Interrupted trials of any process are enqueued again as soon as one process sees them.
+    callbacks = [stop_when_taken(options.n_trials), _retry_interrupted]
     if options.patience:
         callbacks.append(stop_on_patience(options.patience))
     timeout = options.timeout
@@ -218,6 +220,7 @@ def run_trials(
         gallery,
         options.dashboard_url,
     )
+    started = time.time()
     try:
         study.optimize(
             Objective(context, progress),
@@ -226,15 +229,24 @@ def run_trials(
             catch=(Exception,),  # a failed trial is recorded; the study goes on
             callbacks=[trial_ended, *callbacks],
         )
-    except KeyboardInterrupt:
-        tracker.end_run(opened.parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
+    except KeyboardInterrupt:  # the parent run is closed by the last process to leave
+        if not others_running(study):
+            tracker.end_run(opened.parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
         raise
     except Exception as exc:  # a storage or tracking failure: the parent run must not stay open
-        reason = f"{type(exc).__name__}: {exc}"
-        tracker.end_run(opened.parent_run_id, "FAILED", {"fail_reason": reason})
+        if not others_running(study):
+            reason = f"{type(exc).__name__}: {exc}"
+            tracker.end_run(opened.parent_run_id, "FAILED", {"fail_reason": reason})
         raise
     finally:
         progress.close()
+    timed_out = options.timeout and time.time() - started >= options.timeout
+    if timed_out and not opened.record.stop_reason:
+        opened.record.set_stop_reason(f"timeout: --timeout {options.timeout:.0f} s reached")
+
+
+def _retry_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
+    retry_interrupted(study)
 
 
 def _stopped_already(
@@ -250,9 +262,14 @@ def _stopped_already(
     return None
 
 
-def close_study(opened: OpenStudy, tracker: Tracker) -> StudySummary:
-    """Log the study's totals on its parent run and close it FINISHED."""
+def close_study(opened: OpenStudy, tracker: Tracker, log: Log = print) -> StudySummary:
+    """Log the study's totals on its parent run and close it FINISHED, once: by the last
+    process to leave, when no trial runs elsewhere. One that leaves while other processes
+    still run trials leaves the run open to them."""
     summary = summarize(opened.study)
+    if others_running(opened.study):
+        log(f"study {opened.study.study_name}: other processes go on; the last one closes it")
+        return summary
     if summary.stop_reason and opened.note:
         optuna_dashboard.save_note(
             opened.study, notes.stopped_note(opened.note, summary.stop_reason)
@@ -266,6 +283,14 @@ def close_study(opened: OpenStudy, tracker: Tracker) -> StudySummary:
         tags["stop_reason"] = summary.stop_reason
     tracker.end_run(opened.parent_run_id, "FINISHED", tags)
     return summary
+
+
+def others_running(study: optuna.Study) -> bool:
+    """Whether a trial of the study runs in a process that is alive (a zombie does not count:
+    this process's own trials have all ended when it asks)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    zombies = {t.number for t in zombie_trials(study)}
+    return any(t.number not in zombies for t in running)
 
 
 def summarize(study: optuna.Study) -> StudySummary:

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from vae_tune import __version__, render
 from vae_tune.errors import VaeTuneError
+from vae_tune.failures import out_of_memory
 from vae_tune.logs import quiet_libraries
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def run(action: Callable[[], int]) -> None:
         render.errors.print("interrupted: open runs were closed; run the same command to resume.")
         raise typer.Exit(130) from None
     except Exception as exc:
-        if _out_of_memory(exc):
+        if out_of_memory(exc):
             render.errors.print(
                 f"[bold red]error:[/] out of memory: {escape(str(exc).splitlines()[0])}. "
                 "Everything recorded before is intact: use a smaller batch, model or "
@@ -183,17 +184,6 @@ def run(action: Callable[[], int]) -> None:
         raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """A CPU or GPU allocation that failed (torch says so in its message, or in its type)."""
-    text = str(exc)
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or "can't allocate memory" in text
-        or "out of memory" in text.lower()
-    )
 
 
 DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}

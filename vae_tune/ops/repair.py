@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import optuna
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from vae_tune.record import StudyRecord, TrialRecord
@@ -50,16 +51,20 @@ class Repairs:
 
 
 def zombie_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """RUNNING trials whose worker process is gone (checked on this host only), and trials
-    that never recorded a worker: a worker writes that first, so one that could not (its disk
-    filled up the moment the trial was created) died then."""
+    """RUNNING trials whose worker process is gone, checked on this host only. A storage with
+    heartbeats (RDB: several machines) leaves every other host's trials to Optuna's heartbeat,
+    which compares no clocks. A journal (one machine) also counts trials that never recorded
+    a worker: a worker writes that first, so one that could not (its disk filled up the moment
+    the trial was created) died then."""
     zombies = []
     now = datetime.now()
+    local_only = not is_heartbeat_enabled(study._storage)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = TrialRecord(trial).worker
         if worker is None:
             started = trial.datetime_start
-            if started is not None and (now - started).total_seconds() > NO_WORKER_AFTER_S:
+            age = (now - started).total_seconds() if started is not None else 0.0
+            if local_only and age > NO_WORKER_AFTER_S:
                 zombies.append(trial)
         elif worker["host"] == HOST and not _alive(int(worker["pid"])):
             zombies.append(trial)
@@ -85,7 +90,8 @@ def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[str, FrozenTr
 
 
 def to_retry(study: optuna.Study) -> list[FrozenTrial]:
-    """Failed trials that were interrupted, not judged, and have not been enqueued again."""
+    """Failed trials that were interrupted, not judged, and have not been enqueued again. A
+    retry is not retried again: a configuration runs again once."""
     trials = study.get_trials(deepcopy=False)
     retried = {TrialRecord(t).retry_of for t in trials}
     return [
@@ -93,9 +99,32 @@ def to_retry(study: optuna.Study) -> list[FrozenTrial]:
         for t in trials
         if t.state == TrialState.FAIL
         and TrialRecord(t).needs_retry
+        and TrialRecord(t).retry_of is None
         and t.number not in retried
         and t.params
     ]
+
+
+def retry_interrupted(study: optuna.Study) -> list[int]:
+    """Enqueue each interrupted trial once more. Two processes that see the same one at the
+    same moment may both enqueue it; the later copy yields when it starts (`duplicate_retry`),
+    so one retry runs."""
+    numbers = []
+    for trial in to_retry(study):
+        study.enqueue_trial(trial.params, user_attrs=TrialRecord.retry_attrs(trial.number))
+        numbers.append(trial.number)
+    return numbers
+
+
+def duplicate_retry(trial: optuna.Trial) -> int | None:
+    """The earlier trial that already retries what this one retries, if any."""
+    of = TrialRecord(trial).retry_of
+    if of is None:
+        return None
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.number < trial.number and TrialRecord(other).retry_of == of:
+            return other.number
+    return None
 
 
 def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs:
@@ -125,9 +154,7 @@ def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs
         )
         repairs.runs_closed.append(run_id)
     if retry:
-        for trial in to_retry(study):
-            study.enqueue_trial(trial.params, user_attrs=TrialRecord.retry_attrs(trial.number))
-            repairs.retried.append(trial.number)
+        repairs.retried = retry_interrupted(study)
     return repairs
 
 

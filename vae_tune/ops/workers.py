@@ -71,7 +71,7 @@ def run_workers(
         log(f"workers that did not end cleanly (exit codes): {failed}")
     for line in repair(opened.study, tracker).lines():  # a worker killed with SIGKILL
         log(f"repaired: {line}")
-    return close_study(opened, tracker)
+    return close_study(opened, tracker, log)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -106,7 +106,7 @@ def _worker_main(
 
     try:
         setup = prepare(request, project, log)
-        opened = join_study(setup.space, setup.storage, setup.options, worker=index)
+        opened = join_study(setup.space, setup.storage, setup.options)
         # Every worker starts trials once all have loaded: the first one ready would otherwise
         # take the start-up trials alone, sampled one after another instead of side by side.
         with contextlib.suppress(threading.BrokenBarrierError):  # a worker that died: go on
