@@ -130,6 +130,11 @@ class StudyRecord:
         self.live.set_user_attr(key, value)
         self._attrs = self.live.user_attrs
 
+    def refreshed(self) -> StudyRecord:
+        """The record as the storage holds it now (other processes write to it too)."""
+        self._attrs = self.live.user_attrs
+        return self
+
     # What the study ran with.
     @property
     def started(self) -> bool:

@@ -4,6 +4,7 @@ that it runs with the space and settings it began with, and its MLflow parent ru
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from vae_tune.space import SearchSpace
 from vae_tune.tracking import Tracker
 
 Log = Callable[[str], None]
+PARENT_WAIT_S = 120  # the creator of a new study opens its run within a second or two
 
 
 def optuna_study(
@@ -24,24 +26,30 @@ def optuna_study(
     name: str,
     seed: int,
     create: bool = True,
-) -> optuna.Study:
+) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it: the storage lets one process create a
+    study of a name, so of several that start at once exactly one is its creator."""
     settings = space.settings
     epochs = int(space.config(space.fixed).train.epochs)
     pruner = make_pruner(settings.pruner, max_epochs=epochs)
+    created = False
     if create:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            pruner=pruner,
-            directions=[optuna.study.StudyDirection[d.upper()] for d in settings.directions],
-            load_if_exists=True,
-        )
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=name,
+                pruner=pruner,
+                directions=[optuna.study.StudyDirection[d.upper()] for d in settings.directions],
+            )
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
     else:
         study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
     # Optuna's samplers draw from one random stream per process: with one seed, every worker
     # and every machine would replay the same start-up configs. Each trial gets its own.
     study.sampler = study_sampler(settings.sampler, seed)
-    return study
+    return study, created
 
 
 def check_resume(
@@ -105,9 +113,16 @@ def parent_run(
     experiment_id: str,
     space: SearchSpace,
     settings: Settings,
+    creator: bool = True,
 ) -> str:
-    """The study's MLflow run: the one stored on the study if it still exists, else a new one."""
+    """The study's MLflow run: the one stored on the study if it still exists, else a new one.
+    A process that did not create the study waits for its creator's run rather than make a
+    second one (processes started together on a new study)."""
     run_id = record.parent_run_id
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while not creator and not run_id and time.monotonic() < deadline:
+        time.sleep(0.2)
+        run_id = record.refreshed().parent_run_id
     if run_id and tracker.run_exists(run_id):
         tracker.resume_run(run_id)
         return run_id

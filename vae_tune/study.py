@@ -129,11 +129,11 @@ def open_study(
     log: Log = print,
 ) -> OpenStudy:
     """Create or resume the study: check it matches, open its parent run, heal crashed trials."""
-    study = optuna_study(space, storage, options.study_name, options.seed)
+    study, created = optuna_study(space, storage, options.study_name, options.seed)
     record = StudyRecord(study)
     check_resume(record, space, settings, options.force, log)
     experiment_id = tracker.experiment_id(options.study_name)
-    parent_run_id = parent_run(record, tracker, experiment_id, space, settings)
+    parent_run_id = parent_run(record, tracker, experiment_id, space, settings, created)
     link = tracker.run_link(experiment_id, parent_run_id)
     note = notes.study_note(space, settings, link, parent_run_id)
     optuna_dashboard.save_note(study, note)
@@ -146,7 +146,7 @@ def join_study(
     space: SearchSpace, storage: optuna.storages.BaseStorage, options: StudyOptions
 ) -> OpenStudy:
     """Another worker's handle on a study `open_study` prepared."""
-    study = optuna_study(space, storage, options.study_name, options.seed, create=False)
+    study, _ = optuna_study(space, storage, options.study_name, options.seed, create=False)
     record = StudyRecord(study)
     assert record.experiment_id and record.parent_run_id, "open_study prepares the study first"
     return OpenStudy(study, record.experiment_id, record.parent_run_id)

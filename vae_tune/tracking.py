@@ -14,6 +14,7 @@ flavour, pickled) still load.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -50,8 +51,9 @@ class Tracker:
         self.artifact_root = artifact_root
         self.ui_url = ui_url  # where the MLflow UI serves this store: links point there
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri)
-            self.client.search_experiments(max_results=1)
+            with _creation_lock(tracking_uri):
+                self.client = MlflowClient(tracking_uri=tracking_uri)
+                self.client.search_experiments(max_results=1)
         except Exception as exc:  # every backend raises its own type; all mean "unusable"
             raise StoreError(f"cannot open MLflow tracking store {tracking_uri!r}: {exc}") from exc
 
@@ -63,7 +65,12 @@ class Tracker:
                 self.client.restore_experiment(experiment.experiment_id)
             return experiment.experiment_id
         location = (self.artifact_root / name).as_uri() if self.artifact_root else None
-        return self.client.create_experiment(name, artifact_location=location)
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:  # another process created it a moment ago
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.experiment_id(name)
 
     def start_run(
         self,
@@ -240,6 +247,23 @@ def load_model_folder(path: Path) -> Model:
 
     pickled: Model = mlflow.pytorch.load_model(str(path), map_location="cpu")
     return with_identity_standardizers(pickled)
+
+
+@contextlib.contextmanager
+def _creation_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time opens a local SQLite store: the first one creates its tables, and
+    two that migrate a new database at once fail ("Online migration expected to match one row",
+    seen with two studies started in the same second)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:

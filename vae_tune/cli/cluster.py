@@ -14,6 +14,7 @@ from vae_tune.cli.app import (
     DatasetOpt,
     EncoderName,
     EncoderOpt,
+    StudyNameOpt,
     app,
     run,
 )
@@ -44,6 +45,7 @@ def submit(
         list[str] | None,
         typer.Option(help="Another sbatch option for every job, e.g. --sbatch=--mem=8G."),
     ] = None,
+    study_name: StudyNameOpt = None,
     encoder: EncoderOpt = EncoderName.ae,
     dataset: DatasetOpt = DEFAULT_DATASET,
     data_dir: DataDirOpt = None,
@@ -69,7 +71,7 @@ def submit(
         common = ("--dataset", dataset, *(("--data-dir", str(data_dir)) if data_dir else ()))
         stores = Stores(storage, tracking_uri, common)
         check_stores(project, stores, allow_local_stores)
-        jobs = plan_jobs(what, stage, encoder.value, ctx.args)
+        jobs = plan_jobs(what, stage, encoder.value, ctx.args, study_name)
         resources = Resources(
             tasks, cpus_per_task, gpus_per_task, partition, time, account, tuple(sbatch or ())
         )

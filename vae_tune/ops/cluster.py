@@ -103,20 +103,30 @@ class Submitted:
     jobs: list[tuple[Job, Path, str]] = field(default_factory=list)  # job, script, SLURM id
 
 
-def plan_jobs(what: str, stage: str | None, encoder: str, study_args: Sequence[str]) -> list[Job]:
+def plan_jobs(
+    what: str,
+    stage: str | None,
+    encoder: str,
+    study_args: Sequence[str],
+    study_name: str | None = None,
+) -> list[Job]:
     """The jobs `vae-tune submit study STAGE` or `vae-tune submit pipeline` sends."""
     extra = list(study_args)
     if what == "study":
         if stage is None:
             raise VaeTuneError("vae-tune submit study STAGE: name the stage (ae, vae, mlp, cnn)")
-        encoder_args = ["--encoder", encoder] if stage == "mlp" else []
+        both = ["--encoder", encoder] if stage == "mlp" else []
+        both += ["--study-name", study_name] if study_name else []
         return [
-            Job(f"study-{stage}", ["study", stage, *encoder_args, *extra], array=True),
-            Job(f"promote-{stage}", ["promote", stage, *encoder_args], False, f"study-{stage}"),
+            Job(f"study-{stage}", ["study", stage, *both, *extra], array=True),
+            Job(f"promote-{stage}", ["promote", stage, *both], False, f"study-{stage}"),
         ]
     if what == "pipeline":
-        if stage is not None:
-            raise VaeTuneError(f"vae-tune submit pipeline takes no stage (got {stage!r})")
+        if stage is not None or study_name is not None:
+            raise VaeTuneError(
+                "vae-tune submit pipeline takes no stage and no --study-name: its studies are "
+                "named STAGE-DATASET"
+            )
         head = ["--encoder", encoder]
         return [
             Job(f"study-{encoder}", ["study", encoder, *extra], array=True),

@@ -29,8 +29,15 @@ _TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def worker_identity() -> dict[str, object]:
-    """Stored on each trial: who runs it, so a later process can tell whether it still lives."""
-    return {"host": HOST, "pid": os.getpid()}
+    """Stored on each trial: who runs it, so a later process can tell whether it still lives;
+    on a cluster also its SLURM job (`JOB_TASK` for an array task), to find or cancel it."""
+    identity: dict[str, object] = {"host": HOST, "pid": os.getpid()}
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if job and task:
+        identity["slurm_job"] = f"{job}_{task}"
+    elif os.environ.get("SLURM_JOB_ID"):
+        identity["slurm_job"] = os.environ["SLURM_JOB_ID"]
+    return identity
 
 
 @dataclass
