@@ -24,6 +24,7 @@ from vae_tune.analysis.head_baselines import record_head_baselines
 from vae_tune.analysis.latents import IWAE_K
 from vae_tune.analysis.pareto import KNEE
 from vae_tune.analysis.report import build_report, studies_of
+from vae_tune.datasets import short_name
 from vae_tune.encoders import encoder_from_lineage
 from vae_tune.errors import VaeTuneError
 from vae_tune.gallery import TOP_K, TOPK_PICTURE, best_trials, compose
@@ -214,6 +215,6 @@ def _finished_study(
 
 def _write_report(project: Project, storage: BaseStorage, tracker: Tracker, dataset: str) -> Path:
     project.reports.mkdir(parents=True, exist_ok=True)
-    path = project.reports / f"{dataset}.md"
+    path = project.reports / f"{short_name(dataset)}.md"
     path.write_text(build_report(storage, tracker, dataset, project.reports))
     return path

@@ -83,11 +83,23 @@ TrackingOpt = Annotated[
     str | None, typer.Option(help="MLflow tracking URI (default: sqlite:///mlflow.db).")
 ]
 DEFAULT_DATASET = "fashion-mnist"
+
+
+def dataset_name(value: str) -> str:
+    """`folder:PATH` and `npz:PATH` with PATH made absolute, as studies store it: the same
+    dataset whatever folder a later command runs in."""
+    kind, sep, path = value.partition(":")
+    if sep and kind in ("folder", "npz") and path:
+        return f"{kind}:{Path(path).expanduser().resolve()}"
+    return value
+
+
 DatasetOpt = Annotated[
     str,
     typer.Option(
+        callback=dataset_name,
         help="fashion-mnist, mnist, svhn, cifar10, folder:PATH (class folders of PNG or JPEG "
-        "images) or npz:PATH (arrays x_train, y_train [, x_test, y_test])."
+        "images) or npz:PATH (arrays x_train, y_train [, x_test, y_test]).",
     ),
 ]
 DataDirOpt = Annotated[

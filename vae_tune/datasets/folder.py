@@ -44,22 +44,24 @@ def folder_source(path: Path) -> Source:
 
 
 def read_folder(folder: Path, classes: tuple[str, ...]) -> Images:
-    """Every image of the class subfolders (sorted), labelled by its folder's position."""
+    """Every image of the class subfolders, labelled by its folder's place among them."""
     if classes == (UNLABELLED,):  # the images in the folder itself
         files = _images_in(folder)
         if not files:
             raise DataError(f"{folder}: no PNG or JPEG images and no class folders")
         x = _stack(files)
         return Images(x, np.zeros(len(x), dtype=np.int64))
-    groups = []
+    labelled: list[tuple[str, int, Path]] = []
     for label, name in enumerate(classes):
         files = _images_in(folder / name)
         if not files:
             raise DataError(f"{folder / name}: a class folder with no PNG or JPEG images")
-        groups.append((label, files))
-    files = [f for _, fs in groups for f in fs]
-    labels = np.concatenate([np.full(len(fs), label, dtype=np.int64) for label, fs in groups])
-    return Images(_stack(files), labels)
+        labelled += [(path.name, label, path) for path in files]
+    # In file-name order across the classes: images numbered as in the dataset they came from
+    # keep its order, so the same seeded split takes the same images.
+    labelled.sort(key=lambda item: (item[0], item[1]))
+    labels = np.array([label for _, label, _ in labelled], dtype=np.int64)
+    return Images(_stack([path for _, _, path in labelled]), labels)
 
 
 def _images_in(folder: Path) -> list[Path]:
