@@ -131,3 +131,32 @@ def test_augment_needs_images() -> None:
     head_inputs = (torch.randn(32, 8), torch.randint(0, 10, (32,)))
     with pytest.raises(ConfigError, match=r"train\.augment"):
         fit(torch.nn.Linear(8, 10), head_inputs, None, TrainConfig(augment="flip_shift"))
+
+
+def test_bf16_trains_and_reports_float32_terms() -> None:
+    torch.manual_seed(0)
+    model = build_model("ae", ModelConfig(latent_dim=8))
+    train, val = _images(256), _images(64, seed=0)
+    before = evaluate(model, (val,))["loss"]
+    cfg = TrainConfig(lr=3e-3, epochs=3, batch_size=32, precision="bf16")
+    history = fit(model, (train,), (val,), cfg)
+    assert history[-1].metrics["val_loss"] < before
+    assert all(p.dtype == torch.float32 for p in model.parameters()), "weights stay float32"
+
+
+def test_precisions_the_device_cannot_run_are_refused() -> None:
+    model = build_model("ae", ModelConfig(latent_dim=4))
+    for precision, message in (("fp16", "fp16 needs a CUDA device"), ("auto", "auto is decided")):
+        with pytest.raises(ConfigError, match=message):
+            fit(model, (_images(32),), None, TrainConfig(epochs=1, precision=precision))
+
+
+def test_auto_precision_is_measured_once_per_kind_of_model() -> None:
+    from vae_tune.calibrate import _FASTEST, resolved
+
+    model = build_model("ae", ModelConfig(latent_dim=4))
+    cfg = TrainConfig(batch_size=32, precision="auto")
+    chosen = resolved(cfg, model, (_images(128),))
+    assert chosen.precision in ("fp32", "bf16") and len(_FASTEST) >= 1
+    again = resolved(cfg, build_model("ae", ModelConfig(latent_dim=4)), (_images(128),))
+    assert again.precision == chosen.precision

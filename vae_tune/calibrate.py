@@ -8,6 +8,8 @@ budget with these figures; the studies then correct them with their own epoch ti
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -16,6 +18,7 @@ import torch
 from vae_tune.augment import augment
 from vae_tune.config import TrainConfig
 from vae_tune.models import Model
+from vae_tune.precision import autocast
 from vae_tune.train import EVAL_BATCH, Tensors, make_optimizer, use_fast_layout
 
 WARMUP_STEPS = 3
@@ -25,6 +28,24 @@ STEPS_PER_ROUND = 5
 
 def epoch_seconds(model: Model, train: Tensors, val: Tensors, cfg: TrainConfig) -> float:
     """Estimated seconds of one epoch of `fit` (training over `train`, evaluation of `val`)."""
+    cfg = resolved(cfg, model, train)
+    device = train[0].device
+    train_step = _train_step_seconds(model, train, cfg)
+    model.eval()
+
+    def evaluate(i: int) -> None:
+        start = (i * EVAL_BATCH) % max(1, len(val[0]) - EVAL_BATCH)
+        with torch.inference_mode(), autocast(cfg.precision, device):
+            model.loss_terms(*(t[start : start + EVAL_BATCH] for t in val))
+
+    eval_step = _time_per_call(evaluate, device, steps=2)
+    return (
+        -(-len(train[0]) // cfg.batch_size) * train_step + -(-len(val[0]) // EVAL_BATCH) * eval_step
+    )
+
+
+def _train_step_seconds(model: Model, train: Tensors, cfg: TrainConfig) -> float:
+    """Seconds of one training step of `fit` at `cfg`'s batch size and precision."""
     device = train[0].device
     use_fast_layout(model, device)
     optimizer = make_optimizer(model, cfg)
@@ -34,22 +55,14 @@ def epoch_seconds(model: Model, train: Tensors, val: Tensors, cfg: TrainConfig) 
     def step(i: int) -> None:
         idx = torch.randint(0, n, (batch,), device=device, generator=generator)
         inputs, *rest = (t[idx] for t in train)
-        terms = model.loss_terms(augment(cfg.augment, inputs, generator), *rest)
+        with autocast(cfg.precision, device):
+            terms = model.loss_terms(augment(cfg.augment, inputs, generator), *rest)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
 
     model.train()
-    train_step = _time_per_call(step, device)
-    model.eval()
-
-    def evaluate(i: int) -> None:
-        start = (i * EVAL_BATCH) % max(1, len(val[0]) - EVAL_BATCH)
-        with torch.inference_mode():
-            model.loss_terms(*(t[start : start + EVAL_BATCH] for t in val))
-
-    eval_step = _time_per_call(evaluate, device, steps=2)
-    return -(-n // batch) * train_step + -(-len(val[0]) // EVAL_BATCH) * eval_step
+    return _time_per_call(step, device)
 
 
 def _time_per_call(
@@ -72,3 +85,39 @@ def _time_per_call(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# Per process: the fastest precision of each kind of model on each device, measured once.
+_FASTEST: dict[tuple[object, ...], str] = {}
+BF16_GAIN = 1.1  # bf16 only when it is at least 10 % faster: else float32's exactness wins
+
+
+def fastest_precision(model: Model, train: Tensors, cfg: TrainConfig) -> str:
+    """`bf16` if this device trains `model` at least BF16_GAIN times faster in it than in
+    float32 (timed steps of the real model on the real tensors), else `fp32`."""
+    device = train[0].device
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    shape = getattr(model, "cfg", None)
+    key = (
+        device.type,
+        type(model).__name__,
+        repr(shape),
+        tuple(train[0].shape[1:]),
+        cfg.batch_size,
+    )
+    if key not in _FASTEST:
+        probe = copy.deepcopy(model)
+        seconds = {
+            p: _train_step_seconds(probe, train, dataclasses.replace(cfg, precision=p))
+            for p in ("fp32", "bf16")
+        }
+        _FASTEST[key] = "bf16" if seconds["fp32"] >= BF16_GAIN * seconds["bf16"] else "fp32"
+    return _FASTEST[key]
+
+
+def resolved(cfg: TrainConfig, model: Model, train: Tensors) -> TrainConfig:
+    """`cfg` with `train.precision: auto` decided for this model on this device."""
+    if cfg.precision != "auto":
+        return cfg
+    return dataclasses.replace(cfg, precision=fastest_precision(model, train, cfg))

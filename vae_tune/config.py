@@ -15,6 +15,8 @@ from typing import Any, get_type_hints
 from vae_tune.augment import AUGMENTATIONS
 from vae_tune.errors import ConfigError
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # see precision.py
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli", "auto")
 HEAD_MODES = ("frozen", "finetune")
@@ -98,6 +100,7 @@ class TrainConfig:
     # constant, or cosine: a short linear warm-up, then cosine decay to zero over the epochs
     schedule: str = "constant"
     augment: str = "none"  # flip_shift: random mirror and 2-pixel shifts of training images
+    precision: str = "fp32"  # fp32, bf16, fp16 (CUDA), auto: bf16 where measured faster
 
     def __post_init__(self) -> None:
         _check("train.optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
@@ -109,6 +112,7 @@ class TrainConfig:
         _check("train.encoder_lr", self.encoder_lr > 0, "must be > 0")
         _check("train.schedule", self.schedule in SCHEDULES, f"must be one of {SCHEDULES}")
         _check("train.augment", self.augment in AUGMENTATIONS, f"must be one of {AUGMENTATIONS}")
+        _check("train.precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import torch
 from vae_tune import links, notes
 from vae_tune.analysis import plots
 from vae_tune.analysis.latents import PROBE
+from vae_tune.calibrate import resolved
 from vae_tune.config import TrialConfig
 from vae_tune.errors import VaeTuneError
 from vae_tune.failures import infrastructure
@@ -183,8 +184,10 @@ class Objective:
                 record.set_pruned(result.epoch, reason)
                 raise optuna.TrialPruned(reason)
 
+        train_cfg = resolved(config.train, model, train)  # precision auto: as measured here
+        record.set_precision(train_cfg.precision)
         try:
-            fit(model, train, val, config.train, seed=seed, on_epoch_end=on_epoch_end)
+            fit(model, train, val, train_cfg, seed=seed, on_epoch_end=on_epoch_end)
         except optuna.TrialPruned:
             self._picture(trial, model, run_id)
             self._kl_plot(run_id, kl_per_dim)

@@ -25,6 +25,7 @@ from vae_tune.analysis.latents import (
     probe_accuracy,
     probe_subset,
 )
+from vae_tune.calibrate import resolved
 from vae_tune.config import ModelConfig, TrialConfig
 from vae_tune.data import Splits
 from vae_tune.models import (
@@ -237,7 +238,7 @@ def retrain(
         model,
         train,
         val_or_none,
-        config.train,
+        resolved(config.train, model, train),
         seed=seed,
         on_epoch_end=on_epoch_end,
         stop_after=epochs,

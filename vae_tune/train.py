@@ -20,6 +20,8 @@ from vae_tune.augment import augment
 from vae_tune.config import TrainConfig
 from vae_tune.errors import ConfigError
 from vae_tune.models import Autoencoder, Model
+from vae_tune.precision import autocast, grad_scaler
+from vae_tune.precision import check as check_precision
 
 Tensors = Sequence[torch.Tensor]
 # Evaluation batch: on a CPU, larger batches spill the conv activations out of cache (the
@@ -97,8 +99,10 @@ def fit(
     if cfg.augment != "none" and train[0].dim() != 4:
         raise ConfigError("train.augment", "needs image inputs; a frozen head trains on latents")
     device = train[0].device
+    check_precision(cfg.precision, device)
     use_fast_layout(model, device)
     optimizer = make_optimizer(model, cfg)
+    scaler = grad_scaler(cfg.precision, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(train[0])
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-n // cfg.batch_size))
@@ -111,19 +115,25 @@ def fit(
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             inputs, *rest = (t[idx] for t in train)
-            terms = model.loss_terms(augment(cfg.augment, inputs, generator), *rest)
+            with autocast(cfg.precision, device):
+                terms = model.loss_terms(augment(cfg.augment, inputs, generator), *rest)
             optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+            if scaler is not None:  # fp16: scaled so that small gradients do not underflow
+                scaler.scale(terms["loss"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                terms["loss"].backward()
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
             # Sum on the device; one sync per epoch instead of one per batch.
             for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.detach() * len(idx)
+                sums[name] = sums.get(name, 0.0) + value.detach().float() * len(idx)
         train_terms = {name: float(total) / n for name, total in sums.items()}  # syncs
         _check_finite(epoch, "train", train_terms)
         trained = time.perf_counter()
-        val_terms = evaluate(model, val) if val is not None else {}
+        val_terms = evaluate(model, val, precision=cfg.precision) if val is not None else {}
         _check_finite(epoch, "validation", val_terms)
         metrics = {f"train_{k}": v for k, v in train_terms.items()}
         metrics |= {f"val_{k}": v for k, v in val_terms.items()}
@@ -140,7 +150,11 @@ def fit(
 
 
 def evaluate(
-    model: Model, data: Tensors, batch_size: int = EVAL_BATCH, seed: int = 0
+    model: Model,
+    data: Tensors,
+    batch_size: int = EVAL_BATCH,
+    seed: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """Every loss term averaged over `data`, in eval mode and without autograd.
 
@@ -153,12 +167,12 @@ def evaluate(
     device = data[0].device
     use_fast_layout(model, device)  # outside inference mode: the weights must stay trainable
     fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-    with fork, torch.inference_mode():
+    with fork, torch.inference_mode(), autocast(precision, device):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             batch = [t[start : start + batch_size] for t in data]
             for name, value in model.loss_terms(*batch).items():
-                sums[name] = sums.get(name, 0.0) + value * len(batch[0])
+                sums[name] = sums.get(name, 0.0) + value.float() * len(batch[0])
     return {name: float(total) / n for name, total in sums.items()}
 
 

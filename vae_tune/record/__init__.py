@@ -1,17 +1,16 @@
-"""The study record: every fact vae-tune keeps in Optuna, typed, behind one module.
+"""The study record: every fact vae-tune keeps in Optuna, typed, behind one package.
 
 State that must outlive a process lives in the Optuna storage as user attributes: on the study
 (its settings, the exact search-space text, its MLflow runs, promotions, curves, why it stopped)
 and on each trial (its worker, seed, MLflow run, best epoch, why it was pruned or failed). This
-module is the only code that reads or writes those keys, so the schema has one home.
+package (StudyRecord here, TrialRecord in trial.py, the stored dataclasses in schema.py) is
+the only code that reads or writes those keys, so the schema has one home.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,84 +24,9 @@ from optuna.trial import FrozenTrial
 from vae_tune.config import TrialConfig
 from vae_tune.data import Splits, load_splits
 from vae_tune.errors import VaeTuneError
+from vae_tune.record.schema import CurveRecord, PromotionRecord, Settings, TestRead
+from vae_tune.record.trial import TrialRecord
 from vae_tune.space import SearchSpace, parse_space
-from vae_tune.tasks import Lineage
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What must stay the same for the trials of one study to be comparable."""
-
-    stage: str
-    dataset: str
-    train_size: int
-    val_size: int
-    seed: int
-    fixed: dict[str, Any]
-    encoder: Lineage = field(default_factory=dict)
-    # A dataset without a test split of its own: the share held out as one (data.HOLDOUT).
-    holdout: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """As the storage keeps it (tuples become lists), so stored and current compare."""
-        raw = dataclasses.asdict(self)
-        raw["fixed"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.fixed.items()}
-        for optional in ("encoder", "holdout"):  # studies stored before them compare equal
-            if not raw[optional]:
-                del raw[optional]
-        return raw
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Settings:
-        return cls(
-            **{
-                **raw,
-                "fixed": dict(raw["fixed"]),
-                "encoder": dict(raw.get("encoder", {})),
-                "holdout": dict(raw.get("holdout", {})),
-            }
-        )
-
-    @property
-    def split(self) -> dict[str, Any]:
-        """The facts that decide which images are training, validation and test images."""
-        split = {"dataset": self.dataset, "val_size": self.val_size, "seed": self.seed}
-        return {**split, "holdout": self.holdout} if self.holdout else split
-
-
-@dataclass(frozen=True)
-class PromotionRecord:
-    """One promoted trial: its test metrics (read once), run and registered version."""
-
-    run_id: str
-    model_name: str
-    model_version: str
-    test: dict[str, float]
-    test_reads: int = 1
-    per_class_f1: dict[str, float] = field(default_factory=dict)
-    baselines: dict[str, float] = field(default_factory=dict)
-    density: dict[str, dict[str, float]] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)  # the model.* keys of its config
-
-
-@dataclass(frozen=True)
-class TestRead:
-    """One read of a study's sealed test split, recorded before the split is loaded."""
-
-    when: str  # UTC, ISO 8601
-    trial: int
-    command: str  # promote, curve
-    why: str  # promotion, re-promotion, curve
-    host: str = ""
-
-
-@dataclass(frozen=True)
-class CurveRecord:
-    run_id: str
-    evaluation: str
-    rows: list[dict[str, Any]]
-    epochs: int
-    test_reads: int
 
 
 class StudyRecord:
@@ -266,89 +190,11 @@ class StudyRecord:
         self._set("curves", raw)
 
 
-class TrialRecord:
-    """Typed access to what a trial keeps; a finished trial is written through the storage."""
-
-    def __init__(self, trial: optuna.Trial | FrozenTrial, storage: BaseStorage | None = None):
-        self.trial = trial
-        self.storage = storage
-
-    def _get(self, key: str, default: Any = None) -> Any:
-        return self.trial.user_attrs.get(key, default)
-
-    def _set(self, key: str, value: Any) -> None:
-        if isinstance(self.trial, optuna.Trial):
-            self.trial.set_user_attr(key, value)
-        else:  # another process's trial (crash repair): only the storage can write it
-            assert self.storage is not None
-            self.storage.set_trial_user_attr(self.trial._trial_id, key, value)
-
-    @property
-    def worker(self) -> dict[str, Any] | None:
-        return self._get("worker")
-
-    def set_worker(self, identity: dict[str, Any]) -> None:
-        self._set("worker", identity)
-
-    @property
-    def seed(self) -> int:
-        return int(self._get("seed"))
-
-    def set_seed(self, seed: int) -> None:
-        self._set("seed", seed)
-
-    @property
-    def run_id(self) -> str | None:
-        return self._get("mlflow_run_id")
-
-    def set_run_id(self, run_id: str) -> None:
-        self._set("mlflow_run_id", run_id)
-
-    @property
-    def best_epoch(self) -> int:
-        """The epoch whose value the trial reported; its last reported one if not recorded."""
-        best = self._get("best_epoch")
-        if best:
-            return int(best)
-        assert isinstance(self.trial, FrozenTrial)
-        return int(max(self.trial.intermediate_values))
-
-    def set_best_epoch(self, epoch: int) -> None:
-        self._set("best_epoch", epoch)
-
-    @property
-    def pruned_at_epoch(self) -> int | None:
-        return self._get("pruned_at_epoch")
-
-    @property
-    def prune_reason(self) -> str | None:
-        return self._get("prune_reason")
-
-    def set_pruned(self, epoch: int, reason: str) -> None:
-        self._set("pruned_at_epoch", epoch)
-        self._set("prune_reason", reason)
-
-    @property
-    def fail_reason(self) -> str | None:
-        return self._get("fail_reason")
-
-    def set_failed(self, reason: str, interrupted: bool = False) -> None:
-        """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again."""
-        self._set("fail_reason", reason)
-        if interrupted:
-            self._set("interrupted", True)
-
-    @property
-    def needs_retry(self) -> bool:
-        """Failed without being judged: interrupted, or failed by Optuna's heartbeat (which
-        leaves no reason) after its worker vanished."""
-        return bool(self._get("interrupted")) or self._get("fail_reason") is None
-
-    @property
-    def retry_of(self) -> int | None:
-        return self._get("retry_of")
-
-    @staticmethod
-    def retry_attrs(of: int) -> dict[str, Any]:
-        """The user attributes a retried trial is enqueued with."""
-        return {"retry_of": of}
+__all__ = [
+    "CurveRecord",
+    "PromotionRecord",
+    "Settings",
+    "StudyRecord",
+    "TestRead",
+    "TrialRecord",
+]

@@ -1,0 +1,106 @@
+"""TrialRecord: what a trial keeps in Optuna (its worker, seed, MLflow run, best epoch, why it
+was pruned or failed), typed. Part of the study record: the only code that touches user_attrs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+
+class TrialRecord:
+    """Typed access to what a trial keeps; a finished trial is written through the storage."""
+
+    def __init__(self, trial: optuna.Trial | FrozenTrial, storage: BaseStorage | None = None):
+        self.trial = trial
+        self.storage = storage
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return self.trial.user_attrs.get(key, default)
+
+    def _set(self, key: str, value: Any) -> None:
+        if isinstance(self.trial, optuna.Trial):
+            self.trial.set_user_attr(key, value)
+        else:  # another process's trial (crash repair): only the storage can write it
+            assert self.storage is not None
+            self.storage.set_trial_user_attr(self.trial._trial_id, key, value)
+
+    @property
+    def worker(self) -> dict[str, Any] | None:
+        return self._get("worker")
+
+    def set_worker(self, identity: dict[str, Any]) -> None:
+        self._set("worker", identity)
+
+    @property
+    def seed(self) -> int:
+        return int(self._get("seed"))
+
+    def set_seed(self, seed: int) -> None:
+        self._set("seed", seed)
+
+    @property
+    def precision(self) -> str | None:
+        """The precision the trial trained in (`train.precision: auto` decided on its device)."""
+        return self._get("precision")
+
+    def set_precision(self, precision: str) -> None:
+        self._set("precision", precision)
+
+    @property
+    def run_id(self) -> str | None:
+        return self._get("mlflow_run_id")
+
+    def set_run_id(self, run_id: str) -> None:
+        self._set("mlflow_run_id", run_id)
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch whose value the trial reported; its last reported one if not recorded."""
+        best = self._get("best_epoch")
+        if best:
+            return int(best)
+        assert isinstance(self.trial, FrozenTrial)
+        return int(max(self.trial.intermediate_values))
+
+    def set_best_epoch(self, epoch: int) -> None:
+        self._set("best_epoch", epoch)
+
+    @property
+    def pruned_at_epoch(self) -> int | None:
+        return self._get("pruned_at_epoch")
+
+    @property
+    def prune_reason(self) -> str | None:
+        return self._get("prune_reason")
+
+    def set_pruned(self, epoch: int, reason: str) -> None:
+        self._set("pruned_at_epoch", epoch)
+        self._set("prune_reason", reason)
+
+    @property
+    def fail_reason(self) -> str | None:
+        return self._get("fail_reason")
+
+    def set_failed(self, reason: str, interrupted: bool = False) -> None:
+        """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again."""
+        self._set("fail_reason", reason)
+        if interrupted:
+            self._set("interrupted", True)
+
+    @property
+    def needs_retry(self) -> bool:
+        """Failed without being judged: interrupted, or failed by Optuna's heartbeat (which
+        leaves no reason) after its worker vanished."""
+        return bool(self._get("interrupted")) or self._get("fail_reason") is None
+
+    @property
+    def retry_of(self) -> int | None:
+        return self._get("retry_of")
+
+    @staticmethod
+    def retry_attrs(of: int) -> dict[str, Any]:
+        """The user attributes a retried trial is enqueued with."""
+        return {"retry_of": of}
