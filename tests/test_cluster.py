@@ -61,8 +61,9 @@ class MlflowServer:
             "1",
         ]
         log = open(self.folder / "server.log", "ab")  # noqa: SIM115 (closed with the process)
+        quiet = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners
         self.process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=quiet
         )
         deadline = time.monotonic() + 120
         while not listening(self.port):
@@ -209,7 +210,8 @@ def test_a_cancelled_task_s_trial_runs_again_and_the_study_reaches_its_budget(
         time.sleep(0.5)
     cancelled = subprocess.run(["scancel", victim.user_attrs["worker"]["slurm_job"]], env=cluster)
     assert cancelled.returncode == 0
-    wait_for_jobs(ids, cluster)
+    wait_for_jobs(ids[:1], cluster)  # the array; its promotion is another test's
+    subprocess.run(["scancel", ids[1]], env=cluster)
 
     trials = study_of(url, "cancel").get_trials()
     failed = trials[victim.number]
@@ -226,8 +228,8 @@ def test_a_cancelled_task_s_trial_runs_again_and_the_study_reaches_its_budget(
 
 def test_a_tracking_server_down_for_30_s_loses_no_trial(tmp_path: Path, stores) -> None:
     url, server = stores
-    command = [VAE_TUNE, "study", "ae", "--study-name", "outage", *TINY, "--n-trials", "3"]
-    command += ["--epochs", "6", "--pruner", "none", "--storage", url, "--tracking-uri", server.url]
+    command = [VAE_TUNE, "study", "ae", "--study-name", "outage", *TINY, "--n-trials", "2"]
+    command += ["--epochs", "5", "--pruner", "none", "--storage", url, "--tracking-uri", server.url]
     output = Output(start(command, tmp_path))
     deadline = time.monotonic() + 600
     while True:  # the first trial is under way
@@ -241,7 +243,7 @@ def test_a_tracking_server_down_for_30_s_loses_no_trial(tmp_path: Path, stores) 
     server.start()
     assert output.wait(timeout=900) == 0, output.text
     trials = study_of(url, "outage").get_trials()
-    assert sum(t.state in FINISHED for t in trials) == 3, output.text
+    assert sum(t.state in FINISHED for t in trials) == 2, output.text
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     client = MlflowClient(server.url)
     runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id])

@@ -27,9 +27,9 @@ COMMAND = [
     "--pruner",
     "none",
     "--train-size",
-    "1000",
-    "--val-size",
     "500",
+    "--val-size",
+    "200",
 ]
 
 

@@ -174,34 +174,38 @@ def test_second_promotion_does_not_read_test_again_unless_forced(ae_promoted: Pa
     assert str(tracker.champion("vae-tune-fashion-mnist-ae").version) == "2"
 
 
-def test_a_new_champion_after_a_top_up_is_the_studys_second_test_read(ae_promoted: Path) -> None:
+def test_a_new_champion_after_a_top_up_is_the_studys_second_test_read(tmp_path: Path) -> None:
     """Reads belong to the study: another trial promoted after a top-up is read number 2."""
-    root = ae_promoted
-    study = load_study(root, "ae-fashion-mnist")
-    [first] = [int(n) for n in study.user_attrs["promotions"]]
-    # The top-up's first trial is a config that clearly beats a 1-epoch random start.
-    best = dict(study.trials[first].params) | {"train.lr": 3e-3, "model.latent_dim": 64}
-    study.enqueue_trial(best)
-    topped = invoke(root, "study", "ae", "--n-trials", "3", "--epochs", "1", *SMALL)
+    import optuna
+
+    from vae_tune.ops.storage import open_storage
+
+    storage = open_storage(str(tmp_path / "studies" / "optuna.journal"), write=True)
+    study = optuna.create_study(study_name="ae-fashion-mnist", storage=storage)
+    # A first trial that barely learns, then, after the top-up, one that clearly does.
+    weak = {"model.latent_dim": 8, "model.dropout": 0.3, "train.weight_decay": 1e-3}
+    study.enqueue_trial({**weak, "train.optimizer": "adam", "train.lr": 3e-4})
+    args = ["--epochs", "1", "--pruner", "none", *SMALL]
+    assert invoke(tmp_path, "study", "ae", "--n-trials", "1", *args).exit_code == 0
+    assert invoke(tmp_path, "promote", "ae", "--top-k", "1").exit_code == 0
+    strong = {"model.latent_dim": 128, "model.dropout": 0.0, "train.weight_decay": 1e-7}
+    study.enqueue_trial({**strong, "train.optimizer": "adam", "train.lr": 5e-3})
+    topped = invoke(tmp_path, "study", "ae", "--n-trials", "2", *args)
     assert topped.exit_code == 0, topped.output
-    champion = load_study(root, "ae-fashion-mnist").best_trial.number
-    assert champion != first, "the enqueued config should have become the best trial"
-    second = invoke(root, "promote", "ae", "--top-k", "1")
+    assert load_study(tmp_path, "ae-fashion-mnist").best_trial.number == 1, topped.output
+    second = invoke(tmp_path, "promote", "ae", "--top-k", "1")
     assert second.exit_code == 0, second.output
-    assert f"(promotion of trial {champion}): read 2, 1 before this one" in second.output
+    assert "(promotion of trial 1): read 2, 1 before this one" in second.output
     assert "test split (read 2 time(s))" in " ".join(second.output.split())
     run = next(
         r
-        for r in promotion_runs(root, "ae-fashion-mnist")
-        if r.data.tags["optuna.trial_number"] == str(champion)
+        for r in promotion_runs(tmp_path, "ae-fashion-mnist")
+        if r.data.tags["optuna.trial_number"] == "1"
     )
     assert run.data.tags["promotion.test_reads"] == "2"
-    reads = load_study(root, "ae-fashion-mnist").user_attrs["test_reads"]
-    assert [(r["trial"], r["command"]) for r in reads] == [
-        (first, "promote"),
-        (champion, "promote"),
-    ]
-    report = (root / "reports" / "fashion-mnist.md").read_text()
+    reads = load_study(tmp_path, "ae-fashion-mnist").user_attrs["test_reads"]
+    assert [(r["trial"], r["command"]) for r in reads] == [(0, "promote"), (1, "promote")]
+    report = (tmp_path / "reports" / "fashion-mnist.md").read_text()
     assert "Test split of ae-fashion-mnist read 2 time(s)" in report
 
 
@@ -261,7 +265,7 @@ def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_pat
         *SMALL,
     )
     assert study.exit_code == 0, study.output
-    result = invoke(tmp_path, "promote", "vae")
+    result = invoke(tmp_path, "promote", "vae", "--iwae-k", "5")
     assert result.exit_code == 0, result.output
     [run] = promotion_runs(tmp_path, "vae-fashion-mnist")
     metrics = run.data.metrics

@@ -140,7 +140,7 @@ def test_mlp_without_an_encoder_study_says_what_to_run(tmp_path: Path) -> None:
     result = invoke(tmp_path, "study", "mlp", "--encoder", "ae", *SMALL)
     assert result.exit_code == 2
     assert "no study 'ae-fashion-mnist'" in result.output
-    assert "run `vae-tune study` for it first" in result.output
+    assert "run `vae-tune study ae` first" in result.output
 
 
 def test_fully_connected_vae_study_on_mnist(tmp_path: Path) -> None:

@@ -220,3 +220,61 @@ def test_slips_are_one_clear_error_and_write_nothing(
     assert message in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "studies").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+class OutOfMemoryAbove(AutoencoderTask):
+    """A task whose model cannot hold more than `limit` images a batch: an out-of-memory, as a
+    GPU shared with a neighbour would raise it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("ae", splits())
+        self.limit = limit
+
+    def build(self, config):
+        model = super().build(config)
+        limit, original = self.limit, model.loss_terms
+
+        def loss_terms(x):
+            if len(x) > limit:
+                raise torch.OutOfMemoryError(f"CUDA out of memory: {len(x)} images (injected)")
+            return original(x)
+
+        model.loss_terms = loss_terms
+        return model
+
+
+def oom_study(tmp_path: Path, tracker: Tracker, limit: int) -> optuna.Study:
+    storage = open_storage(str(tmp_path / "optuna.journal"), write=True)
+    options = StudyOptions(tmp_path.name, n_trials=1)
+    for _ in range(2):  # the second session runs the retry the first one enqueued
+        run_study(space(), OutOfMemoryAbove(limit), storage, tracker, options, str)
+    return optuna.load_study(study_name=tmp_path.name, storage=storage)
+
+
+def test_an_out_of_memory_runs_again_once_at_half_the_batch(tmp_path: Path, tracker) -> None:
+    study = oom_study(tmp_path, tracker, limit=8)  # the space's batch is 16
+    first, retry = study.trials[:2]
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert "(out of memory)" in first.user_attrs["fail_reason"]
+    assert retry.user_attrs["retry_of"] == 0 and retry.user_attrs["batch_size"] == 8
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == first.params
+    run = tracker.client.get_run(retry.user_attrs["mlflow_run_id"])
+    assert run.data.params["train.batch_size"] == "8"
+
+
+def test_an_out_of_memory_again_at_half_the_batch_fails_the_trial(tmp_path: Path, tracker) -> None:
+    study = oom_study(tmp_path, tracker, limit=4)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.FAIL]
+    assert "out of memory" in study.trials[1].user_attrs["fail_reason"]
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+
+
+def test_workers_are_spread_over_the_devices_or_packed_on_request() -> None:
+    from vae_tune.ops.workers import assign_devices
+
+    spread = assign_devices(4, ["0", "1"])
+    assert spread == ["0", "1", "0", "1"]
+    assert {d: spread.count(d) for d in set(spread)} == {"0": 2, "1": 2}
+    assert assign_devices(4, ["0", "1"], per_device=4) == ["0"] * 4
+    assert assign_devices(3, []) == [None] * 3

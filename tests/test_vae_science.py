@@ -130,7 +130,7 @@ def test_elbo_and_probe_make_a_multi_objective_study(tmp_path: Path) -> None:
     client, _, children = runs_of(tmp_path, "vae-fashion-mnist")
     for run in children:  # each epoch's probe accuracy, pruning or not
         assert len(client.get_metric_history(run.info.run_id, "val_probe_accuracy")) == 2
-    promoted = invoke(tmp_path, "promote", "vae", "--pick", "probe")
+    promoted = invoke(tmp_path, "promote", "vae", "--pick", "probe", "--iwae-k", "5")
     assert promoted.exit_code == 0, promoted.output
     [run] = promotion_runs(tmp_path, "vae-fashion-mnist")
     rule = run.data.tags["promotion.selection_rule"]

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, server
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("views")
-    result = invoke(root, "study", "ae", "--n-trials", "3", *TINY)
+    # No pruning: three complete trials, whatever configurations the sampler draws.
+    result = invoke(root, "study", "ae", "--n-trials", "3", "--pruner", "none", *TINY)
     assert result.exit_code == 0, result.output
     return root
 

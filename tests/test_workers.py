@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from tests.helpers import (
     FINISHED,
+    TINY,
     Output,
     env,
     load_study,
@@ -68,7 +69,7 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
 
 
 def test_worker_killed_with_sigkill_is_repaired_on_restart(tmp_path: Path) -> None:
-    command = study_command("--n-trials", "3", "--workers", "2", "--epochs", "8")
+    command = [*study_command("--n-trials", "3", "--workers", "2"), *TINY, "--epochs", "6"]
     output = Output(start(command, tmp_path))
     victim = running_trial(tmp_path, output)  # a worker is inside a trial
     os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)

@@ -16,6 +16,8 @@ from vae_tune.augment import AUGMENTATIONS
 from vae_tune.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # see precision.py
+LR_SCALES = ("none", "linear", "sqrt")
+REFERENCE_BATCH = 128  # the batch size the learning-rate ranges are given at
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli", "auto")
@@ -101,6 +103,9 @@ class TrainConfig:
     schedule: str = "constant"
     augment: str = "none"  # flip_shift: random mirror and 2-pixel shifts of training images
     precision: str = "fp32"  # fp32, bf16, fp16 (CUDA), auto: bf16 where measured faster
+    # none, or linear / sqrt: train.lr (and encoder_lr) hold at batch 128 and scale with the
+    # batch size, so one range serves a space that searches or changes the batch
+    lr_scale: str = "none"
 
     def __post_init__(self) -> None:
         _check("train.optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
@@ -113,6 +118,12 @@ class TrainConfig:
         _check("train.schedule", self.schedule in SCHEDULES, f"must be one of {SCHEDULES}")
         _check("train.augment", self.augment in AUGMENTATIONS, f"must be one of {AUGMENTATIONS}")
         _check("train.precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}")
+        _check("train.lr_scale", self.lr_scale in LR_SCALES, f"must be one of {LR_SCALES}")
+
+    def lr_factor(self) -> float:
+        """What train.lr is multiplied by at this batch size (1 without lr_scale)."""
+        ratio = self.batch_size / REFERENCE_BATCH
+        return {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[self.lr_scale]
 
 
 @dataclass(frozen=True)

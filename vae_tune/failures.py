@@ -3,12 +3,14 @@
 A trial that fails because of its configuration (a NaN loss, a model too big for any batch)
 stays failed. One that fails because of the machine (Ctrl-C, a SIGTERM from `scancel` or a
 preemption, an out-of-memory caused by a neighbour, a tracking server or database that did not
-answer) was never judged: it is marked interrupted and its configuration runs once more.
+answer) was never judged: it is marked interrupted and its configuration runs once more, after
+an out-of-memory at half the batch size.
 Types are recognised by name and module, so importing this costs nothing.
 """
 
 from __future__ import annotations
 
+OUT_OF_MEMORY = "out of memory"  # retried at half the batch size
 UNREACHABLE_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "psycopg", "http.client")
 
 
@@ -31,7 +33,7 @@ def infrastructure(exc: BaseException) -> str | None:
         if isinstance(seen, KeyboardInterrupt):
             return "interrupted"
         if out_of_memory(seen):
-            return "out of memory"
+            return OUT_OF_MEMORY
         module = type(seen).__module__ or ""
         if isinstance(seen, ConnectionError | TimeoutError) or module.startswith(
             UNREACHABLE_MODULES

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -44,11 +45,16 @@ class Gallery:
             artifact_dir.mkdir(parents=True, exist_ok=True)
             self.store = FileSystemArtifactStore(str(artifact_dir))
         self.shown: list[int] = []  # the trials the parent run's picture shows now
+        # Each trial's rows of images, drawn here or downloaded once: the top-k picture is
+        # redrawn from memory, not from k downloads after every trial.
+        self.rows: dict[int, list[np.ndarray]] = {}
 
     def trial(self, trial: optuna.Trial, model: Autoencoder, run_id: str, folder: Path) -> None:
         """The trial's picture, in its MLflow run and on its optuna-dashboard page."""
         path = folder / PICTURE
-        path.write_bytes(trial_png(trial_rows(model, self.images)))
+        rows = trial_rows(model, self.images)
+        self.rows[trial.number] = rows
+        path.write_bytes(trial_png(rows))
         self.tracker.log_artifact(run_id, path)
         if self.store is not None:
             upload_artifact(
@@ -63,20 +69,29 @@ class Gallery:
         top = best_trials(study, self.top_k)
         numbers = [t.number for t in top]
         if numbers and numbers != self.shown:
-            picture = compose(self.tracker, top, self.metric)
+            picture = compose(self.tracker, top, self.metric, self.rows)
             self.tracker.log_artifact_bytes(self.parent_run_id, TOPK_PICTURE, picture)
             self.shown = numbers
 
 
-def compose(tracker: Tracker, trials: list[FrozenTrial], metric: str) -> bytes:
-    """The trials' reconstructions under one row of validation images, each labelled."""
+def compose(
+    tracker: Tracker,
+    trials: list[FrozenTrial],
+    metric: str,
+    cache: dict[int, list[np.ndarray]] | None = None,
+) -> bytes:
+    """The trials' reconstructions under one row of validation images, each labelled. Rows
+    not in `cache` are read from the trials' runs (and kept there)."""
     labelled, originals = [], None
+    cache = {} if cache is None else cache
     for trial in trials:
-        run_id = TrialRecord(trial).run_id
-        png = tracker.artifact_bytes(run_id, PICTURE) if run_id else None
-        if png is None:
-            continue  # a trial from before pictures existed, or one that failed
-        rows = read_rows(png)
+        if trial.number not in cache:
+            run_id = TrialRecord(trial).run_id
+            png = tracker.artifact_bytes(run_id, PICTURE) if run_id else None
+            if png is None:
+                continue  # a trial from before pictures existed, or one that failed
+            cache[trial.number] = read_rows(png)
+        rows = cache[trial.number]
         originals = rows[0] if originals is None else originals
         value = f"{metric} {trial.values[0]:.4g}" if trial.values else trial.state.name
         labelled.append((f"trial {trial.number}: {value}", rows[1]))

@@ -25,7 +25,7 @@ from vae_tune.analysis.latents import PROBE
 from vae_tune.calibrate import resolved
 from vae_tune.config import TrialConfig
 from vae_tune.errors import VaeTuneError
-from vae_tune.failures import infrastructure
+from vae_tune.failures import OUT_OF_MEMORY, infrastructure
 from vae_tune.gallery import Gallery
 from vae_tune.models import Autoencoder, Model
 from vae_tune.ops.repair import duplicate_retry, worker_identity
@@ -88,6 +88,8 @@ class Objective:
             record.set_failed("surplus: other workers took the last trials")
             raise SurplusTrialError(f"trial {trial.number}: n_trials already taken")
         flat = c.space.sample(trial)
+        if (batch := record.batch_size) is not None:  # a retry after an out-of-memory
+            flat["train.batch_size"] = batch
         config = c.space.config(flat)
         seed = trial_seed(c.seed, trial.number)
         record.set_seed(seed)
@@ -117,7 +119,8 @@ class Objective:
         except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
             kind = infrastructure(exc)  # not the config's fault: it runs again
             reason = f"{type(exc).__name__}: {exc}" + (f" ({kind})" if kind else "")
-            record.set_failed(reason, interrupted=kind is not None)
+            oom = config.train.batch_size if kind == OUT_OF_MEMORY else None
+            record.set_failed(reason, interrupted=kind is not None, oom_batch=oom)
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
             self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
             raise

@@ -52,6 +52,7 @@ class StudyRequest:
     encoder: str = "ae"  # a head study: the stage whose encoder the head is trained on
     encoder_study: str | None = None  # that stage's study [default: ENCODER-DATASET]
     workers: int = 1  # processes on this machine joining the study
+    workers_per_device: int | None = None  # CUDA: that many workers on each device, not spread
     patience: int | None = None  # stop after this many finished trials without a new best
     deadline: float | None = None  # time.time() after which no trial may end (the pipeline's)
     epoch_s_hint: float | None = None  # a measured epoch time, until the study measures its own

@@ -116,8 +116,8 @@ def parent_run(
     creator: bool = True,
 ) -> str:
     """The study's MLflow run: the one stored on the study if it still exists, else a new one.
-    A process that did not create the study waits for its creator's run rather than make a
-    second one (processes started together on a new study)."""
+    A process that is not `creator` of a study being created waits for the creator's run
+    rather than make a second one (processes started together on a new study)."""
     run_id = record.parent_run_id
     deadline = time.monotonic() + PARENT_WAIT_S
     while not creator and not run_id and time.monotonic() < deadline:

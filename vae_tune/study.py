@@ -25,7 +25,7 @@ from vae_tune.analysis.pictures import SHOWN
 from vae_tune.data import holdout_of
 from vae_tune.gallery import Gallery
 from vae_tune.objective import Objective, TrialContext
-from vae_tune.ops.repair import repair, retry_interrupted, zombie_trials
+from vae_tune.ops.repair import repair, retry_interrupted, worker_identity, zombie_trials
 from vae_tune.progress import PlainProgress, StudyProgress
 from vae_tune.record import Settings, StudyRecord, TrialRecord
 from vae_tune.resume import check_resume, optuna_study, parent_run
@@ -131,9 +131,13 @@ def open_study(
     """Create or resume the study: check it matches, open its parent run, heal crashed trials."""
     study, created = optuna_study(space, storage, options.study_name, options.seed)
     record = StudyRecord(study)
+    if created:  # first: processes that lost the race to create it wait for its parent run
+        record.set_creator(worker_identity())
     check_resume(record, space, settings, options.force, log)
     experiment_id = tracker.experiment_id(options.study_name)
-    parent_run_id = parent_run(record, tracker, experiment_id, space, settings, created)
+    # A study another vae-tune process is creating: wait for the parent run it opens.
+    waits = not created and record.creator is not None
+    parent_run_id = parent_run(record, tracker, experiment_id, space, settings, not waits)
     link = tracker.run_link(experiment_id, parent_run_id)
     note = notes.study_note(space, settings, link, parent_run_id)
     optuna_dashboard.save_note(study, note)

@@ -8,6 +8,7 @@ one `on_epoch_end` callback: an exception raised there (a pruning signal) ends t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,9 @@ EpochCallback = Callable[[EpochResult], None]
 def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The configured optimizer, over the model's parameter groups (a fine-tuned encoder
     learns at its own rate)."""
+    factor = cfg.lr_factor()  # train.lr_scale: the rates scaled to the batch size
+    if factor != 1.0:
+        cfg = dataclasses.replace(cfg, lr=cfg.lr * factor, encoder_lr=cfg.encoder_lr * factor)
     params = model.param_groups(cfg)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

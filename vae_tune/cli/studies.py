@@ -78,6 +78,14 @@ def study(
         str | None, typer.Option(help="mlp: the encoder's study (default: ENCODER-DATASET).")
     ] = None,
     workers: WorkersOpt = 1,
+    workers_per_device: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With several GPUs: this many workers on each device before the next "
+            "(default: spread one by one).",
+        ),
+    ] = None,
     objective: Annotated[
         str | None,
         typer.Option(

@@ -118,7 +118,7 @@ def retry_interrupted(study: optuna.Study) -> list[int]:
     so one retry runs."""
     numbers = []
     for trial in to_retry(study):
-        study.enqueue_trial(trial.params, user_attrs=TrialRecord.retry_attrs(trial.number))
+        study.enqueue_trial(trial.params, user_attrs=TrialRecord(trial).retry_attrs())
         numbers.append(trial.number)
     return numbers
 

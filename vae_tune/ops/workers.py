@@ -10,12 +10,13 @@ the parent is forwarded once as SIGTERM, so every worker closes its running tria
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
 
@@ -47,6 +48,10 @@ def run_workers(
         f"study {options.study_name}: {finished} trials finished, {request.workers} workers "
         f"({threads} torch threads each) run up to {max(0, options.n_trials - finished)} more"
     )
+    devices = assign_devices(request.workers, gpus_for(project), request.workers_per_device)
+    if any(devices):
+        log(f"workers on CUDA devices {', '.join(str(d) for d in devices)}")
+        project = dataclasses.replace(project, device="cuda")  # each sees its own as cuda:0
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     ready = context.Barrier(request.workers)
     workers = [
@@ -57,8 +62,9 @@ def run_workers(
         )
         for index in range(1, request.workers + 1)
     ]
-    for worker in workers:
-        worker.start()
+    for worker, device in zip(workers, devices, strict=True):
+        with _visible_device(device):  # a spawned worker starts with this environment
+            worker.start()
     try:
         for worker in workers:
             worker.join()
@@ -72,6 +78,44 @@ def run_workers(
     for line in repair(opened.study, tracker).lines():  # a worker killed with SIGKILL
         log(f"repaired: {line}")
     return close_study(opened, tracker, log)
+
+
+def gpus_for(project: Project) -> list[str]:
+    """The CUDA devices workers may be spread over: those visible to this process, when the
+    study runs on CUDA without naming one device (`--device cuda:N` keeps every worker there)."""
+    if project.device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def assign_devices(
+    workers: int, devices: Sequence[str], per_device: int | None = None
+) -> list[str | None]:
+    """Each worker's device: spread one by one over the devices, or `per_device` workers on
+    each before the next (`--workers-per-device`); none without devices."""
+    if not devices:
+        return [None] * workers
+    step = per_device or 1
+    return [devices[(i // step) % len(devices)] for i in range(workers)]
+
+
+@contextlib.contextmanager
+def _visible_device(device: str | None) -> Iterator[None]:
+    if device is None:
+        yield
+        return
+    old = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = device
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES")
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = old
 
 
 def threads_per_worker(workers: int) -> int:

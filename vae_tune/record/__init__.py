@@ -127,6 +127,14 @@ class StudyRecord:
     def parent_run_id(self) -> str | None:
         return self._attrs.get("mlflow_parent_run_id")
 
+    @property
+    def creator(self) -> dict[str, Any] | None:
+        """The vae-tune process that created the study (None: created otherwise, or before)."""
+        return self._attrs.get("created_by")
+
+    def set_creator(self, identity: dict[str, Any]) -> None:
+        self._set("created_by", identity)
+
     def record_mlflow(self, experiment_id: str, parent_run_id: str, tracking_uri: str) -> None:
         self._set("mlflow_parent_run_id", parent_run_id)
         self._set("mlflow_experiment_id", experiment_id)

@@ -84,11 +84,22 @@ class TrialRecord:
     def fail_reason(self) -> str | None:
         return self._get("fail_reason")
 
-    def set_failed(self, reason: str, interrupted: bool = False) -> None:
-        """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again."""
+    def set_failed(
+        self, reason: str, interrupted: bool = False, oom_batch: int | None = None
+    ) -> None:
+        """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again.
+        `oom_batch`: it ran out of memory at this batch size: it runs again at half of it."""
         self._set("fail_reason", reason)
         if interrupted:
             self._set("interrupted", True)
+        if oom_batch is not None:
+            self._set("oom_batch_size", oom_batch)
+
+    @property
+    def batch_size(self) -> int | None:
+        """The batch size a retry after an out-of-memory runs at, instead of its config's."""
+        value = self._get("batch_size")
+        return int(value) if value is not None else None
 
     @property
     def needs_retry(self) -> bool:
@@ -100,7 +111,11 @@ class TrialRecord:
     def retry_of(self) -> int | None:
         return self._get("retry_of")
 
-    @staticmethod
-    def retry_attrs(of: int) -> dict[str, Any]:
-        """The user attributes a retried trial is enqueued with."""
-        return {"retry_of": of}
+    def retry_attrs(self) -> dict[str, Any]:
+        """The user attributes this failed trial's retry is enqueued with: which trial it
+        retries and, after an out-of-memory, half the batch size that did not fit."""
+        attrs: dict[str, Any] = {"retry_of": self.trial.number}
+        oom_batch = self._get("oom_batch_size")
+        if oom_batch is not None:
+            attrs["batch_size"] = max(1, int(oom_batch) // 2)
+        return attrs
