@@ -3,6 +3,7 @@ refused before anything is written."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -14,8 +15,16 @@ from vae_tune.errors import VaeTuneError
 from vae_tune.ops.storage import open_storage
 
 SUBSET = ["--train-size", "2000", "--val-size", "1000"]
-# This machine's measured costs, roughly: an AE epoch 11 s, a fine-tuning epoch 5.5 s.
-COSTS = Costs(encoder_epoch_s=11.0, encoder_epochs=4, head_epoch_s=5.5, head_epochs=25)
+# A 2-core machine's measured costs, roughly: an AE epoch 11 s, a fine-tuning epoch 5.5 s,
+# loading the data 2 s, the baselines 24 s.
+COSTS = Costs(
+    encoder_epoch_s=11.0,
+    encoder_epochs=4,
+    head_epoch_s=5.5,
+    head_epochs=25,
+    load_s=2.0,
+    baselines_s=24.0,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +53,9 @@ def test_plan_keeps_both_promotions_inside_the_budget() -> None:
     for budget in (480, 600, 1800, 3600):
         plan = plan_budget(budget, COSTS)
         head_trial = plan.head_epochs * COSTS.head_epoch_s
-        reserved = plan.promote_encoder_s + plan.promote_head_s + 2 * plan.overhead_s
+        reserved = (
+            plan.promote_encoder_s + plan.promote_head_s + 2 * plan.overhead_s + plan.baselines_s
+        )
         head_study = budget - reserved - plan.encoder_study_s
         assert plan.encoder_study_s >= COSTS.encoder_epochs * COSTS.encoder_epoch_s
         assert head_study >= head_trial
@@ -55,8 +66,19 @@ def test_plan_keeps_both_promotions_inside_the_budget() -> None:
 
 
 def test_plan_scales_with_the_machine() -> None:
-    slow = Costs(encoder_epoch_s=33.0, encoder_epochs=4, head_epoch_s=16.5, head_epochs=25)
+    slow = replace(COSTS, encoder_epoch_s=33.0, head_epoch_s=16.5)
     assert plan_budget(1800, slow).head_epochs < plan_budget(1800, COSTS).head_epochs
+
+
+def test_plan_counts_the_fixed_costs_in_seconds_not_epochs() -> None:
+    """On a GPU the epochs shrink tenfold and the CPU's baselines do not: the plan still
+    reserves them whole, so the head study stops in time for them."""
+    gpu = replace(COSTS, encoder_epoch_s=1.1, head_epoch_s=0.55)
+    plan = plan_budget(300, gpu)
+    assert plan.baselines_s == 24.0
+    assert plan.promote_head_s > 24.0 + plan.overhead_s  # its own fit of the baselines
+    assert least_budget(gpu) > 2 * gpu.baselines_s
+    assert least_budget(replace(gpu, baselines_s=0.0)) < least_budget(gpu) - 48
 
 
 def test_a_budget_too_small_for_one_trial_names_the_least() -> None:

@@ -1,5 +1,6 @@
 """The pipeline's budget: `--budget` parsed, and shared out between its four stages from what
-an epoch costs on this machine (measured in seconds by `pipeline.measure_costs`).
+an epoch, a command's fixed work and the baselines cost on this machine (measured in seconds by
+`pipeline.measure_costs`).
 
 Both promotions are reserved first, then the studies share the rest, ENCODER_SHARE to the
 encoder study (at least one full trial). Head trials run the head space's epochs, fewer on
@@ -19,11 +20,14 @@ MIN_HEAD_EPOCHS = 3
 WANTED_HEAD_TRIALS = 3  # epochs per head trial are cut before the head study gets fewer trials
 # Promotion retrains on train + validation: 60,000 of 48,000 images by default.
 RETRAIN_SCALE = 1.25
-# Per stage beyond its epochs: data, MLflow runs, pictures, registry, the logistic-regression
-# baselines (24 s on 48,000 images, 2 cores); counted in encoder epochs, which grow with the
-# data and shrink with the machine's speed as these do (an epoch took 11 s there), plus seconds.
-OVERHEAD_ENCODER_EPOCHS = 3.0
-OVERHEAD_S = 8.0
+# Per command beyond its epochs, its data loading and its baselines (all measured): start-up,
+# MLflow runs, pictures, the registry, the pt2 export (~10 s on 2 cores).
+OVERHEAD_S = 10.0
+# The encoder's test evaluation, in encoder epochs: passes of the model over the test split
+# that run on the device, as the epochs do (an AE's took 0.3 of an epoch; a VAE's at k = 100
+# importance samples, with its density baselines, more). The head's baselines run on the CPU
+# whatever the device: they are measured, in seconds.
+ENCODER_EVALUATION_EPOCHS = {"ae": 1.0, "vae": 3.0}
 
 
 LEAST = "least"  # --budget least: the smallest budget this machine needs, measured
@@ -51,12 +55,16 @@ def parse_budget(text: str) -> float | None:
 
 @dataclass(frozen=True)
 class Costs:
-    """Seconds per epoch, measured on this machine, and the epochs a trial runs."""
+    """Seconds measured on this machine: an epoch of each model, loading the data, one fit of
+    the baselines; and the epochs a trial runs."""
 
     encoder_epoch_s: float
     encoder_epochs: int
     head_epoch_s: float
     head_epochs: int  # the head space's own: the most a pipeline runs
+    load_s: float = 0.0  # the data, once per command
+    encoder_evaluation_epochs: float = ENCODER_EVALUATION_EPOCHS["vae"]
+    baselines_s: float = 0.0  # the head study's end and the head promotion fit them
 
 
 @dataclass(frozen=True)
@@ -65,14 +73,16 @@ class Plan:
     head_epochs: int
     promote_encoder_s: float  # reserved after the encoder study
     promote_head_s: float  # reserved after the head study
-    overhead_s: float  # per command: start-up, data, runs, pictures, baselines
+    overhead_s: float  # per command: start-up, data, runs, pictures
+    baselines_s: float  # the head study's baselines, fitted when it ends
 
     def describe(self, costs: Costs) -> str:
         return (
             f"encoder study {self.encoder_study_s / 60:.1f} min "
             f"({costs.encoder_epoch_s:.1f} s/epoch, {costs.encoder_epochs} epochs a trial); "
             f"head trials of {self.head_epochs} epochs ({costs.head_epoch_s:.1f} s/epoch); "
-            f"{(self.promote_encoder_s + self.promote_head_s) / 60:.1f} min kept for promotions"
+            f"{(self.promote_encoder_s + self.promote_head_s) / 60:.1f} min kept for promotions, "
+            f"{(2 * self.overhead_s + self.baselines_s) / 60:.1f} min for the rest"
         )
 
 
@@ -82,19 +92,19 @@ def plan_budget(budget_s: float, costs: Costs) -> Plan:
     the head space's epochs, fewer when the head study could not otherwise run
     WANTED_HEAD_TRIALS of them (short budgets, slow machines)."""
     overhead = _overhead(costs)
-    promote_encoder = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead)
+    promote_encoder = _promote_encoder(costs)
     encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
-
-    def promote_head(epochs: int) -> float:
-        return _promotion(epochs, costs.head_epoch_s, overhead)
-
     lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
     for wanted in (WANTED_HEAD_TRIALS, 1):
         for epochs in range(costs.head_epochs, lowest - 1, -1):
-            studies = budget_s - 2 * overhead - promote_encoder - promote_head(epochs)
+            promote_head = _promote_head(costs, epochs)
+            rest = 2 * overhead + costs.baselines_s
+            studies = budget_s - rest - promote_encoder - promote_head
             encoder_s = max(studies * ENCODER_SHARE, encoder_trial)
             if studies - encoder_s >= wanted * epochs * costs.head_epoch_s:
-                return Plan(encoder_s, epochs, promote_encoder, promote_head(epochs), overhead)
+                return Plan(
+                    encoder_s, epochs, promote_encoder, promote_head, overhead, costs.baselines_s
+                )
     raise VaeTuneError(
         f"--budget {clock(budget_s)} is too small for one trial of each study and both "
         f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
@@ -106,22 +116,27 @@ def plan_budget(budget_s: float, costs: Costs) -> Plan:
 def least_budget(costs: Costs) -> float:
     """The smallest budget `plan_budget` accepts, with 5 % to spare: one encoder trial, one
     head trial of the fewest epochs, both promotions and the overheads."""
-    overhead = _overhead(costs)
     lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
     studies = costs.encoder_epochs * costs.encoder_epoch_s + lowest * costs.head_epoch_s
-    promotions = _promotion(costs.encoder_epochs, costs.encoder_epoch_s, overhead) + _promotion(
-        lowest, costs.head_epoch_s, overhead
-    )
-    return 1.05 * (2 * overhead + promotions + studies)
+    promotions = _promote_encoder(costs) + _promote_head(costs, lowest)
+    return 1.05 * (2 * _overhead(costs) + costs.baselines_s + promotions + studies)
 
 
 def _overhead(costs: Costs) -> float:
-    return OVERHEAD_S + OVERHEAD_ENCODER_EPOCHS * costs.encoder_epoch_s
+    return OVERHEAD_S + costs.load_s
 
 
-def _promotion(epochs: int, epoch_s: float, overhead: float) -> float:
-    """A promotion's retrain on train + validation, and its overhead."""
-    return epochs * epoch_s * RETRAIN_SCALE + overhead
+def _promote_encoder(costs: Costs) -> float:
+    """The encoder's retrain on train + validation, its test evaluation, and the overhead."""
+    retrain = costs.encoder_epochs * costs.encoder_epoch_s * RETRAIN_SCALE
+    evaluation = costs.encoder_evaluation_epochs * costs.encoder_epoch_s
+    return retrain + evaluation + _overhead(costs)
+
+
+def _promote_head(costs: Costs, epochs: int) -> float:
+    """The head's retrain on train + validation, its baselines on them, and the overhead."""
+    retrain = epochs * costs.head_epoch_s + costs.baselines_s
+    return retrain * RETRAIN_SCALE + _overhead(costs)
 
 
 def clock(seconds: float) -> str:

@@ -3,7 +3,9 @@
 A few training steps and evaluation batches of the real model on the real tensors, timed after
 a warm-up, then scaled to a whole epoch. The fastest of a few rounds counts: another process
 that takes the CPU for a moment slows some rounds, not the machine. The pipeline plans its
-budget with these figures; the studies then correct them with their own epoch times.
+budget with these figures; the studies then correct them with their own epoch times. The
+logistic-regression baselines are timed too: they run on the CPU whatever trains the models,
+so on a GPU they do not shrink with the epochs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from vae_tune.analysis.baselines import logistic_baselines
 from vae_tune.augment import augment
 from vae_tune.config import TrainConfig
 from vae_tune.models import Model
@@ -85,6 +88,23 @@ def _time_per_call(
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+BASELINE_SAMPLE = 4000  # training images the baselines are timed on (~1/12 of a fit on 48,000)
+
+
+def baseline_seconds(
+    latents: Callable[[torch.Tensor], torch.Tensor], train: Tensors, val: Tensors
+) -> float:
+    """Estimated seconds of one fit of the logistic-regression baselines on all of `train`
+    (latents, PCA and pixels, as a head study and its promotion fit them): a fit on a sample,
+    scaled by the number of images (lbfgs at a fixed iteration cap, PCA: linear in them)."""
+    n = min(BASELINE_SAMPLE, len(train[0]))
+    m = min(BASELINE_SAMPLE // 4, len(val[0]))
+    (train_x, train_y), (val_x, val_y) = (t[:n] for t in train), (t[:m] for t in val)
+    started = time.perf_counter()
+    logistic_baselines(latents(train_x), latents(val_x), train_x, val_x, train_y, val_y)
+    return (time.perf_counter() - started) * len(train[0]) / n
 
 
 # Per process: the fastest precision of each kind of model on each device, measured once.

@@ -20,8 +20,8 @@ import optuna
 import torch
 
 from vae_tune import runner
-from vae_tune.budget import Costs, clock, least_budget, plan_budget
-from vae_tune.calibrate import epoch_seconds
+from vae_tune.budget import ENCODER_EVALUATION_EPOCHS, Costs, clock, least_budget, plan_budget
+from vae_tune.calibrate import baseline_seconds, epoch_seconds
 from vae_tune.data import load_splits
 from vae_tune.datasets.defaults import data_defaults
 from vae_tune.errors import VaeTuneError
@@ -139,7 +139,7 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
         stage=HEAD.name,
         encoder=request.encoder,
         epochs=plan.head_epochs,
-        deadline=end - plan.promote_head_s - plan.overhead_s,
+        deadline=end - plan.promote_head_s - plan.overhead_s - plan.baselines_s,
         epoch_s_hint=costs.head_epoch_s,
     )
     result.rows.append(_study_stage(head_study, project, storage, stage_log("3/4 study mlp")))
@@ -164,9 +164,11 @@ def measure_costs(
     head_epochs: int,
 ) -> Costs:
     """Seconds per epoch of a typical encoder trial and a typical head trial, on the real data
-    (the head on an untrained encoder of the same shape: the cost does not depend on weights)."""
+    (the head on an untrained encoder of the same shape: the cost does not depend on weights),
+    of loading the data and of the baselines."""
     device = project.torch_device()
     seed = DEFAULT_SEED if request.seed is None else request.seed
+    loading = time.perf_counter()
     splits = load_splits(
         request.dataset,
         request.data_dir,
@@ -175,6 +177,7 @@ def measure_costs(
         seed=seed,
         device=device,
     )
+    load_s = time.perf_counter() - loading
     torch.manual_seed(0)
     encoder_space = encoder_space.with_fixed(data_defaults(encoder_space.fixed, splits))
     head_space = head_space.with_fixed(data_defaults(head_space.fixed, splits))
@@ -190,7 +193,13 @@ def measure_costs(
         head_s = epoch_seconds(head.to(device), train, val, head_config.train)
     else:
         head_s = epoch_seconds(Classifier(encoder, head).to(device), train, val, head_config.train)
-    return Costs(encoder_s, encoder_epochs, head_s, head_epochs)
+    baselines_s = baseline_seconds(
+        lambda x: encode(encoder, x), (splits.train_x, splits.train_y), (splits.val_x, splits.val_y)
+    )
+    evaluation_epochs = ENCODER_EVALUATION_EPOCHS[request.encoder]
+    return Costs(
+        encoder_s, encoder_epochs, head_s, head_epochs, load_s, evaluation_epochs, baselines_s
+    )
 
 
 def _epochs(space: SearchSpace) -> int:
