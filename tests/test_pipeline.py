@@ -86,6 +86,8 @@ def test_a_budget_too_small_for_one_trial_names_the_least() -> None:
         plan_budget(120, COSTS)
     least = least_budget(COSTS)
     assert plan_budget(least, COSTS).head_epochs >= 3  # the least is enough
+    slow_head = replace(COSTS, head_epoch_s=60.0)  # a head trial over 3 encoder trials
+    assert plan_budget(least_budget(slow_head), slow_head).head_epochs >= 3
     with pytest.raises(VaeTuneError, match=_clock_pattern(least)):
         plan_budget(0.9 * least, COSTS)
 

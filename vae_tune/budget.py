@@ -117,7 +117,10 @@ def least_budget(costs: Costs) -> float:
     """The smallest budget `plan_budget` accepts, with 5 % to spare: one encoder trial, one
     head trial of the fewest epochs, both promotions and the overheads."""
     lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
-    studies = costs.encoder_epochs * costs.encoder_epoch_s + lowest * costs.head_epoch_s
+    encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
+    head_trial = lowest * costs.head_epoch_s
+    # The encoder study takes ENCODER_SHARE of the study time, and at least one trial.
+    studies = max(encoder_trial + head_trial, head_trial / (1 - ENCODER_SHARE))
     promotions = _promote_encoder(costs) + _promote_head(costs, lowest)
     return 1.05 * (2 * _overhead(costs) + costs.baselines_s + promotions + studies)
 
