@@ -174,6 +174,11 @@ def bad_folder(tmp_path: Path, case: str) -> tuple[Path, str]:
     if case == "empty class":
         (root / "train" / "class2").mkdir()
         return root, "class2: a class folder with no PNG or JPEG images"
+    if case == "class of one image":
+        for split in ("train", "test"):
+            (root / split / "class2").mkdir()
+            Image.new("L", (28, 28)).save(root / split / "class2" / "00000.png")
+        return root, "class 'class2' has 1 image(s), too few to appear on both sides"
     if case == "corrupt image":
         first.write_bytes(b"\x89PNG not really")
         return root, "00000.png: not a readable image"
@@ -183,7 +188,15 @@ def bad_folder(tmp_path: Path, case: str) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize(
-    "case", ["mixed sizes", "mixed modes", "empty class", "corrupt image", "palette image"]
+    "case",
+    [
+        "mixed sizes",
+        "mixed modes",
+        "empty class",
+        "class of one image",
+        "corrupt image",
+        "palette image",
+    ],
 )
 def test_a_bad_folder_is_one_clear_error_and_nothing_is_written(tmp_path: Path, case: str) -> None:
     root, message = bad_folder(tmp_path, case)

@@ -260,6 +260,8 @@ def test_an_out_of_memory_runs_again_once_at_half_the_batch(tmp_path: Path, trac
     assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == first.params
     run = tracker.client.get_run(retry.user_attrs["mlflow_run_id"])
     assert run.data.params["train.batch_size"] == "8"
+    # A promotion or replay of the retry retrains it at the batch it ran at.
+    assert StudyRecord(study).replay(retry).train.batch_size == 8
 
 
 def test_an_out_of_memory_again_at_half_the_batch_fails_the_trial(tmp_path: Path, tracker) -> None:

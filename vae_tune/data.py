@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,14 +87,14 @@ def load_splits(
             f"--val-size must be between {classes} (one image per class) and "
             f"{len(labels) - classes} for {dataset}, got {val_size}"
         )
-    train_idx, val_idx = train_test_split(
-        np.arange(len(labels)), test_size=val_size, stratify=labels, random_state=seed
+    train_idx, val_idx = _stratified(
+        found, np.arange(len(labels)), labels, test_size=val_size, random_state=seed
     )
     if train_size is not None and train_size < len(train_idx):
         if train_size < classes:
             raise DataError(f"--train-size must be at least the number of classes: {train_size}")
-        train_idx, _ = train_test_split(
-            train_idx, train_size=train_size, stratify=labels[train_idx], random_state=seed
+        train_idx, _ = _stratified(
+            found, train_idx, labels[train_idx], train_size=train_size, random_state=seed
         )
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
     return Splits(
@@ -143,8 +144,8 @@ def _held_out(found: Source, data_dir: Path, holdout: Mapping[str, float]) -> tu
             "it a test split of its own (test/ beside train/, or x_test and y_test)"
         )
     stratify = every.y if len(found.classes) > 1 else None
-    keep, held = train_test_split(
-        np.arange(n), test_size=test_n, stratify=stratify, random_state=int(holdout["seed"])
+    keep, held = _stratified(
+        found, np.arange(n), stratify, test_size=test_n, random_state=int(holdout["seed"])
     )
     keep, held = np.sort(keep), np.sort(held)
     return Images(every.x[keep], every.y[keep]), Images(every.x[held], every.y[held])
@@ -159,3 +160,21 @@ def _to_images(images: np.ndarray, device: torch.device | str) -> torch.Tensor:
     # uint8 -> float32 once, on the target device: the training loop then only indexes.
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     return x.float().div_(255.0)
+
+
+def _stratified(
+    found: Source, indices: np.ndarray, labels: np.ndarray | None, **split: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """`train_test_split` stratified by `labels`; a class too small for both sides of the split
+    is a DataError naming it, not scikit-learn's ValueError."""
+    try:
+        first, second = train_test_split(indices, stratify=labels, **split)
+    except ValueError as exc:
+        counts = np.bincount(labels) if labels is not None else np.array([len(indices)])
+        smallest = int(np.argmin(np.where(counts > 0, counts, len(indices) + 1)))
+        raise DataError(
+            f"{found.name}: class {found.classes[smallest]!r} has {counts[smallest]} image(s), "
+            f"too few to appear on both sides of a stratified split ({exc}); give every class "
+            "at least a few images"
+        ) from None
+    return first, second

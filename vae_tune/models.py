@@ -48,9 +48,10 @@ class PixelStandardizer(nn.Module):
         self.register_buffer("pixel_std", torch.ones(1, channels, 1, 1))
 
     def fit(self, images: torch.Tensor) -> None:
-        flat = images.transpose(0, 1).reshape(images.shape[1], -1).float()
-        self.pixel_mean.copy_(flat.mean(1).view_as(self.pixel_mean))
-        self.pixel_std.copy_(flat.std(1).clamp_min(1e-3).view_as(self.pixel_std))
+        # Reduced in place over (N, H, W): no transposed copy of the training set per trial.
+        x = images.float()  # the images themselves when they are float32, as loaded
+        self.pixel_mean.copy_(x.mean((0, 2, 3)).view_as(self.pixel_mean))
+        self.pixel_std.copy_(x.std((0, 2, 3)).clamp_min(1e-3).view_as(self.pixel_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.pixel_mean) / self.pixel_std

@@ -7,7 +7,6 @@ this module and prepare the same setup for themselves.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +87,6 @@ class StudySetup:
 def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
     """Validate the space and the device, find the encoder, load the data, open the stores:
     a bad option or file is refused before anything is written."""
-    check_workers(request.workers)
     space, run = load_request_space(request, project)
     device = project.torch_device()
     wanted = stage(request.stage)
@@ -149,16 +147,30 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
 
 def check_workers(workers: int) -> None:
     """Refuse more workers than this machine's memory holds: each is a process with its own
-    torch, data and models (peak RSS ~1.5 GiB each, measured on Fashion-MNIST)."""
-    if workers <= 1 or not hasattr(os, "sysconf"):
+    torch, data and models (peak RSS ~1.5 GiB each, measured on Fashion-MNIST). Asked once, by
+    the process that starts them, before any of them has loaded its data."""
+    available = available_memory()
+    if workers <= 1 or available is None:
         return
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     most = max(1, int(available // WORKER_BYTES))
     if workers > most:
         raise VaeTuneError(
             f"--workers {workers}: each worker takes about {WORKER_BYTES / 2**30:.1f} GiB, and "
             f"this machine has {available / 2**30:.1f} GiB available: use at most {most}"
         )
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel could give a new process (Linux's MemAvailable: free memory and the
+    page cache it can drop); None where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def load_request_space(request: StudyRequest, project: Project) -> tuple[SearchSpace, RunOptions]:

@@ -30,7 +30,7 @@ from vae_tune.errors import VaeTuneError
 from vae_tune.gallery import TOP_K, TOPK_PICTURE, best_trials, compose
 from vae_tune.ops.cluster import slurm_cpus
 from vae_tune.ops.workers import run_workers
-from vae_tune.prepare import StudyRequest, prepare
+from vae_tune.prepare import StudyRequest, check_workers, prepare
 from vae_tune.progress import StudyProgress
 from vae_tune.project import Project
 from vae_tune.promote import Promotion
@@ -59,6 +59,7 @@ def study(
     """Run (or resume) the requested study, in this process or in `request.workers`."""
     if (cpus := slurm_cpus()) is not None and request.workers == 1:
         torch.set_num_threads(cpus)  # a SLURM task: the CPUs it was given, not the node's
+    check_workers(request.workers)  # here, not in each worker: they share the memory
     setup = prepare(request, project, log)
     if request.workers == 1:
         summary = run_study(

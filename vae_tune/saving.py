@@ -6,6 +6,7 @@ can move without breaking a registered model, and loading needs no pickle
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,15 @@ def model_from_spec(spec: dict[str, Any]) -> Model:
 
 
 def save_spec_file(model: Model, path: Path, format: str) -> None:
-    """`model` as its spec and its state_dict: plain data and tensors only."""
+    """`model` as its spec and its state_dict: plain data and tensors only. Written beside and
+    renamed into place: a process killed mid-write leaves no truncated file at `path`."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": format, "spec": model_spec(model), "state_dict": state}, path)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        torch.save({"format": format, "spec": model_spec(model), "state_dict": state}, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def load_spec_file(path: Path) -> Model:

@@ -178,8 +178,9 @@ def run(action: Callable[[], int]) -> None:
         raise typer.Exit(130) from None
     except Exception as exc:
         if out_of_memory(exc):
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]  # MemoryError() is bare
             render.errors.print(
-                f"[bold red]error:[/] out of memory: {escape(str(exc).splitlines()[0])}. "
+                f"[bold red]error:[/] out of memory: {escape(first)}. "
                 "Everything recorded before is intact: use a smaller batch, model or "
                 "--iwae-k, or fewer --workers, and run the same command again."
             )

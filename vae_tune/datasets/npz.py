@@ -27,7 +27,7 @@ def npz_source(path: Path) -> Source:
         if ("x_test" in names) != ("y_test" in names):
             raise DataError(f"{file}: give both x_test and y_test, or neither")
         if "classes" in names:
-            classes = tuple(str(c) for c in arrays["classes"].reshape(-1))
+            classes = tuple(str(c) for c in _load(file, arrays, "classes").reshape(-1))
         else:
             y = _load(file, arrays, "y_train")
             classes = tuple(str(i) for i in range(int(np.max(y)) + 1 if y.size else 1))

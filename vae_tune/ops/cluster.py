@@ -67,7 +67,8 @@ class Resources:
         lines = [f"--array=0-{self.tasks - 1}"] if array and self.tasks > 1 else []
         for option, value in (
             ("--cpus-per-task", self.cpus_per_task),
-            ("--gpus-per-task", self.gpus_per_task if array else None),
+            # A promotion retrains one model: one GPU where the array's tasks had some.
+            ("--gpus-per-task", self.gpus_per_task if array else self.gpus_per_task and 1),
             ("--partition", self.partition),
             ("--time", self.time),
             ("--account", self.account),
@@ -184,7 +185,16 @@ def submit(
         if job.after is not None:
             command.append(f"--dependency=afterany:{ids[job.after]}")
         command.append(str(script))
-        job_id = "(dry run)" if dry_run else _sbatch(command)
+        try:
+            job_id = "(dry run)" if dry_run else _sbatch(command)
+        except VaeTuneError as exc:
+            if not ids:
+                raise
+            queued = ", ".join(f"{name} {job_id}" for name, job_id in ids.items())
+            raise VaeTuneError(
+                f"{exc}; already queued: {queued} (`scancel {' '.join(ids.values())}` to cancel "
+                "them, or submit the rest again)"
+            ) from None
         ids[job.name] = job_id
         done.jobs.append((job, script, job_id))
     return done

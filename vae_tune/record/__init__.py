@@ -101,9 +101,17 @@ class StudyRecord:
         return space.with_fixed(self.settings.fixed)
 
     def replay(self, trial: FrozenTrial) -> TrialConfig:
-        """A finished trial's config through the same path the study sampled it with."""
+        """A finished trial's config through the same path the study sampled it with, at the
+        batch size and precision it ran at (a retry after an out-of-memory runs at half its
+        batch; `train.precision: auto` is decided once, on the trial's device)."""
         space = self.space()
-        return space.config(space.sample(optuna.trial.FixedTrial(trial.params)))
+        flat = space.sample(optuna.trial.FixedTrial(trial.params))
+        ran = TrialRecord(trial)
+        if ran.batch_size is not None:
+            flat["train.batch_size"] = ran.batch_size
+        if flat.get("train.precision") == "auto" and ran.precision is not None:
+            flat["train.precision"] = ran.precision
+        return space.config(flat)
 
     def splits(self, data_dir: Path | None, device: torch.device) -> Splits:
         """The train/validation split the study ran on."""
