@@ -92,7 +92,7 @@ def main() -> None:
                 )
             accuracies = [r["test_accuracy"] for r in runs]
             summary = {
-                "commands": [" ".join(c) for c in PROFILES[name]],
+                "commands": [" ".join(with_scope(c, scope, args.encoder)) for c in PROFILES[name]],
                 "wall_s": mean_std([r["wall_s"] for r in runs]),
                 "validation_accuracy": mean_std([r["validation"] for r in runs]),
                 "test_accuracy": mean_std(accuracies),
