@@ -110,6 +110,7 @@ class Objective:
         )
         record.set_run_id(run_id)
         self.progress.trial_started(trial.number)
+        held = _device_memory(c.device)  # the data's: what the trial must leave behind
         try:
             best, last = self._train(trial, record, run_id, config, seed)
         except optuna.TrialPruned as exc:
@@ -125,7 +126,7 @@ class Objective:
             self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
             raise
         finally:
-            _free_memory(c.device)  # the model is gone with _train's frame
+            _free_memory(c.device, held)  # the model is gone with _train's frame
 
         if self.multi:  # the trade-off where training ended: a Pareto point per trial
             metrics = c.space.settings.metrics
@@ -263,8 +264,15 @@ class Objective:
         )
 
 
-def _free_memory(device: torch.device) -> None:
-    """Models of earlier trials must not pile up on the GPU."""
-    gc.collect()
-    if device.type == "cuda":
+def _device_memory(device: torch.device) -> int:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+
+def _free_memory(device: torch.device, held: int) -> None:
+    """Models of earlier trials must not pile up on the GPU. A full collection costs 0.1-0.4 s
+    with torch and MLflow loaded (benchmarks/fixed_costs.py): as much as a fast trial's epochs.
+    So only when the trial left device memory behind (a cycle holds its model: a pruned
+    trial's traceback); on a CPU, Python's own collections free such cycles."""
+    if device.type == "cuda" and _device_memory(device) > held:
+        gc.collect()
         torch.cuda.empty_cache()
