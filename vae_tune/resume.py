@@ -18,6 +18,7 @@ from vae_tune.tracking import Tracker
 
 Log = Callable[[str], None]
 PARENT_WAIT_S = 120  # the creator of a new study opens its run within a second or two
+CREATOR_GRACE_S = 10.0  # between create_study and the creator's mark: one storage write
 
 
 def optuna_study(
@@ -50,6 +51,26 @@ def optuna_study(
     # and every machine would replay the same start-up configs. Each trial gets its own.
     study.sampler = study_sampler(settings.sampler, seed)
     return study, created
+
+
+def await_creator(record: StudyRecord) -> None:
+    """For a study another process has just created (processes started together: a SLURM
+    array): wait until that process has recorded its creation and its space and settings, so
+    they are checked against what it recorded, not against a half-written record. A study
+    with neither a creator's mark nor trials after CREATOR_GRACE_S was made outside vae-tune
+    (`optuna create-study`): nothing to wait for."""
+    grace = time.monotonic() + CREATOR_GRACE_S
+    while record.creator is None and not record.started and time.monotonic() < grace:
+        if record.live.get_trials(deepcopy=False):
+            return
+        time.sleep(0.2)
+        record.refreshed()
+    deadline = time.monotonic() + PARENT_WAIT_S
+    while record.creator is not None and not record.fully_started:
+        if time.monotonic() > deadline:
+            return  # its creator died before recording it: this process records it instead
+        time.sleep(0.2)
+        record.refreshed()
 
 
 def check_resume(

@@ -28,7 +28,7 @@ from vae_tune.objective import Objective, TrialContext
 from vae_tune.ops.repair import repair, retry_interrupted, worker_identity, zombie_trials
 from vae_tune.progress import PlainProgress, StudyProgress
 from vae_tune.record import Settings, StudyRecord, TrialRecord
-from vae_tune.resume import check_resume, optuna_study, parent_run
+from vae_tune.resume import await_creator, check_resume, optuna_study, parent_run
 from vae_tune.space import SearchSpace
 from vae_tune.stopping import (
     FINISHED,
@@ -133,6 +133,8 @@ def open_study(
     record = StudyRecord(study)
     if created:  # first: processes that lost the race to create it wait for its parent run
         record.set_creator(worker_identity())
+    else:
+        await_creator(record)
     check_resume(record, space, settings, options.force, log)
     experiment_id = tracker.experiment_id(options.study_name)
     # A study another vae-tune process is creating: wait for the parent run it opens.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -29,13 +30,7 @@ def open_storage(location: str, write: bool = False) -> BaseStorage:
     """A journal storage for a file path, an RDB storage for a URL; clear errors for either.
     `write`: the caller will run trials, so a journal's folder must have room for them."""
     if "://" in location:
-        try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                # Heartbeats let Optuna fail trials of workers that died (RDB storages only).
-                return RDBStorage(location, heartbeat_interval=60, grace_period=180)
-        except Exception as exc:  # SQLAlchemy raises many types: bad dialect, host, driver
-            raise StoreError(f"cannot open Optuna storage {location!r}: {exc}") from exc
+        return _open_rdb(location)
     path = Path(location)
     if path.is_dir():
         raise StoreError(f"Optuna storage {location!r} is a folder; give a journal file path")
@@ -55,6 +50,28 @@ def open_storage(location: str, write: bool = False) -> BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     except OSError as exc:
         raise StoreError(f"cannot open Optuna journal {location!r}: {exc.strerror}") from exc
+
+
+SCHEMA_RACE_RETRIES = 5
+
+
+def _open_rdb(location: str) -> RDBStorage:
+    """Optuna's RDB storage. Processes that start together on a new database (an array of
+    SLURM tasks) race to create its schema: PostgreSQL lets one create each table and type
+    and fails the others with a duplicate; those open it again once the schema is there."""
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # Heartbeats let Optuna fail trials of workers that died (RDB storages only).
+                return RDBStorage(location, heartbeat_interval=60, grace_period=180)
+        except Exception as exc:  # SQLAlchemy raises many types: bad dialect, host, driver
+            text = str(exc)
+            racing = "already exists" in text or "duplicate key" in text
+            if not racing or attempt == SCHEMA_RACE_RETRIES:
+                raise StoreError(f"cannot open Optuna storage {location!r}: {exc}") from exc
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _check_writable(folder: Path) -> None:

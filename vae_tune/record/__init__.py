@@ -65,6 +65,12 @@ class StudyRecord:
         return "search_space" in self._attrs
 
     @property
+    def fully_started(self) -> bool:
+        """Everything `record_start` writes is there ("metrics" is its last write): another
+        process that started the study moments ago has finished recording it."""
+        return "metrics" in self._attrs
+
+    @property
     def settings(self) -> Settings:
         if "settings" not in self._attrs:
             raise VaeTuneError(f"study {self.study.study_name!r} was not made by vae-tune")
