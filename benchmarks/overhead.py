@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from vae_tune import runner
 from vae_tune.config import build_config
 from vae_tune.data import Splits, load_splits
+from vae_tune.datasets.defaults import data_defaults
 from vae_tune.models import build_model
 from vae_tune.prepare import StudyRequest
 from vae_tune.project import Project
@@ -54,6 +55,7 @@ def main() -> None:
     for stage in args.stages.split(","):
         values = {**load_space(REPO / "search_spaces" / f"{stage}.yaml").fixed, **CONFIG}
         values["train.epochs"] = args.epochs
+        values |= data_defaults(values, splits)  # `auto` decided as a study decides it
         bare, tuned = [], []
         for repeat in range(args.repeats):
             bare.append(bare_loop(stage, values, splits, seed=repeat))
