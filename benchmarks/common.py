@@ -36,6 +36,11 @@ def quiet() -> None:
     quiet_libraries()
 
 
+def progress(line: str) -> None:
+    """A line of progress on stderr, at once: stdout is for the table and the JSON."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def spread(values: Sequence[float]) -> dict[str, Any]:
     """Median, min and max of repeated measurements, and the runs themselves."""
     return {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from vae_tune.project import Project
 from vae_tune.space import load_space
 from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
 
-from common import print_table, quiet, write_result
+from common import print_table, progress, quiet, write_result
 
 NARROW = {"model.channels": [8, 16, 32], "model.hidden": 64, "model.batchnorm": False}
 CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
@@ -93,11 +92,9 @@ def main() -> None:
         for seed in seeds:
             runs.append(run(name, seed, args.head_epochs))
             r = runs[-1]
-            print(
+            progress(
                 f"{name} seed {seed}: val accuracy {r['val_accuracy']:.4f} (epoch "
-                f"{r['best_epoch']}), {r['encoder_s']:.0f} + {r['head_s']:.0f} s",
-                file=sys.stderr,
-                flush=True,
+                f"{r['best_epoch']}), {r['encoder_s']:.0f} + {r['head_s']:.0f} s"
             )
     rows, summary = [], {}
     for name in args.candidates.split(","):

@@ -17,7 +17,6 @@ import argparse
 import cProfile
 import pstats
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from vae_tune import runner
 from vae_tune.prepare import StudyRequest
 from vae_tune.project import Project
 
-from common import fixed_space, print_table, quiet, show, spread, write_result
+from common import fixed_space, print_table, progress, quiet, show, spread, write_result
 
 TINY = {
     "model.channels": [4, 8, 8],
@@ -100,11 +99,9 @@ def main() -> None:
             folder.mkdir()
             runs.append(one_study(folder, args.trials, args.epochs, seed=repeat))
             r = runs[-1]
-            print(
+            progress(
                 f"repeat {repeat}: trial {r['trial_s']:.3f} s, epochs {r['epochs_s']:.3f} s, "
-                f"fixed {r['fixed_share']:.1%}",
-                file=sys.stderr,
-                flush=True,
+                f"fixed {r['fixed_share']:.1%}"
             )
     rows = [
         ["trial (wall)", show(spread([r["trial_s"] for r in runs]))],

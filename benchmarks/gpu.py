@@ -22,7 +22,7 @@ from vae_tune.data import load_splits
 from vae_tune.project import Project
 from vae_tune.tasks import AutoencoderTask
 
-from common import run_cli, write_result
+from common import progress, run_cli, write_result
 from precision import run, typical
 
 
@@ -46,7 +46,7 @@ def trials_per_hour(workers: list[int], trials: int, folder: Path) -> dict:
         args += ["--workers", str(count), "--workers-per-device", str(count)]
         measured = run_cli(args, root)
         out[count] = {**measured, "trials_per_hour": trials / measured["wall_s"] * 3600}
-        print(f"{count} workers: {out[count]['trials_per_hour']:.0f} trials/hour", file=sys.stderr)
+        progress(f"{count} workers: {out[count]['trials_per_hour']:.0f} trials/hour")
     return out
 
 
@@ -78,7 +78,7 @@ def main() -> None:
     device = torch.device("cuda")
     trials = args.trials // 2 if args.quick else args.trials
     result: dict = {"device": torch.cuda.get_device_name(), "epochs": epoch_times(device)}
-    print(json.dumps(result["epochs"]), file=sys.stderr, flush=True)
+    progress(json.dumps(result["epochs"]))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         workers = [int(w) for w in args.workers.split(",")]
@@ -87,7 +87,7 @@ def main() -> None:
             result["pipeline_30m"] = pipeline("30m", folder)
     path = write_result("gpu", result)
     print(json.dumps(result, indent=2))
-    print(f"wrote {path}", file=sys.stderr)
+    progress(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from vae_tune.project import Project
 from vae_tune.space import load_space
 from vae_tune.train import make_optimizer
 
-from common import REPO, print_table, quiet, show, spread, write_result
+from common import REPO, print_table, progress, quiet, show, spread, write_result
 
 
 def main() -> None:
@@ -57,10 +56,7 @@ def main() -> None:
             naive.append(naive_study(raw.parent.parent, args.trials, args.epochs, repeat))
             tuned.append(vae_tune_study(Path(folder) / f"project{repeat}", args, repeat))
             n, t = naive[-1]["s_per_trial_epoch"], tuned[-1]["s_per_trial_epoch"]
-            print(
-                f"repeat {repeat + 1}: s per trial-epoch: naive {n:.2f}, vae-tune {t:.2f}",
-                file=sys.stderr,
-            )
+            progress(f"repeat {repeat + 1}: s per trial-epoch: naive {n:.2f}, vae-tune {t:.2f}")
 
     result = {
         "trials": args.trials,

@@ -11,7 +11,6 @@ its wall time from Optuna's trial start to end, model building and run bookkeepi
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from vae_tune.prepare import StudyRequest
 from vae_tune.project import Project
 from vae_tune.space import load_space
 
-from common import REPO, fixed_space, print_table, quiet, show, spread, write_result
+from common import REPO, fixed_space, print_table, progress, quiet, show, spread, write_result
 
 CONFIG = {  # the space file's fixed values, and mid-range values of what it searches
     "model.latent_dim": 64,
@@ -60,10 +59,9 @@ def main() -> None:
         for repeat in range(args.repeats):
             bare.append(bare_loop(stage, values, splits, seed=repeat))
             tuned.append(vae_tune_trial(stage, values, seed=repeat))
-            print(
+            progress(
                 f"{stage} repeat {repeat + 1}: bare {bare[-1]['wall_s']:.1f} s, "
-                f"vae-tune {tuned[-1]['wall_s']:.1f} s",
-                file=sys.stderr,
+                f"vae-tune {tuned[-1]['wall_s']:.1f} s"
             )
         stats = {
             "bare_wall_s": spread([b["wall_s"] for b in bare]),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from vae_tune.project import Project
 from vae_tune.space import load_space
 from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
 
-from common import print_table, quiet, show, spread, write_result
+from common import print_table, progress, quiet, show, spread, write_result
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -80,10 +79,8 @@ def main() -> None:
                     "val_loss": last["val_loss"],
                 }
             )
-            print(
-                f"ae {precision} seed {seed}: {epoch:.2f} s/epoch, val_loss {last['val_loss']:.5f}",
-                file=sys.stderr,
-                flush=True,
+            progress(
+                f"ae {precision} seed {seed}: {epoch:.2f} s/epoch, val_loss {last['val_loss']:.5f}"
             )
         for precision in ("fp32", "bf16"):  # each on the encoder trained in its precision
             encoder = encoders[precision]
@@ -99,11 +96,9 @@ def main() -> None:
                     "val_accuracy": last["val_accuracy"],
                 }
             )
-            print(
+            progress(
                 f"mlp {precision} seed {seed}: {epoch:.2f} s/epoch, val_accuracy "
-                f"{last['val_accuracy']:.4f}",
-                file=sys.stderr,
-                flush=True,
+                f"{last['val_accuracy']:.4f}"
             )
     rows, summary = [], {}
     for model, quality in (("ae", "val_loss"), ("mlp", "val_accuracy")):

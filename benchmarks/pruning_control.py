@@ -12,7 +12,6 @@ whether a configuration the pruner stopped would have beaten every one it let fi
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from optuna.trial import TrialState
 
 from vae_tune.project import Project
 
-from common import print_table, run_cli, show, spread, write_result
+from common import print_table, progress, run_cli, show, spread, write_result
 
 STARTUP = 5  # the shipped spaces' TPE n_startup_trials: identical configurations in both
 
@@ -54,7 +53,7 @@ def main() -> None:
                 ]
                 walls[name] = run_cli(command, root, log=root / "output.log")["wall_s"]
             runs.append(compare(root, seed, walls))
-            print(f"seed {seed}: {runs[-1]}", file=sys.stderr, flush=True)
+            progress(f"seed {seed}: {runs[-1]}")
 
     result = {
         "stage": args.stage,

@@ -10,11 +10,10 @@ machine, `--workers 1,2,4` measures several trials sharing the one GPU.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-from common import print_table, run_cli, show, spread, write_result
+from common import print_table, progress, run_cli, show, spread, write_result
 
 
 def main() -> None:
@@ -52,10 +51,9 @@ def main() -> None:
                 )
                 measured["trials_per_hour"] = args.trials / measured["wall_s"] * 3600
                 runs[workers].append(measured)
-                print(
+                progress(
                     f"{workers} worker(s), repeat {repeat + 1}: {measured['wall_s']:.0f} s, "
-                    f"peak {measured['peak_rss_mb']:.0f} MiB",
-                    file=sys.stderr,
+                    f"peak {measured['peak_rss_mb']:.0f} MiB"
                 )
 
     base = counts[0]

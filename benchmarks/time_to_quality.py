@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import optuna
 from vae_tune.project import Project
 from vae_tune.stages import HEAD, stage
 
-from common import print_table, run_cli, write_result
+from common import print_table, progress, run_cli, write_result
 
 # Per dataset: (the reference to reach, a stronger bar to report beside it).
 TARGETS = {"fashion-mnist": (0.9008, 0.9351), "mnist": (0.99, 0.995)}
@@ -84,11 +83,9 @@ def main() -> None:
                 root.mkdir(parents=True)
                 commands = [with_scope(c, scope, args.encoder) for c in PROFILES[name]]
                 runs.append(workflow(commands, root, seed=seed, names=names))
-                print(
+                progress(
                     f"{name} seed {seed}: {runs[-1]['wall_s']:.0f} s, test accuracy "
-                    f"{runs[-1]['test_accuracy']:.4f}",
-                    file=sys.stderr,
-                    flush=True,
+                    f"{runs[-1]['test_accuracy']:.4f}"
                 )
             accuracies = [r["test_accuracy"] for r in runs]
             summary = {

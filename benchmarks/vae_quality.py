@@ -13,14 +13,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 from vae_tune.project import Project
 from vae_tune.record import StudyRecord
 
-from common import REPO, print_table, run_cli, write_result
+from common import REPO, print_table, progress, run_cli, write_result
 
 SPACES = REPO / "search_spaces"
 
@@ -66,7 +65,7 @@ def main() -> None:
                     f"{sum(walls) / 60:.0f}",
                 ]
             )
-            print(f"fashion: test error {error:.4f}", file=sys.stderr, flush=True)
+            progress(f"fashion: test error {error:.4f}")
         if "mnist" in args.parts:
             root = base / "mnist"
             root.mkdir(parents=True)
@@ -89,7 +88,7 @@ def main() -> None:
                     f"{sum(walls) / 60:.0f}",
                 ]
             )
-            print(f"mnist: {test}", file=sys.stderr, flush=True)
+            progress(f"mnist: {test}")
     path = write_result("vae_quality", result, args.out)
     print_table(
         "the VAE against the reference reports", ["what", "vae-tune", "reference", "min"], rows
