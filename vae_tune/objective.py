@@ -87,9 +87,7 @@ class Objective:
             trial.study.stop()
             record.set_failed("surplus: other workers took the last trials")
             raise SurplusTrialError(f"trial {trial.number}: n_trials already taken")
-        flat = c.space.sample(trial)
-        if (batch := record.batch_size) is not None:  # a retry after an out-of-memory
-            flat["train.batch_size"] = batch
+        flat = record.as_run(c.space.sample(trial))  # a retry after an out-of-memory: its batch
         config = c.space.config(flat)
         seed = trial_seed(c.seed, trial.number)
         record.set_seed(seed)

@@ -111,10 +111,8 @@ class StudyRecord:
         batch size and precision it ran at (a retry after an out-of-memory runs at half its
         batch; `train.precision: auto` is decided once, on the trial's device)."""
         space = self.space()
-        flat = space.sample(optuna.trial.FixedTrial(trial.params))
         ran = TrialRecord(trial)
-        if ran.batch_size is not None:
-            flat["train.batch_size"] = ran.batch_size
+        flat = ran.as_run(space.sample(optuna.trial.FixedTrial(trial.params)))
         if flat.get("train.precision") == "auto" and ran.precision is not None:
             flat["train.precision"] = ran.precision
         return space.config(flat)

@@ -101,6 +101,13 @@ class TrialRecord:
         value = self._get("batch_size")
         return int(value) if value is not None else None
 
+    def as_run(self, flat: dict[str, Any]) -> dict[str, Any]:
+        """The trial's sampled config with what its record overrides (a retry's batch size):
+        what it trains at, in its study and in every replay."""
+        if (batch := self.batch_size) is not None:
+            flat["train.batch_size"] = batch
+        return flat
+
     @property
     def needs_retry(self) -> bool:
         """Failed without being judged: interrupted, or failed by Optuna's heartbeat (which
