@@ -25,7 +25,7 @@ from vae_tune.space import parse_space
 from vae_tune.stopping import stop_when_taken, surplus
 from vae_tune.study import StudyOptions, run_study
 from vae_tune.tasks import AutoencoderTask
-from vae_tune.tracking import Tracker
+from vae_tune.tracking import MetricBuffer, Tracker
 
 SPACE = """
 stage: ae
@@ -110,6 +110,30 @@ def test_pruned_trial_is_a_killed_run_with_its_epoch(tmp_path: Path, tracker) ->
     assert run.data.tags["pruned_at_epoch"] == "1"
     assert "recon.png" in {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
     assert "pruned at epoch 1" in run.data.tags["prune_reason"]
+    # Its one epoch's metrics, buffered, reached the run as it ended.
+    [loss] = tracker.client.get_metric_history(run.info.run_id, "val_loss")
+    assert loss.step == 1 and loss.value == trial.intermediate_values[1]
+
+
+def test_epoch_metrics_are_written_together_and_all_reach_the_run(tracker) -> None:
+    experiment = tracker.experiment_id("buffered")
+    run_id = tracker.start_run(experiment, "slow-store")
+    buffered = MetricBuffer(tracker, run_id, every_s=3600.0)
+    for epoch in (1, 2, 3):
+        buffered.log({"val_loss": 1.0 / epoch, "epoch_time_s": 0.1}, step=epoch)
+    assert tracker.client.get_run(run_id).data.metrics == {}  # nothing written yet
+    # More than MLflow takes in one batch: the end splits them.
+    buffered.log({f"m{i}": float(i) for i in range(1200)}, step=3)
+    tracker.end_run(run_id, "FINISHED", {"done": "yes"}, buffered)
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["done"] == "yes"
+    assert len(run.data.metrics) == 2 + 1200
+    history = tracker.client.get_metric_history(run_id, "val_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
+    # A store written every epoch when the interval has passed (a slow CPU epoch).
+    live_id = tracker.start_run(experiment, "live")
+    MetricBuffer(tracker, live_id, every_s=0.0).log({"val_loss": 0.25}, step=1)
+    assert tracker.client.get_run(live_id).data.metrics == {"val_loss": 0.25}
 
 
 def test_nan_loss_is_a_failed_run_not_retried(tmp_path: Path, tracker) -> None:

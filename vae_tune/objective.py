@@ -35,7 +35,7 @@ from vae_tune.space import SearchSpace
 from vae_tune.stages import stage
 from vae_tune.stopping import surplus
 from vae_tune.tasks import Task
-from vae_tune.tracking import RUN_STATUS, Tracker
+from vae_tune.tracking import RUN_STATUS, MetricBuffer, Tracker
 from vae_tune.train import EpochResult, fit
 
 
@@ -107,13 +107,14 @@ class Objective:
             parent_run_id=c.parent_run_id,
         )
         record.set_run_id(run_id)
+        epoch_log = MetricBuffer(c.tracker, run_id)  # written every few s
         self.progress.trial_started(trial.number)
         held = _device_memory(c.device)  # the data's: what the trial must leave behind
         try:
-            best, last = self._train(trial, record, run_id, config, seed)
+            best, last = self._train(trial, record, run_id, epoch_log, config, seed)
         except optuna.TrialPruned as exc:
             tags = {"pruned_at_epoch": record.pruned_at_epoch, "prune_reason": str(exc)}
-            self._end(trial, run_id, "PRUNED", tags)
+            self._end(trial, run_id, epoch_log, "PRUNED", tags)
             raise
         except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
             kind = infrastructure(exc)  # not the config's fault: it runs again
@@ -121,7 +122,7 @@ class Objective:
             oom = config.train.batch_size if kind == OUT_OF_MEMORY else None
             record.set_failed(reason, interrupted=kind is not None, oom_batch=oom)
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
-            self._end(trial, run_id, "FAIL", {"fail_reason": reason}, status=status)
+            self._end(trial, run_id, epoch_log, "FAIL", {"fail_reason": reason}, status=status)
             raise
         finally:
             _free_memory(c.device, held)  # the model is gone with _train's frame
@@ -132,19 +133,24 @@ class Objective:
             record.set_best_epoch(last.epoch)
             shown = ", ".join(f"{m} {v:.5g}" for m, v in zip(metrics, values, strict=True))
             outcome = f"{shown} at epoch {last.epoch}"
-            self._end(trial, run_id, "COMPLETE", {"best_epoch": last.epoch}, outcome=outcome)
+            end_tags = {"best_epoch": last.epoch}
+            self._end(trial, run_id, epoch_log, "COMPLETE", end_tags, outcome=outcome)
             return values
         record.set_best_epoch(best.epoch)
         value = best.metrics[self.metric]
-        c.tracker.log_metrics(
-            run_id, {f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch
-        )
+        epoch_log.log({f"best_{self.metric}": value, "best_epoch": best.epoch}, step=best.epoch)
         outcome = f"{self.metric} {value:.5g} at epoch {best.epoch}"
-        self._end(trial, run_id, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
+        self._end(trial, run_id, epoch_log, "COMPLETE", {"best_epoch": best.epoch}, outcome=outcome)
         return value
 
     def _train(
-        self, trial: optuna.Trial, record: TrialRecord, run_id: str, config: TrialConfig, seed: int
+        self,
+        trial: optuna.Trial,
+        record: TrialRecord,
+        run_id: str,
+        epoch_log: MetricBuffer,
+        config: TrialConfig,
+        seed: int,
     ) -> tuple[EpochResult, EpochResult]:
         """Train the trial's model, reporting each epoch; its best and its last epoch. A pruned
         or finished model leaves its pictures; the model itself lives no longer than this."""
@@ -165,7 +171,7 @@ class Objective:
                 kl_per_dim[result.epoch] = kl
             value = result.metrics[self.metric]
             # The study's metric first: MLflow's comparison plots a run's first metric.
-            c.tracker.log_metrics(run_id, {self.metric: value, **result.metrics}, result.epoch)
+            epoch_log.log({self.metric: value, **result.metrics}, result.epoch)
             if best is None or (value > best.metrics[self.metric]) == self.maximize:
                 best = result
             last = result
@@ -244,6 +250,7 @@ class Objective:
         self,
         trial: optuna.Trial,
         run_id: str,
+        epoch_log: MetricBuffer,
         state: str,
         tags: dict[str, Any],
         status: str | None = None,
@@ -252,7 +259,7 @@ class Objective:
         """Close the trial's MLflow run and leave a note on the trial for optuna-dashboard."""
         c = self.c
         c.tracker.end_run(
-            run_id, status or RUN_STATUS[state], {"optuna.trial_state": state, **tags}
+            run_id, status or RUN_STATUS[state], {"optuna.trial_state": state, **tags}, epoch_log
         )
         outcome = outcome or ", ".join(f"{k}: {notes.short(v)}" for k, v in tags.items())
         link = c.tracker.run_link(c.experiment_id, run_id)

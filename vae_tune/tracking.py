@@ -36,6 +36,10 @@ from vae_tune.saving import load_spec_file, with_identity_standardizers
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_TAG = "mlflow.parentRunId"
+# A trial's epoch metrics reach the store at most this often (and when its run ends): an 11 s
+# CPU epoch still shows at once, and sub-second epochs do not each wait on a write.
+METRIC_FLUSH_S = 5.0
+BATCH_LIMIT = 1000  # MLflow's most metrics per log_batch
 
 
 LEGACY_MODEL_FILE = "model.pt"  # 0.2: the spec and state_dict were the registered model
@@ -174,10 +178,20 @@ class Tracker:
         experiments = self.client.search_experiments(view_type=ViewType.ALL)
         return [e.artifact_location for e in experiments]
 
-    def end_run(self, run_id: str, status: str, tags: Mapping[str, Any] | None = None) -> None:
-        """Close a run in a terminal status (FINISHED, KILLED or FAILED), tags first."""
-        if tags:
-            self.set_tags(run_id, tags)
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        tags: Mapping[str, Any] | None = None,
+        metrics: MetricBuffer | None = None,
+    ) -> None:
+        """Close a run in a terminal status (FINISHED, KILLED or FAILED); its buffered metrics
+        and its tags go first, in one batch where they fit."""
+        pending = metrics.drain() if metrics is not None else []
+        batch = [RunTag(k, v) for k, v in _str_values(tags or {}).items()]
+        while pending or batch:
+            self.client.log_batch(run_id, metrics=pending[:BATCH_LIMIT], tags=batch)
+            pending, batch = pending[BATCH_LIMIT:], []
         self.client.set_terminated(run_id, status=status)
 
     @contextlib.contextmanager
@@ -235,6 +249,32 @@ class Tracker:
 
     def child_runs(self, experiment_id: str, parent_run_id: str) -> list[Run]:
         return self.runs(experiment_id, {PARENT_TAG: parent_run_id})
+
+
+class MetricBuffer:
+    """A run's metrics, written together every METRIC_FLUSH_S seconds; the rest when the run
+    ends (`Tracker.end_run`). Each keeps the time it was logged at, as MLflow shows it."""
+
+    def __init__(self, tracker: Tracker, run_id: str, every_s: float = METRIC_FLUSH_S) -> None:
+        self.tracker, self.run_id, self.every_s = tracker, run_id, every_s
+        self.pending: list[Metric] = []
+        self.flushed = time.monotonic()
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if time.monotonic() - self.flushed >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        pending = self.drain()
+        for start in range(0, len(pending), BATCH_LIMIT):
+            self.tracker.client.log_batch(self.run_id, metrics=pending[start : start + BATCH_LIMIT])
+
+    def drain(self) -> list[Metric]:
+        pending, self.pending = self.pending, []
+        self.flushed = time.monotonic()
+        return pending
 
 
 def load_model_folder(path: Path) -> Model:
