@@ -122,12 +122,15 @@ def test_epoch_metrics_are_written_together_and_all_reach_the_run(tracker) -> No
     for epoch in (1, 2, 3):
         buffered.log({"val_loss": 1.0 / epoch, "epoch_time_s": 0.1}, step=epoch)
     assert tracker.client.get_run(run_id).data.metrics == {}  # nothing written yet
-    # More than MLflow takes in one batch: the end splits them.
+    # More metrics, params and tags than MLflow takes in one batch: they are split.
     buffered.log({f"m{i}": float(i) for i in range(1200)}, step=3)
-    tracker.end_run(run_id, "FINISHED", {"done": "yes"}, buffered)
+    tracker.log_params(run_id, {f"p{i}": i for i in range(150)})
+    tags = {"done": "yes", **{f"t{i}": i for i in range(150)}}
+    tracker.end_run(run_id, "FINISHED", tags, buffered)
     run = tracker.client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["done"] == "yes"
-    assert len(run.data.metrics) == 2 + 1200
+    assert len(run.data.metrics) == 2 + 1200 and len(run.data.params) == 150
+    assert {f"t{i}" for i in range(150)} <= run.data.tags.keys()
     history = tracker.client.get_metric_history(run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
     # A store written every epoch when the interval has passed (a slow CPU epoch).

@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from vae_tune import links
 from vae_tune.errors import StoreError
@@ -39,7 +40,6 @@ PARENT_TAG = "mlflow.parentRunId"
 # A trial's epoch metrics reach the store at most this often (and when its run ends): an 11 s
 # CPU epoch still shows at once, and sub-second epochs do not each wait on a write.
 METRIC_FLUSH_S = 5.0
-BATCH_LIMIT = 1000  # MLflow's most metrics per log_batch
 
 
 LEGACY_MODEL_FILE = "model.pt"  # 0.2: the spec and state_dict were the registered model
@@ -119,18 +119,30 @@ class Tracker:
             raise
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        batch = [Param(k, str(v)) for k, v in params.items()]
-        for start in range(0, len(batch), 100):  # MLflow's limit per batch
-            self.client.log_batch(run_id, params=batch[start : start + 100])
+        self.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self.client.log_batch(run_id, metrics=batch)
+        self.log_batch(run_id, metrics=metric_entities(metrics, step))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        batch = [RunTag(k, v) for k, v in _str_values(tags).items()]
-        self.client.log_batch(run_id, tags=batch)
+        self.log_batch(run_id, tags=tag_entities(tags))
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: list[Metric] | None = None,
+        params: list[Param] | None = None,
+        tags: list[RunTag] | None = None,
+    ) -> None:
+        """Metrics, params and tags in as few requests as MLflow's limits per batch allow."""
+        metrics, params, tags = metrics or [], params or [], tags or []
+        each = MAX_PARAMS_TAGS_PER_BATCH  # of params, and of tags
+        while metrics or params or tags:
+            room = MAX_ENTITIES_PER_BATCH - len(params[:each]) - len(tags[:each])
+            self.client.log_batch(
+                run_id, metrics=metrics[:room], params=params[:each], tags=tags[:each]
+            )
+            metrics, params, tags = metrics[room:], params[each:], tags[each:]
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
@@ -188,10 +200,7 @@ class Tracker:
         """Close a run in a terminal status (FINISHED, KILLED or FAILED); its buffered metrics
         and its tags go first, in one batch where they fit."""
         pending = metrics.drain() if metrics is not None else []
-        batch = [RunTag(k, v) for k, v in _str_values(tags or {}).items()]
-        while pending or batch:
-            self.client.log_batch(run_id, metrics=pending[:BATCH_LIMIT], tags=batch)
-            pending, batch = pending[BATCH_LIMIT:], []
+        self.log_batch(run_id, metrics=pending, tags=tag_entities(tags or {}))
         self.client.set_terminated(run_id, status=status)
 
     @contextlib.contextmanager
@@ -261,15 +270,12 @@ class MetricBuffer:
         self.flushed = time.monotonic()
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        self.pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        self.pending.extend(metric_entities(metrics, step))
         if time.monotonic() - self.flushed >= self.every_s:
             self.flush()
 
     def flush(self) -> None:
-        pending = self.drain()
-        for start in range(0, len(pending), BATCH_LIMIT):
-            self.tracker.client.log_batch(self.run_id, metrics=pending[start : start + BATCH_LIMIT])
+        self.tracker.log_batch(self.run_id, metrics=self.drain())
 
     def drain(self) -> list[Metric]:
         pending, self.pending = self.pending, []
@@ -308,3 +314,13 @@ def _creation_lock(tracking_uri: str) -> Iterator[None]:
 
 def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in tags.items()}
+
+
+def metric_entities(metrics: Mapping[str, float], step: int) -> list[Metric]:
+    """The metrics at `step`, stamped with the time they were logged at."""
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in metrics.items()]
+
+
+def tag_entities(tags: Mapping[str, Any]) -> list[RunTag]:
+    return [RunTag(k, v) for k, v in _str_values(tags).items()]
