@@ -3,12 +3,15 @@
 Each AE/VAE trial that completes or is pruned leaves its picture (`recon.png`: validation images,
 their reconstructions, a VAE's prior samples) in its MLflow run and in optuna-dashboard's
 artifact store, so the dashboard's trial page shows it. The study's parent run keeps
-`compare/recon_topk.png`, the same images reconstructed by its best trials, redrawn whenever
-they change; `vae-tune compare` draws it for any trials.
+`compare/recon_topk.png`, the same images reconstructed by its best trials, redrawn when they
+change (at most every TOPK_EVERY_S seconds, and when the study ends); `vae-tune compare` draws
+it for any trials.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ from vae_tune.tracking import Tracker
 PICTURE = "recon.png"
 TOPK_PICTURE = "compare/recon_topk.png"
 TOP_K = 5
+# Sub-second trials (a GPU's) would otherwise each wait on a redraw and an upload.
+TOPK_EVERY_S = 10.0
 
 
 class Gallery:
@@ -37,14 +42,16 @@ class Gallery:
         metric: str,
         artifact_dir: Path | None = None,
         top_k: int = TOP_K,
+        every_s: float = TOPK_EVERY_S,
     ) -> None:
         self.tracker, self.images, self.parent_run_id = tracker, images, parent_run_id
-        self.metric, self.top_k = metric, top_k
+        self.metric, self.top_k, self.every_s = metric, top_k, every_s
         self.store = None
         if artifact_dir is not None:
             artifact_dir.mkdir(parents=True, exist_ok=True)
             self.store = FileSystemArtifactStore(str(artifact_dir))
         self.shown: list[int] = []  # the trials the parent run's picture shows now
+        self.drawn_at = -math.inf  # time.monotonic() of the last redraw
         # Each trial's rows of images, drawn here or downloaded once: the top-k picture is
         # redrawn from memory, not from k downloads after every trial.
         self.rows: dict[int, list[np.ndarray]] = {}
@@ -64,14 +71,17 @@ class Gallery:
                 mimetype="image/png",
             )
 
-    def update_topk(self, study: optuna.Study) -> None:
-        """Redraw the parent run's top-k picture if the best trials changed."""
+    def update_topk(self, study: optuna.Study, now: bool = False) -> None:
+        """Redraw the parent run's top-k picture if the best trials changed, unless it was
+        redrawn less than `every_s` ago (`now`: at once, as when the study ends)."""
+        if not now and time.monotonic() - self.drawn_at < self.every_s:
+            return
         top = best_trials(study, self.top_k)
         numbers = [t.number for t in top]
         if numbers and numbers != self.shown:
             picture = compose(self.tracker, top, self.metric, self.rows)
             self.tracker.log_artifact_bytes(self.parent_run_id, TOPK_PICTURE, picture)
-            self.shown = numbers
+            self.shown, self.drawn_at = numbers, time.monotonic()
 
 
 def compose(

@@ -204,14 +204,17 @@ def run_trials(
             tracker, task.splits.val_x[:SHOWN], opened.parent_run_id, metric, options.artifact_dir
         )
 
+    def redraw_topk(study: optuna.Study, now: bool = False) -> None:
+        if gallery is not None:
+            try:
+                gallery.update_topk(study, now)
+            except Exception as exc:  # a picture is a nicety: the study goes on without it
+                log(f"the top-{gallery.top_k} picture was not redrawn: {type(exc).__name__}: {exc}")
+
     def trial_ended(study: optuna.Study, trial: FrozenTrial) -> None:
         line = notes.trial_line(trial, metric)
         progress.trial_ended(trial.number, len(trial.intermediate_values), line)
-        if gallery is not None:
-            try:
-                gallery.update_topk(study)
-            except Exception as exc:  # a picture is a nicety: the study goes on without it
-                log(f"the top-{gallery.top_k} picture was not redrawn: {type(exc).__name__}: {exc}")
+        redraw_topk(study)
 
     context = TrialContext(
         space,
@@ -246,6 +249,7 @@ def run_trials(
         raise
     finally:
         progress.close()
+    redraw_topk(study, now=True)  # the best trials as they ended, however recent the last redraw
     timed_out = options.timeout and time.time() - started >= options.timeout
     if timed_out and not opened.record.stop_reason:
         opened.record.set_stop_reason(f"timeout: --timeout {options.timeout:.0f} s reached")
