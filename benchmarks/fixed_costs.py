@@ -3,14 +3,15 @@ of a second (where a GPU puts every model): tracking writes, pictures, the top-k
 bookkeeping.
 
 A real study (journal storage, SQLite MLflow store, pictures, the dashboard's artifact store)
-of a tiny conv AE on 2,000 Fashion-MNIST images: per trial (but the first, which pays the
+of a tiny conv AE on 2,000 Fashion-MNIST images (epochs of about 0.1 s; `--train-size 8000`
+for about 0.4 s): per trial (but the first, which pays the
 process's warm-up), its time from its start to the next trial's start (what the study does
 between trials counts) and its epochs' time as `fit` clocks it (training and validation, not
 the callback after each). The fixed cost is the difference; the target is 10 % of a 4-epoch
 trial. The same study again under cProfile says where that
 cost goes: the cumulative seconds of each part.
 
-    python benchmarks/fixed_costs.py [--trials 8] [--epochs 4] [--repeats 3]
+    python benchmarks/fixed_costs.py [--trials 8] [--epochs 4] [--repeats 3] [--train-size 2000]
 """
 
 from __future__ import annotations
@@ -52,17 +53,17 @@ PARTS = [
 ]
 
 
-def one_study(folder: Path, trials: int, epochs: int, seed: int) -> dict:
+def one_study(folder: Path, trials: int, epochs: int, train_size: int, seed: int) -> dict:
     """Timed without a profiler (which slows Python far more than torch's kernels), then the
     same study again under cProfile for where its time goes."""
-    study = run_study(folder / "timed", trials, epochs, seed)
+    study = run_study(folder / "timed", trials, epochs, train_size, seed)
     tracker = Project(folder / "timed").tracker()
     trial_list = sorted(study.trials, key=lambda t: t.number)
     # From one trial's start to the next one's: its sampling, its run and what the study does
     # after it (the top-k redraw, stopping rules) all count. The first trial is left out: it
     # pays the process's one-time warm-up (torch.optim imports torch._dynamo, about 1.7 s).
     counted = trial_list[1:-1]
-    starts = [t.datetime_start for t in trial_list]
+    starts = [t.datetime_start for t in trial_list if t.datetime_start is not None]
     trial_s = (starts[-1] - starts[1]).total_seconds() / len(counted)
     epochs_s = statistics.fmean(
         sum(m.value for m in tracker.client.get_metric_history(run_id, "epoch_time_s"))
@@ -70,7 +71,7 @@ def one_study(folder: Path, trials: int, epochs: int, seed: int) -> dict:
         if run_id is not None
     )
     profile = cProfile.Profile()
-    run_study(folder / "profiled", trials, epochs, seed, profile)
+    run_study(folder / "profiled", trials, epochs, train_size, seed, profile)
     stats = pstats.Stats(profile)
     parts = {label: _cumulative(stats, path, name) / trials for label, path, name in PARTS}
     return {
@@ -83,12 +84,17 @@ def one_study(folder: Path, trials: int, epochs: int, seed: int) -> dict:
 
 
 def run_study(
-    folder: Path, trials: int, epochs: int, seed: int, profile: cProfile.Profile | None = None
+    folder: Path,
+    trials: int,
+    epochs: int,
+    train_size: int,
+    seed: int,
+    profile: cProfile.Profile | None = None,
 ) -> optuna.Study:
     folder.mkdir()
     space = fixed_space("ae", {**TINY, "train.epochs": epochs}, folder, n_trials=trials)
     request = StudyRequest(
-        "ae", space=space, train_size=2000, val_size=500, seed=seed, n_trials=trials
+        "ae", space=space, train_size=train_size, val_size=500, seed=seed, n_trials=trials
     )
     if profile is not None:
         profile.enable()
@@ -118,13 +124,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             folder = Path(tmp) / f"r{repeat}"
             folder.mkdir()
-            runs.append(one_study(folder, args.trials, args.epochs, seed=repeat))
+            runs.append(one_study(folder, args.trials, args.epochs, args.train_size, seed=repeat))
             r = runs[-1]
             progress(
                 f"repeat {repeat}: trial {r['trial_s']:.3f} s, epochs {r['epochs_s']:.3f} s, "
@@ -138,11 +146,16 @@ def main() -> None:
     ]
     for label, _, _ in PARTS[:-1]:
         rows.append([f"  of which {label}", show(spread([r["parts_s"][label] for r in runs]))])
-    result = {"trials": args.trials, "epochs": args.epochs, "runs": runs}
-    path = write_result("fixed_costs", result)
+    result = {
+        "trials": args.trials,
+        "epochs": args.epochs,
+        "train_size": args.train_size,
+        "runs": runs,
+    }
+    path = write_result("fixed_costs", result, args.out)
     print_table(
-        f"a trial of a tiny AE ({args.epochs} epochs on 2,000 images), seconds per trial, "
-        "median [min, max] of the repeats",
+        f"a trial of a tiny AE ({args.epochs} epochs on {args.train_size:,} images), "
+        "seconds per trial, median [min, max] of the repeats",
         ["", "seconds"],
         rows,
     )
