@@ -11,7 +11,14 @@ Candidates:
   fine-tuned head of mlp.yaml (augmentation, cosine): today's default;
 - `narrow-finetune`: the reference study's encoder (8/16/32, hidden 64, no batch norm), the same
   head;
-- `wide-frozen`: ae.yaml's encoder, mlp_frozen.yaml's head on frozen latents.
+- `wide-frozen`: ae.yaml's encoder, mlp_frozen.yaml's head on frozen latents;
+- `vae-wide-finetune`: vae.yaml as shipped (ae.yaml's wide encoder and its 4 cosine epochs), the
+  fine-tuned head;
+- `vae-narrow-finetune`: vae.yaml with the reference's narrow encoder over 8 epochs at a constant
+  rate (vae.yaml until 57419d5), the same head.
+
+The AE candidates run by default; `--candidates vae-narrow-finetune,vae-wide-finetune` compares
+the VAE's. Every `auto` (augmentation, likelihood) is decided as a study decides it.
 
     python benchmarks/defaults.py [--seeds 0,1,2] [--head-epochs 25] [--candidates ...]
 """
@@ -27,7 +34,8 @@ from typing import Any
 import torch
 
 from vae_tune.config import build_config
-from vae_tune.data import load_splits
+from vae_tune.data import Splits, load_splits
+from vae_tune.datasets.defaults import data_defaults
 from vae_tune.models import Autoencoder
 from vae_tune.project import Project
 from vae_tune.space import load_space
@@ -36,29 +44,35 @@ from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
 from common import print_table, progress, quiet, write_result
 
 NARROW = {"model.channels": [8, 16, 32], "model.hidden": 64, "model.batchnorm": False}
-CANDIDATES: dict[str, tuple[dict[str, Any], str]] = {
-    # name -> (encoder overrides of ae.yaml's fixed values, head space)
-    "wide-finetune": ({}, "mlp"),
-    "narrow-finetune": (NARROW, "mlp"),
-    "wide-frozen": ({}, "mlp_frozen"),
+# vae.yaml until 57419d5: the narrow encoder over 8 epochs at a constant rate
+NARROW_VAE = {**NARROW, "train.epochs": 8, "train.schedule": "constant"}
+CANDIDATES: dict[str, tuple[str, dict[str, Any], str]] = {
+    # name -> (encoder stage, overrides of its space's fixed values, head space)
+    "wide-finetune": ("ae", {}, "mlp"),
+    "narrow-finetune": ("ae", NARROW, "mlp"),
+    "wide-frozen": ("ae", {}, "mlp_frozen"),
+    "vae-wide-finetune": ("vae", {}, "mlp"),
+    "vae-narrow-finetune": ("vae", NARROW_VAE, "mlp"),
 }
+AE_CANDIDATES = [name for name, (stage, _, _) in CANDIDATES.items() if stage == "ae"]
 
 
-def typical(stage: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The flat config at the middle of every searched range of the shipped space."""
+def typical(stage: str, splits: Splits, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat config at the middle of every searched range of the shipped space, its `auto`
+    values decided for the data."""
     space = load_space(Project(Path.cwd()).space_path(stage))
-    values = {**space.fixed, **{p.name: p.middle() for p in space.params}}
-    return {**values, **(overrides or {})}
+    values = {**space.fixed, **{p.name: p.middle() for p in space.params}, **(overrides or {})}
+    return values | data_defaults(values, splits)
 
 
 def run(name: str, seed: int, head_epochs: int | None) -> dict[str, Any]:
-    encoder_overrides, head_space = CANDIDATES[name]
+    stage, encoder_overrides, head_space = CANDIDATES[name]
     splits = load_splits("fashion-mnist", seed=seed)
     started = time.perf_counter()
-    encoder_config = build_config(typical("ae", encoder_overrides))
-    encoder, history = retrain(AutoencoderTask("ae", splits), encoder_config, seed, validate=True)
+    encoder_config = build_config(typical(stage, splits, encoder_overrides))
+    encoder, history = retrain(AutoencoderTask(stage, splits), encoder_config, seed, validate=True)
     encoder_s = time.perf_counter() - started
-    head_values = typical(head_space)
+    head_values = typical(head_space, splits)
     if head_epochs is not None:
         head_values["train.epochs"] = head_epochs
     head_config = build_config(head_values)
@@ -70,7 +84,7 @@ def run(name: str, seed: int, head_epochs: int | None) -> dict[str, Any]:
     return {
         "candidate": name,
         "seed": seed,
-        "encoder_val_loss": history[-1].metrics["val_loss"],
+        "encoder_val_loss": history[-1].metrics["val_loss" if stage == "ae" else "val_neg_elbo"],
         "val_accuracy": max(accuracies),
         "best_epoch": accuracies.index(max(accuracies)) + 1,
         "head_epochs": head_config.train.epochs,
@@ -83,7 +97,7 @@ def main() -> None:
     quiet()
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--candidates", default=",".join(AE_CANDIDATES))
     parser.add_argument("--head-epochs", type=int, help="instead of the head space's own")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
