@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from vae_tune import stages
 from vae_tune.config import build_config
 from vae_tune.data import Splits, load_splits
 from vae_tune.datasets.defaults import data_defaults
@@ -84,7 +85,7 @@ def run(name: str, seed: int, head_epochs: int | None) -> dict[str, Any]:
     return {
         "candidate": name,
         "seed": seed,
-        "encoder_val_loss": history[-1].metrics["val_loss" if stage == "ae" else "val_neg_elbo"],
+        "encoder_val_loss": history[-1].metrics[stages.stage(stage).default_metric],
         "val_accuracy": max(accuracies),
         "best_epoch": accuracies.index(max(accuracies)) + 1,
         "head_epochs": head_config.train.epochs,
