@@ -7,7 +7,7 @@ import torch
 
 from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 from vae_tune.errors import ConfigError
-from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
+from vae_tune.models import Classifier, Ensemble, MLPHead, PixelCNN, build_model
 from vae_tune.train import make_optimizer
 
 
@@ -111,6 +111,22 @@ def test_finetuned_classifier_trains_the_encoder_at_its_own_rate() -> None:
     assert encoder_group["lr"] == 1e-5 and head_group["lr"] == 1e-3
     assert len(encoder_group["params"]) == len(list(ae.encoder.parameters()))
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_an_ensemble_averages_its_members_probabilities() -> None:
+    torch.manual_seed(0)
+    members = [
+        Classifier(build_model("ae", ModelConfig(latent_dim=4)), MLPHead(4, HeadConfig()))
+        for _ in range(2)
+    ]
+    ensemble = Ensemble(members).eval()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        mean = (members[0](x).softmax(1) + members[1](x).softmax(1)) / 2
+        assert torch.allclose(ensemble(x).softmax(1), mean, atol=1e-6)
+        assert torch.allclose(ensemble(x).exp().sum(1), torch.ones(5), atol=1e-5)
+    with pytest.raises(ValueError, match="at least two"):
+        Ensemble(members[:1])
 
 
 def test_batchnorm_adds_a_norm_after_each_hidden_conv() -> None:

@@ -34,6 +34,7 @@ from tests.helpers import (
     start,
 )
 from vae_tune.data import load_test
+from vae_tune.models import Ensemble
 from vae_tune.tracking import Tracker
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
@@ -47,7 +48,7 @@ def promoted_project(root: Path) -> list[str]:
         ["study", "ae", "--n-trials", "3", "--epochs", "2", *SMALL],
         ["promote", "ae", "--top-k", "2", "--seeds", "1"],
         ["study", "mlp", "--encoder", "ae", "--n-trials", "3", "--epochs", "10", *SMALL],
-        ["promote", "mlp", "--encoder", "ae"],
+        ["promote", "mlp", "--encoder", "ae", "--members", "2"],  # an ensemble of two seeds
     ]
     outputs = []
     for args in steps:
@@ -109,6 +110,7 @@ def test_models_are_registered_with_the_champion_alias(promoted) -> None:
         assert version.tags["stage"] == stage
     version = tracker.champion("vae-tune-fashion-mnist-mlp")
     classifier = tracker.load_model("vae-tune-fashion-mnist-mlp", version.version)
+    assert isinstance(classifier, Ensemble) and len(classifier.members) == 2
     x, y = load_test("fashion-mnist", data_dir())
     with torch.no_grad():
         accuracy = (classifier(x[:500]).argmax(1) == y[:500]).float().mean().item()
@@ -135,6 +137,13 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
     for name in ("logreg_latents", "logreg_pca", "logreg_pixels"):
         assert 0.4 < metrics[f"test_accuracy_{name}"] <= 1.0, name
     assert "Ankle boot" in outputs[3]  # the per-class F1 table names the classes
+    # --members 2: the champion retrained with two seeds, averaged, tested once as one model.
+    assert "2 seeds averaged" in outputs[3] and "member 2 of 2" in outputs[3]
+    assert (
+        run.data.tags["promotion.members"] == "2" and run.data.tags["promotion.test_reads"] == "1"
+    )
+    study = load_study(root, "mlp-ae-fashion-mnist")
+    assert study.user_attrs["promotions"][run.data.tags["optuna.trial_number"]]["members"] == 2
     client = mlflow_client(root)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"plots", "model", "report.md", "per_class_f1.json", "candidates.json"} <= artifacts
@@ -150,6 +159,7 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
     }
     report = (root / "reports" / "fashion-mnist.md").read_text()
     assert "### mlp-ae-fashion-mnist, trial" in report and "90.08 %" in report
+    assert "trained with 2 seeds, their class probabilities averaged" in report
     assert "Ankle boot" in report and "Pruning funnel" in report
 
 
@@ -159,6 +169,10 @@ def test_second_promotion_does_not_read_test_again_unless_forced(ae_promoted: Pa
     assert again.exit_code == 0, again.output
     assert "the test split is not read again" in again.output
     assert len(promotion_runs(root, "ae-fashion-mnist")) == 1
+    averaged = invoke(root, "promote", "ae", "--members", "2", "--force")
+    assert averaged.exit_code == 2 and "Traceback" not in averaged.output
+    assert "--members 2: only a classifier's champion" in averaged.output
+    assert len(promotion_runs(root, "ae-fashion-mnist")) == 1  # refused before its test read
     forced = invoke(root, "promote", "ae", "--top-k", "1", "--force")
     assert forced.exit_code == 0, forced.output
     assert (

@@ -12,7 +12,7 @@ import torch
 
 from vae_tune.config import build_config
 from vae_tune.export import SPEC_FILE
-from vae_tune.models import Classifier, MLPHead, PixelCNN, build_model
+from vae_tune.models import Classifier, Ensemble, MLPHead, PixelCNN, build_model
 from vae_tune.saving import model_from_spec, model_spec
 from vae_tune.tracking import Tracker
 
@@ -33,15 +33,17 @@ def small_models() -> dict[str, torch.nn.Module]:
         }
     )
     ae = build_model("ae", cfg.model)
+    classifiers = [Classifier(build_model("ae", cfg.model), MLPHead(3, cfg.head)) for _ in "ab"]
     return {
         "ae": ae,
         "vae": build_model("vae", cfg.model),
         "cnn": PixelCNN(cfg.model, 10),
         "classifier": Classifier(ae, MLPHead(3, cfg.head, 10)),
+        "ensemble": Ensemble(classifiers),  # of a promotion's --members
     }
 
 
-@pytest.mark.parametrize("kind", ["ae", "vae", "cnn", "classifier"])
+@pytest.mark.parametrize("kind", ["ae", "vae", "cnn", "classifier", "ensemble"])
 def test_spec_rebuilds_the_same_layers(kind: str) -> None:
     model = small_models()[kind].eval()
     rebuilt = model_from_spec(model_spec(model))

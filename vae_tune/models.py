@@ -219,6 +219,30 @@ class Classifier(Model):
         ]
 
 
+class Ensemble(Model):
+    """Classifiers of one design trained with different seeds, their class probabilities
+    averaged. The output is the log of that average: logits whose softmax is the ensemble's
+    probabilities, so everything that reads a classifier's logits reads an ensemble's."""
+
+    def __init__(self, members: list[Model]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble averages at least two classifiers")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def models(self) -> list[Model]:
+        """The members, typed as what they are (a ModuleList holds nn.Modules)."""
+        return [member for member in self.members if isinstance(member, Model)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_p = torch.stack([member(x).float().log_softmax(1) for member in self.members])
+        return torch.logsumexp(log_p, 0) - math.log(len(self.members))
+
+    def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return classification_terms(self(x), y)
+
+
 class PixelCNN(Model):
     """The reports' reference point, trained from scratch on pixels: two conv + max-pool
     blocks (k5, `model.channels[:2]` wide), then hidden -> classes with dropout."""

@@ -1,5 +1,7 @@
 """Promotion: the champion is chosen on validation data only, retrained on train + validation,
 evaluated once on the sealed test split, logged with pictures, and registered as `champion`.
+A classifier's champion may be retrained with several seeds (`members`), their class
+probabilities averaged: one registered model, an ensemble.
 
 A promoted trial is recorded on its study (`promotions`); promoting it again reuses that record
 without reading the test split unless `force` is given. Every read is recorded on the study
@@ -24,7 +26,7 @@ from vae_tune.analysis import pareto
 from vae_tune.analysis.latents import IWAE_K
 from vae_tune.config import TrialConfig, flatten
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import Model
+from vae_tune.models import Ensemble, Model
 from vae_tune.objective import trial_seed
 from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.sealed import read_test_split
@@ -79,12 +81,18 @@ def promote(
     force: bool = False,
     pick: str = pareto.KNEE,
     iwae_k: int = IWAE_K,
+    members: int = 1,
     log: Log = print,
 ) -> Promotion:
     study, settings, metric = record.live, record.settings, record.metric
     choices = (pareto.KNEE, *stage(settings.stage).objectives)
     if pick not in choices:
         raise VaeTuneError(f"--pick {pick!r}: choose one of {', '.join(choices)}")
+    if members > 1 and not stage(settings.stage).needs_labels:
+        raise VaeTuneError(
+            f"--members {members}: only a classifier's champion is averaged over seeds; "
+            f"a {settings.stage} study promotes one model"
+        )
     if len(study.directions) > 1:  # a Pareto front: one trial is chosen from it by a rule
         candidates, rule, metric = pick_from_front(record, pick, log)
     else:
@@ -105,7 +113,11 @@ def promote(
         return Promotion(study.study_name, metric, candidates, earlier, reused=True, rule=rule)
 
     epochs = TrialRecord(champion.trial).best_epoch
-    model, final_task = retrain_on_train_and_validation(champion, task, epochs, log)
+    first = TrialRecord(champion.trial).seed  # the trial's own: member 1 reproduces it
+    seeds_of_members = [first] + [trial_seed(first, i) for i in range(1, members)]
+    model, final_task = retrain_on_train_and_validation(
+        champion, task, epochs, seeds_of_members, log
+    )
     why = "re-promotion" if earlier else "promotion"
     device = task.splits.train_x.device
     test_x, test_y, reads = read_test_split(
@@ -125,6 +137,7 @@ def promote(
             "promotion.seeds": json.dumps([c.values for c in candidates]),
             "promotion.forced": str(bool(earlier)).lower(),
             "promotion.test_reads": reads,
+            "promotion.members": members,
             **task.lineage,
         },
     )
@@ -168,6 +181,7 @@ def promote(
         baselines=evaluation.baselines,
         density=evaluation.density,
         model={k: v for k, v in flatten(champion.config).items() if k.startswith("model.")},
+        members=members,
     )
     record.record_promotion(number, promoted)
     return Promotion(study.study_name, metric, candidates, promoted, rule=rule)
@@ -211,9 +225,10 @@ def select(record: StudyRecord, task: Task, top_k: int, seeds: int, log: Log) ->
 
 
 def retrain_on_train_and_validation(
-    champion: Candidate, task: Task, epochs: int, log: Log
+    champion: Candidate, task: Task, epochs: int, seeds: list[int], log: Log
 ) -> tuple[Model, Task]:
-    """The champion trained on train + validation for the epochs it was selected at."""
+    """The champion trained on train + validation for the epochs it was selected at, once per
+    seed: one model, or the ensemble of them."""
     s = task.splits
     both = dataclasses.replace(
         s,
@@ -224,12 +239,17 @@ def retrain_on_train_and_validation(
     )
     final_task = with_splits(task, both)  # a head task re-encodes the images
     total = champion.config.train.epochs
+    averaged = f", {len(seeds)} seeds averaged" if len(seeds) > 1 else ""
     log(
         f"retraining trial {champion.trial.number} on {len(both.train_x)} images: epoch "
-        f"{epochs} of its {total}-epoch schedule, where it was selected"
+        f"{epochs} of its {total}-epoch schedule, where it was selected{averaged}"
     )
-    model, _ = retrain(final_task, champion.config, TrialRecord(champion.trial).seed, epochs)
-    return model, final_task
+    models = []
+    for i, seed in enumerate(seeds):
+        if len(seeds) > 1:
+            log(f"  member {i + 1} of {len(seeds)} (seed {seed})")
+        models.append(retrain(final_task, champion.config, seed, epochs)[0])
+    return (models[0] if len(models) == 1 else Ensemble(models)), final_task
 
 
 def _value(trial: FrozenTrial) -> float:

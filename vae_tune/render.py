@@ -78,8 +78,11 @@ def promotion(result: Promotion) -> None:
         candidates,
     )
     reads = result.record.test_reads
+    members = result.record.members
+    averaged = f", {members} seeds averaged" if members > 1 else ""
     table(
-        f"champion: trial {result.champion.trial.number}, test split (read {reads} time(s))",
+        f"champion: trial {result.champion.trial.number}{averaged}, test split "
+        f"(read {reads} time(s))",
         ("", ""),
         result.test.items(),
         show_header=False,

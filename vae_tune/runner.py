@@ -102,8 +102,10 @@ def promote(
     force: bool = False,
     pick: str = KNEE,
     iwae_k: int = IWAE_K,
+    members: int = 1,
 ) -> Promotion:
-    """Promote the best trials of a study: one retrain, one test evaluation, registered."""
+    """Promote the best trials of a study: one retrain (one per member), one test evaluation,
+    registered."""
     storage, tracker = project.open_stores()
     record, task = _finished_study(ref, project, storage, tracker, log)
     result = promote_study(
@@ -116,6 +118,7 @@ def promote(
         force=force,
         pick=pick,
         iwae_k=iwae_k,
+        members=members,
         log=log,
     )
     path = _write_report(project, storage, tracker, record.settings.dataset)

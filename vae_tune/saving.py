@@ -18,6 +18,7 @@ from vae_tune.models import (
     AUTOENCODERS,
     Autoencoder,
     Classifier,
+    Ensemble,
     MLPHead,
     Model,
     PixelCNN,
@@ -34,6 +35,8 @@ def model_spec(model: Model) -> dict[str, Any]:
             "encoder": model_spec(model.autoencoder),
             "head": model_spec(model.head),
         }
+    if isinstance(model, Ensemble):
+        return {"kind": "ensemble", "members": [model_spec(m) for m in model.models]}
     if isinstance(model, MLPHead):
         return {
             "kind": "head",
@@ -55,6 +58,8 @@ def model_from_spec(spec: dict[str, Any]) -> Model:
         head, encoder = model_from_spec(spec["head"]), model_from_spec(spec["encoder"])
         assert isinstance(head, MLPHead) and isinstance(encoder, Autoencoder)
         return Classifier(encoder, head)
+    if kind == "ensemble":
+        return Ensemble([model_from_spec(member) for member in spec["members"]])
     if kind == "head":
         cfg = HeadConfig(**spec["config"])
         return MLPHead(spec["in_features"], cfg, spec["n_classes"])

@@ -32,6 +32,7 @@ from vae_tune.models import (
     Autoencoder,
     Classifier,
     ConvVAE,
+    Ensemble,
     MLPHead,
     Model,
     PixelCNN,
@@ -179,6 +180,8 @@ class HeadTask:
 
     def classifier(self, model: Model) -> Model:
         """Images in, class scores out: a frozen head is put behind the encoder."""
+        if isinstance(model, Ensemble):  # of frozen heads, or of fine-tuned classifiers
+            return Ensemble([self.classifier(member) for member in model.models])
         if isinstance(model, Classifier):
             return model
         assert isinstance(model, MLPHead)

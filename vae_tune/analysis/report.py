@@ -83,8 +83,14 @@ def build_report(
         for trial, promoted in record.promotions.items():
             lines.append(f"### {record.study.study_name}, trial {trial}")
             lines.append("")
+            averaged = (
+                f" (the trial's configuration trained with {promoted.members} seeds, their "
+                "class probabilities averaged)"
+                if promoted.members > 1
+                else ""
+            )
             lines.append(
-                f"{promoted.model_name} version {promoted.model_version}, MLflow run "
+                f"{promoted.model_name} version {promoted.model_version}{averaged}, MLflow run "
                 f"`{promoted.run_id}`; the study's test split had been read "
                 f"{promoted.test_reads} time(s) with this promotion."
             )

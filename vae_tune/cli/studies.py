@@ -185,6 +185,14 @@ def promote(
         int,
         typer.Option(min=1, help="A VAE: importance samples per test image for test_nll_iwae."),
     ] = 100,
+    members: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="A classifier: retrain the champion with this many seeds and register the "
+            "average of their class probabilities (each member costs one retrain).",
+        ),
+    ] = 1,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     dataset: DatasetOpt = DEFAULT_DATASET,
@@ -206,6 +214,7 @@ def promote(
             force=force,
             pick=pick,
             iwae_k=iwae_k,
+            members=members,
         )
         render.promotion(result)
         return 0

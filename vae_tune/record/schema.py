@@ -65,6 +65,7 @@ class PromotionRecord:
     baselines: dict[str, float] = field(default_factory=dict)
     density: dict[str, dict[str, float]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # the model.* keys of its config
+    members: int = 1  # seeds of the champion whose class probabilities the model averages
 
 
 @dataclass(frozen=True)
