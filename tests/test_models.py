@@ -125,7 +125,10 @@ def test_an_ensemble_averages_its_members_probabilities() -> None:
         mean = (members[0](x).softmax(1) + members[1](x).softmax(1)) / 2
         assert torch.allclose(ensemble(x).softmax(1), mean, atol=1e-6)
         assert torch.allclose(ensemble(x).exp().sum(1), torch.ones(5), atol=1e-5)
-    with pytest.raises(ValueError, match="at least two"):
+        mirrored = Ensemble(members[:1], mirror=True).eval()
+        views = (members[0](x).softmax(1) + members[0](x.flip(-1)).softmax(1)) / 2
+        assert torch.allclose(mirrored(x).softmax(1), views, atol=1e-6)
+    with pytest.raises(ValueError, match="two classifiers or more, or mirrors"):
         Ensemble(members[:1])
 
 

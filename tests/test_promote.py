@@ -110,7 +110,7 @@ def test_models_are_registered_with_the_champion_alias(promoted) -> None:
         assert version.tags["stage"] == stage
     version = tracker.champion("vae-tune-fashion-mnist-mlp")
     classifier = tracker.load_model("vae-tune-fashion-mnist-mlp", version.version)
-    assert isinstance(classifier, Ensemble) and len(classifier.members) == 2
+    assert isinstance(classifier, Ensemble) and len(classifier.members) == 2 and classifier.mirror
     x, y = load_test("fashion-mnist", data_dir())
     with torch.no_grad():
         accuracy = (classifier(x[:500]).argmax(1) == y[:500]).float().mean().item()
@@ -138,7 +138,9 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
         assert 0.4 < metrics[f"test_accuracy_{name}"] <= 1.0, name
     assert "Ankle boot" in outputs[3]  # the per-class F1 table names the classes
     # --members 2: the champion retrained with two seeds, averaged, tested once as one model.
-    assert "2 seeds averaged" in outputs[3] and "member 2 of 2" in outputs[3]
+    # Trained on mirrored images (train.augment auto: flip_shift), it averages mirrors too.
+    assert "2 seeds averaged, with mirrored images" in outputs[3] and "member 2 of 2" in outputs[3]
+    assert run.data.tags["promotion.mirrored"] == "true"
     assert (
         run.data.tags["promotion.members"] == "2" and run.data.tags["promotion.test_reads"] == "1"
     )
@@ -159,7 +161,7 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
     }
     report = (root / "reports" / "fashion-mnist.md").read_text()
     assert "### mlp-ae-fashion-mnist, trial" in report and "90.08 %" in report
-    assert "trained with 2 seeds, their class probabilities averaged" in report
+    assert "2 seeds, their class probabilities averaged and over each image's mirror" in report
     assert "Ankle boot" in report and "Pruning funnel" in report
 
 
@@ -172,6 +174,8 @@ def test_second_promotion_does_not_read_test_again_unless_forced(ae_promoted: Pa
     averaged = invoke(root, "promote", "ae", "--members", "2", "--force")
     assert averaged.exit_code == 2 and "Traceback" not in averaged.output
     assert "--members 2: only a classifier's champion" in averaged.output
+    mirrored = invoke(root, "promote", "ae", "--mirror", "--force")
+    assert mirrored.exit_code == 2 and "--mirror: a ae study has no classes" in mirrored.output
     assert len(promotion_runs(root, "ae-fashion-mnist")) == 1  # refused before its test read
     forced = invoke(root, "promote", "ae", "--top-k", "1", "--force")
     assert forced.exit_code == 0, forced.output

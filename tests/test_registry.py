@@ -40,10 +40,11 @@ def small_models() -> dict[str, torch.nn.Module]:
         "cnn": PixelCNN(cfg.model, 10),
         "classifier": Classifier(ae, MLPHead(3, cfg.head, 10)),
         "ensemble": Ensemble(classifiers),  # of a promotion's --members
+        "mirrored": Ensemble(classifiers[:1], mirror=True),
     }
 
 
-@pytest.mark.parametrize("kind", ["ae", "vae", "cnn", "classifier", "ensemble"])
+@pytest.mark.parametrize("kind", ["ae", "vae", "cnn", "classifier", "ensemble", "mirrored"])
 def test_spec_rebuilds_the_same_layers(kind: str) -> None:
     model = small_models()[kind].eval()
     rebuilt = model_from_spec(model_spec(model))

@@ -221,14 +221,17 @@ class Classifier(Model):
 
 class Ensemble(Model):
     """Classifiers of one design trained with different seeds, their class probabilities
-    averaged. The output is the log of that average: logits whose softmax is the ensemble's
-    probabilities, so everything that reads a classifier's logits reads an ensemble's."""
+    averaged; with `mirror`, over each image and its mirror too (test-time augmentation, for
+    classifiers trained on mirrored images). The output is the log of that average: logits
+    whose softmax is the averaged probabilities, so whatever reads a classifier's logits reads
+    an ensemble's."""
 
-    def __init__(self, members: list[Model]) -> None:
+    def __init__(self, members: list[Model], mirror: bool = False) -> None:
         super().__init__()
-        if len(members) < 2:
-            raise ValueError("an ensemble averages at least two classifiers")
+        if len(members) < 2 and not mirror:
+            raise ValueError("an ensemble averages two classifiers or more, or mirrors")
         self.members = nn.ModuleList(members)
+        self.mirror = mirror
 
     @property
     def models(self) -> list[Model]:
@@ -236,8 +239,11 @@ class Ensemble(Model):
         return [member for member in self.members if isinstance(member, Model)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        log_p = torch.stack([member(x).float().log_softmax(1) for member in self.members])
-        return torch.logsumexp(log_p, 0) - math.log(len(self.members))
+        views = [x, x.flip(-1)] if self.mirror else [x]
+        log_p = torch.stack(
+            [member(v).float().log_softmax(1) for member in self.members for v in views]
+        )
+        return torch.logsumexp(log_p, 0) - math.log(len(log_p))
 
     def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return classification_terms(self(x), y)

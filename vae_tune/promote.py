@@ -1,7 +1,8 @@
 """Promotion: the champion is chosen on validation data only, retrained on train + validation,
 evaluated once on the sealed test split, logged with pictures, and registered as `champion`.
 A classifier's champion may be retrained with several seeds (`members`), their class
-probabilities averaged: one registered model, an ensemble.
+probabilities averaged; one trained on mirrored images also averages over each test image and
+its mirror (`mirror`). Either way it is one registered model.
 
 A promoted trial is recorded on its study (`promotions`); promoting it again reuses that record
 without reading the test split unless `force` is given. Every read is recorded on the study
@@ -31,7 +32,7 @@ from vae_tune.objective import trial_seed
 from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.sealed import read_test_split
 from vae_tune.stages import stage
-from vae_tune.tasks import Task, retrain, with_splits
+from vae_tune.tasks import HeadTask, Task, retrain, with_splits
 from vae_tune.tracking import Tracker
 
 Log = Callable[[str], None]
@@ -82,17 +83,21 @@ def promote(
     pick: str = pareto.KNEE,
     iwae_k: int = IWAE_K,
     members: int = 1,
+    mirror: bool | None = None,  # None: where the classifier was trained on mirrored images
     log: Log = print,
 ) -> Promotion:
     study, settings, metric = record.live, record.settings, record.metric
     choices = (pareto.KNEE, *stage(settings.stage).objectives)
     if pick not in choices:
         raise VaeTuneError(f"--pick {pick!r}: choose one of {', '.join(choices)}")
-    if members > 1 and not stage(settings.stage).needs_labels:
-        raise VaeTuneError(
-            f"--members {members}: only a classifier's champion is averaged over seeds; "
-            f"a {settings.stage} study promotes one model"
-        )
+    if not stage(settings.stage).needs_labels:
+        if members > 1:
+            raise VaeTuneError(
+                f"--members {members}: only a classifier's champion is averaged over seeds; "
+                f"a {settings.stage} study promotes one model"
+            )
+        if mirror:
+            raise VaeTuneError(f"--mirror: a {settings.stage} study has no classes to average")
     if len(study.directions) > 1:  # a Pareto front: one trial is chosen from it by a rule
         candidates, rule, metric = pick_from_front(record, pick, log)
     else:
@@ -115,9 +120,12 @@ def promote(
     epochs = TrialRecord(champion.trial).best_epoch
     first = TrialRecord(champion.trial).seed  # the trial's own: member 1 reproduces it
     seeds_of_members = [first] + [trial_seed(first, i) for i in range(1, members)]
-    model, final_task = retrain_on_train_and_validation(
+    if mirror is None:
+        mirror = mirrors(settings.stage, champion.config)
+    models, final_task = retrain_on_train_and_validation(
         champion, task, epochs, seeds_of_members, log
     )
+    model = averaged(models, mirror, final_task) if mirror or members > 1 else models[0]
     why = "re-promotion" if earlier else "promotion"
     device = task.splits.train_x.device
     test_x, test_y, reads = read_test_split(
@@ -138,6 +146,7 @@ def promote(
             "promotion.forced": str(bool(earlier)).lower(),
             "promotion.test_reads": reads,
             "promotion.members": members,
+            "promotion.mirrored": str(mirror).lower(),
             **task.lineage,
         },
     )
@@ -182,6 +191,7 @@ def promote(
         density=evaluation.density,
         model={k: v for k, v in flatten(champion.config).items() if k.startswith("model.")},
         members=members,
+        mirrored=mirror,
     )
     record.record_promotion(number, promoted)
     return Promotion(study.study_name, metric, candidates, promoted, rule=rule)
@@ -224,11 +234,26 @@ def select(record: StudyRecord, task: Task, top_k: int, seeds: int, log: Log) ->
     return sorted(candidates, key=lambda c: c.mean, reverse=maximize)
 
 
+def mirrors(stage_name: str, config: TrialConfig) -> bool:
+    """Whether a promoted classifier averages each image with its mirror: where it learned
+    mirrored images (`train.augment: flip_shift`). Measured on the validation split
+    (benchmarks/ensemble.py, seeds 0-2): 93.34 +- 0.02 % against 93.12 +- 0.06 % for one
+    fine-tuned classifier on Fashion-MNIST, for two forward passes at test time."""
+    return stage(stage_name).needs_labels and config.train.augment == "flip_shift"
+
+
+def averaged(models: list[Model], mirror: bool, task: Task) -> Ensemble:
+    """The models as one classifier of images (frozen heads put behind their encoder)."""
+    if isinstance(task, HeadTask):
+        models = [task.classifier(m) for m in models]
+    return Ensemble(models, mirror=mirror)
+
+
 def retrain_on_train_and_validation(
     champion: Candidate, task: Task, epochs: int, seeds: list[int], log: Log
-) -> tuple[Model, Task]:
+) -> tuple[list[Model], Task]:
     """The champion trained on train + validation for the epochs it was selected at, once per
-    seed: one model, or the ensemble of them."""
+    seed."""
     s = task.splits
     both = dataclasses.replace(
         s,
@@ -249,7 +274,7 @@ def retrain_on_train_and_validation(
         if len(seeds) > 1:
             log(f"  member {i + 1} of {len(seeds)} (seed {seed})")
         models.append(retrain(final_task, champion.config, seed, epochs)[0])
-    return (models[0] if len(models) == 1 else Ensemble(models)), final_task
+    return models, final_task
 
 
 def _value(trial: FrozenTrial) -> float:

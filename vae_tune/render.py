@@ -78,8 +78,10 @@ def promotion(result: Promotion) -> None:
         candidates,
     )
     reads = result.record.test_reads
-    members = result.record.members
-    averaged = f", {members} seeds averaged" if members > 1 else ""
+    members, mirrored = result.record.members, result.record.mirrored
+    averaged = (f", {members} seeds averaged" if members > 1 else "") + (
+        ", with mirrored images" if mirrored else ""
+    )
     table(
         f"champion: trial {result.champion.trial.number}{averaged}, test split "
         f"(read {reads} time(s))",

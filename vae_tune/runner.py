@@ -103,6 +103,7 @@ def promote(
     pick: str = KNEE,
     iwae_k: int = IWAE_K,
     members: int = 1,
+    mirror: bool | None = None,
 ) -> Promotion:
     """Promote the best trials of a study: one retrain (one per member), one test evaluation,
     registered."""
@@ -119,6 +120,7 @@ def promote(
         pick=pick,
         iwae_k=iwae_k,
         members=members,
+        mirror=mirror,
         log=log,
     )
     path = _write_report(project, storage, tracker, record.settings.dataset)

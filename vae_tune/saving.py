@@ -36,7 +36,8 @@ def model_spec(model: Model) -> dict[str, Any]:
             "head": model_spec(model.head),
         }
     if isinstance(model, Ensemble):
-        return {"kind": "ensemble", "members": [model_spec(m) for m in model.models]}
+        members = [model_spec(m) for m in model.models]
+        return {"kind": "ensemble", "members": members, "mirror": model.mirror}
     if isinstance(model, MLPHead):
         return {
             "kind": "head",
@@ -59,7 +60,8 @@ def model_from_spec(spec: dict[str, Any]) -> Model:
         assert isinstance(head, MLPHead) and isinstance(encoder, Autoencoder)
         return Classifier(encoder, head)
     if kind == "ensemble":
-        return Ensemble([model_from_spec(member) for member in spec["members"]])
+        members = [model_from_spec(member) for member in spec["members"]]
+        return Ensemble(members, mirror=spec["mirror"])
     if kind == "head":
         cfg = HeadConfig(**spec["config"])
         return MLPHead(spec["in_features"], cfg, spec["n_classes"])

@@ -181,7 +181,8 @@ class HeadTask:
     def classifier(self, model: Model) -> Model:
         """Images in, class scores out: a frozen head is put behind the encoder."""
         if isinstance(model, Ensemble):  # of frozen heads, or of fine-tuned classifiers
-            return Ensemble([self.classifier(member) for member in model.models])
+            members = [self.classifier(member) for member in model.models]
+            return Ensemble(members, mirror=model.mirror)
         if isinstance(model, Classifier):
             return model
         assert isinstance(model, MLPHead)

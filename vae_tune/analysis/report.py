@@ -83,10 +83,13 @@ def build_report(
         for trial, promoted in record.promotions.items():
             lines.append(f"### {record.study.study_name}, trial {trial}")
             lines.append("")
+            views = " and over each image's mirror" if promoted.mirrored else ""
             averaged = (
                 f" (the trial's configuration trained with {promoted.members} seeds, their "
-                "class probabilities averaged)"
+                f"class probabilities averaged{views})"
                 if promoted.members > 1
+                else " (class probabilities averaged over each image and its mirror)"
+                if promoted.mirrored
                 else ""
             )
             lines.append(

@@ -193,6 +193,14 @@ def promote(
             "average of their class probabilities (each member costs one retrain).",
         ),
     ] = 1,
+    mirror: Annotated[
+        bool | None,
+        typer.Option(
+            "--mirror/--no-mirror",
+            help="A classifier: average each test image with its mirror (default: where it "
+            "was trained on mirrored images, train.augment flip_shift).",
+        ),
+    ] = None,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     dataset: DatasetOpt = DEFAULT_DATASET,
@@ -215,6 +223,7 @@ def promote(
             pick=pick,
             iwae_k=iwae_k,
             members=members,
+            mirror=mirror,
         )
         render.promotion(result)
         return 0

@@ -66,6 +66,7 @@ class PromotionRecord:
     density: dict[str, dict[str, float]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # the model.* keys of its config
     members: int = 1  # seeds of the champion whose class probabilities the model averages
+    mirrored: bool = False  # the model averages each image with its mirror
 
 
 @dataclass(frozen=True)
