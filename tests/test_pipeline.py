@@ -10,7 +10,15 @@ import optuna
 import pytest
 
 from tests.helpers import invoke, mlflow_client
-from vae_tune.budget import Costs, least_budget, parse_budget, plan_budget
+from vae_tune.budget import (
+    ENSEMBLE_HEAD_TRIALS,
+    ENSEMBLE_MEMBERS,
+    RETRAIN_SCALE,
+    Costs,
+    least_budget,
+    parse_budget,
+    plan_budget,
+)
 from vae_tune.errors import VaeTuneError
 from vae_tune.ops.storage import open_storage
 
@@ -63,6 +71,20 @@ def test_plan_keeps_both_promotions_inside_the_budget() -> None:
     # Short budgets cut the head trials' epochs; long ones run the space's own.
     assert plan_budget(480, COSTS).head_epochs < plan_budget(600, COSTS).head_epochs <= 25
     assert plan_budget(1800, COSTS).head_epochs == 25
+
+
+def test_long_budgets_promote_the_head_champion_averaged_over_seeds() -> None:
+    """The ensemble's extra retrains are reserved, and taken from the head study only where it
+    keeps ENSEMBLE_HEAD_TRIALS full-length trials: shorter budgets promote one model."""
+    single, averaged = plan_budget(1200, COSTS), plan_budget(1800, COSTS)
+    assert single.head_members == 1 and averaged.head_members == ENSEMBLE_MEMBERS
+    assert single.head_epochs == averaged.head_epochs == 25
+    extra = (ENSEMBLE_MEMBERS - 1) * 25 * COSTS.head_epoch_s * RETRAIN_SCALE
+    assert averaged.promote_head_s - single.promote_head_s == pytest.approx(extra)
+    head_study = 1800 - averaged.reserved_s - averaged.encoder_study_s
+    assert head_study >= ENSEMBLE_HEAD_TRIALS * 25 * COSTS.head_epoch_s
+    assert plan_budget(600, COSTS).head_members == 1
+    assert "3 seeds" in averaged.describe(COSTS) and "seeds" not in single.describe(COSTS)
 
 
 def test_plan_scales_with_the_machine() -> None:

@@ -1,7 +1,8 @@
 """`vae-tune pipeline`: from nothing to a tested classifier within a time budget.
 
 Four stages, the user's own commands in order: the encoder study, its promotion, the head study
-on the promoted encoder, its promotion; then the report. The budget is planned from what an
+on the promoted encoder, its promotion (on budgets that afford it, of several seeds of the
+champion, averaged: `promote --members`); then the report. The budget is planned from what an
 epoch of each model costs on this machine (measured first, in seconds), and the studies then
 correct the plan with their own epoch times: each stops starting trials that could not end in
 time, so both promotions fit. Rerunning resumes: a study that ended (its trials done, or its
@@ -147,7 +148,9 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     head_ref = StudyRef(
         HEAD.name, dataset=request.dataset, encoder=request.encoder, data_dir=request.data_dir
     )
-    head = _promote_stage(head_ref, project, stage_log("4/4 promote mlp"))
+    head = _promote_stage(
+        head_ref, project, stage_log("4/4 promote mlp"), members=plan.head_members
+    )
     result.rows.append(head)
     result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
     result.report = runner.report(request.dataset, project)
@@ -258,9 +261,9 @@ def _ended(study: optuna.Study) -> str | None:
     return "its trials are done" if finished >= N_TRIALS_CAP else None
 
 
-def _promote_stage(ref: StudyRef, project: Project, log: Log) -> StageRow:
+def _promote_stage(ref: StudyRef, project: Project, log: Log, members: int = 1) -> StageRow:
     started = time.time()
-    promotion = runner.promote(ref, project, log=log)
+    promotion = runner.promote(ref, project, log=log, members=members)
     champion = promotion.champion
     return StageRow(
         f"promote {ref.stage}",
