@@ -9,13 +9,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import invoke, mlflow_client
+from tests.helpers import invoke, mlflow_client, promotion_runs
 from vae_tune.budget import (
     ENSEMBLE_HEAD_TRIALS,
     ENSEMBLE_MEMBERS,
     RETRAIN_SCALE,
     Costs,
     least_budget,
+    members_that_fit,
     parse_budget,
     plan_budget,
 )
@@ -85,6 +86,17 @@ def test_long_budgets_promote_the_head_champion_averaged_over_seeds() -> None:
     assert head_study >= ENSEMBLE_HEAD_TRIALS * 25 * COSTS.head_epoch_s
     assert plan_budget(600, COSTS).head_members == 1
     assert "3 seeds" in averaged.describe(COSTS) and "seeds" not in single.describe(COSTS)
+
+
+def test_the_ensemble_is_cut_to_what_the_time_left_affords() -> None:
+    """The head study's epochs may run slower than the pipeline measured: the promotion then
+    trains the seeds that still fit the reserve, never more than planned."""
+    plan = plan_budget(1800, COSTS)
+    reserve, epoch_s = plan.promote_head_s, COSTS.head_epoch_s
+    assert members_that_fit(plan, COSTS, reserve, epoch_s) == ENSEMBLE_MEMBERS
+    assert members_that_fit(plan, COSTS, reserve, 0.5 * epoch_s) == ENSEMBLE_MEMBERS
+    assert members_that_fit(plan, COSTS, reserve, 1.4 * epoch_s) == 2
+    assert members_that_fit(plan, COSTS, 60.0, epoch_s) == 1
 
 
 def test_plan_scales_with_the_machine() -> None:
@@ -163,6 +175,21 @@ def test_pipeline_keeps_its_budget_and_resumes(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert again.output.count("skipped (done before)") == 4
     assert "the test split is not read again" in again.output
+
+
+@pytest.mark.slow
+def test_the_head_promotion_averages_the_seeds_the_plan_reserved(tmp_path: Path) -> None:
+    """Three minutes on 2,000 images leave the head study its four full trials on a 2-core
+    machine, so the plan reserves three seeds; a slower one reserves one. Either way the
+    promotion trains what was reserved, and mirrors (Fashion-MNIST's augmentation does)."""
+    result = invoke(tmp_path, "pipeline", "--budget", "3m", *SUBSET)
+    assert result.exit_code == 0, result.output
+    plan = " ".join(result.output.split()).split("plan: ")[1].split(" for the rest")[0]
+    members = ENSEMBLE_MEMBERS if f"champion: {ENSEMBLE_MEMBERS} seeds)" in plan else 1
+    [run] = promotion_runs(tmp_path, "mlp-ae-fashion-mnist")
+    assert run.data.tags["promotion.members"] == str(members)
+    assert run.data.tags["promotion.mirrored"] == "true"
+    assert (f"member {members} of {members} (seed" in result.output) == (members > 1)
 
 
 @pytest.mark.slow

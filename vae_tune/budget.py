@@ -13,7 +13,7 @@ smallest budget that plan accepts: `--budget least`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vae_tune.errors import VaeTuneError
 
@@ -148,6 +148,17 @@ def _plan(budget_s: float, costs: Costs, head_epochs: int, members: int) -> Plan
         costs.baselines_s,
         members,
     )
+
+
+def members_that_fit(plan: Plan, costs: Costs, left_s: float, head_epoch_s: float) -> int:
+    """The seeds the head's promotion can still afford in the `left_s` seconds left, at the
+    head study's own pace: the plan's, or fewer where its epochs ran slower than measured (the
+    retrains must not overrun the budget)."""
+    paced = replace(costs, head_epoch_s=max(head_epoch_s, costs.head_epoch_s))
+    for members in range(plan.head_members, 1, -1):
+        if _promote_head(paced, plan.head_epochs, members) <= left_s:
+            return members
+    return 1
 
 
 def least_budget(costs: Costs) -> float:

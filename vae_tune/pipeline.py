@@ -21,7 +21,15 @@ import optuna
 import torch
 
 from vae_tune import runner
-from vae_tune.budget import ENCODER_EVALUATION_EPOCHS, Costs, clock, least_budget, plan_budget
+from vae_tune.budget import (
+    ENCODER_EVALUATION_EPOCHS,
+    Costs,
+    Plan,
+    clock,
+    least_budget,
+    members_that_fit,
+    plan_budget,
+)
 from vae_tune.calibrate import baseline_seconds, epoch_seconds
 from vae_tune.data import load_splits
 from vae_tune.datasets.defaults import data_defaults
@@ -34,7 +42,7 @@ from vae_tune.record import StudyRecord
 from vae_tune.runner import StudyRef
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.stages import HEAD, stage
-from vae_tune.stopping import FINISHED
+from vae_tune.stopping import FINISHED, Pace
 from vae_tune.tasks import AutoencoderTask
 from vae_tune.train import encode
 
@@ -148,14 +156,32 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     head_ref = StudyRef(
         HEAD.name, dataset=request.dataset, encoder=request.encoder, data_dir=request.data_dir
     )
-    head = _promote_stage(
-        head_ref, project, stage_log("4/4 promote mlp"), members=plan.head_members
-    )
+    log_4 = stage_log("4/4 promote mlp")
+    members = _head_members(plan, costs, _existing(storage, head_name), end, log_4)
+    head = _promote_stage(head_ref, project, log_4, members=members)
     result.rows.append(head)
     result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
     result.report = runner.report(request.dataset, project)
     result.wall_s = time.time() - started
     return result
+
+
+def _head_members(
+    plan: Plan, costs: Costs, head_study: optuna.Study | None, end: float, log: Log
+) -> int:
+    """The plan's seeds of the head's champion, fewer where the head study's own epochs ran
+    slower than measured and the retrains would overrun the budget."""
+    if plan.head_members == 1 or head_study is None:
+        return plan.head_members
+    pace = Pace.of_study(head_study).epoch_s() or costs.head_epoch_s
+    members = members_that_fit(plan, costs, end - time.time(), pace)
+    if members < plan.head_members:
+        log(
+            f"the head study's epochs took {pace:.1f} s, not the {costs.head_epoch_s:.1f} s "
+            f"measured: {members} seed(s) of its champion fit the time left, not "
+            f"{plan.head_members}"
+        )
+    return members
 
 
 def measure_costs(

@@ -89,9 +89,22 @@ class Pace:
         self.seconds = 0.0
         self.epochs = 0
 
+    @classmethod
+    def of_study(cls, study: optuna.Study, hint_s: float | None = None) -> Pace:
+        """The pace of a study's finished trials, whichever process ran them."""
+        pace = cls(hint_s)
+        for trial in study.get_trials(deepcopy=False, states=FINISHED):
+            pace.add_trial(trial)
+        return pace
+
     def add(self, seconds: float, epochs: int) -> None:
         self.seconds += seconds
         self.epochs += max(1, epochs)
+
+    def add_trial(self, trial: FrozenTrial) -> None:
+        if trial.datetime_start and trial.datetime_complete:
+            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            self.add(seconds, len(trial.intermediate_values))
 
     def epoch_s(self) -> float | None:
         return self.seconds / self.epochs if self.epochs else self.hint_s
@@ -107,9 +120,7 @@ def stop_before_deadline(deadline: float, epochs: int, pace: Pace) -> Callback:
     it sooner; a full trial is the safe assumption)."""
 
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if trial.datetime_start and trial.datetime_complete:
-            seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-            pace.add(seconds, len(trial.intermediate_values))
+        pace.add_trial(trial)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if complete and not pace.fits(deadline, epochs):  # never stop without a result
             left = max(0.0, deadline - time.time())
