@@ -22,7 +22,7 @@ from defaults import typical
 
 from vae_tune.config import build_config
 from vae_tune.data import load_splits
-from vae_tune.models import Autoencoder, Model
+from vae_tune.models import Autoencoder, Ensemble, Model
 from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
 
 from common import print_table, progress, quiet, write_result
@@ -30,15 +30,11 @@ from common import print_table, progress, quiet, write_result
 
 @torch.no_grad()
 def probabilities(model: Model, images: torch.Tensor, mirror: bool) -> torch.Tensor:
-    model.eval()
-    parts = []
-    for i in range(0, len(images), 2048):
-        x = images[i : i + 2048]
-        p = model(x).softmax(1)
-        if mirror:
-            p = (p + model(x.flip(-1)).softmax(1)) / 2
-        parts.append(p)
-    return torch.cat(parts)
+    """Class probabilities as a promotion computes them (`Ensemble`, mirrored or not)."""
+    classifier = Ensemble([model], mirror=True).eval() if mirror else model.eval()
+    return torch.cat(
+        [classifier(images[i : i + 2048]).softmax(1) for i in range(0, len(images), 2048)]
+    )
 
 
 def run(seed: int, members: int, head_epochs: int | None) -> dict[str, Any]:

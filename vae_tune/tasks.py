@@ -180,10 +180,7 @@ class HeadTask:
 
     def classifier(self, model: Model) -> Model:
         """Images in, class scores out: a frozen head is put behind the encoder."""
-        if isinstance(model, Ensemble):  # of frozen heads, or of fine-tuned classifiers
-            members = [self.classifier(member) for member in model.models]
-            return Ensemble(members, mirror=model.mirror)
-        if isinstance(model, Classifier):
+        if isinstance(model, Classifier | Ensemble):  # an ensemble's members take images
             return model
         assert isinstance(model, MLPHead)
         return Classifier(self.encoder, model)
