@@ -5,15 +5,16 @@ an epoch, a command's fixed work and the baselines cost on this machine (measure
 Both promotions are reserved first, then the studies share the rest, ENCODER_SHARE to the
 encoder study (at least one full trial). Head trials run the head space's epochs, fewer on
 short budgets so that the head study still gets WANTED_HEAD_TRIALS of them. Where the budget
-leaves the head study ENSEMBLE_HEAD_TRIALS full trials besides, the head's champion is
-retrained with as many seeds as fit, up to ENSEMBLE_MEMBERS, and their probabilities
-averaged. `least_budget` is the smallest budget that plan accepts: `--budget least`.
+leaves the head study ENSEMBLE_HEAD_TRIALS full trials besides, retrains of the head's
+champion with as many seeds as fit, up to ENSEMBLE_MEMBERS, are reserved (their probabilities
+averaged); the promotion then trains the seeds that end in time, measured as it goes.
+`least_budget` is the smallest budget that plan accepts: `--budget least`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from vae_tune.errors import VaeTuneError
 
@@ -92,6 +93,12 @@ class Plan:
         fixed = 2 * self.overhead_s + self.baselines_s
         return fixed + self.promote_encoder_s + self.promote_head_s
 
+    @property
+    def head_tail_s(self) -> float:
+        """The head's promotion after its retrains: the test evaluation, the baselines refitted
+        on train + validation, the registry and the report."""
+        return self.baselines_s * RETRAIN_SCALE + self.overhead_s
+
     def _members(self) -> str:
         return f" (the head's champion: {self.head_members} seeds)" if self.head_members > 1 else ""
 
@@ -149,17 +156,6 @@ def _plan(budget_s: float, costs: Costs, head_epochs: int, members: int) -> Plan
         costs.baselines_s,
         members,
     )
-
-
-def members_that_fit(plan: Plan, costs: Costs, left_s: float, head_epoch_s: float) -> int:
-    """The seeds the head's promotion can still afford in the `left_s` seconds left, at the
-    head study's own pace: the plan's, or fewer where its epochs ran slower than measured (the
-    retrains must not overrun the budget)."""
-    paced = replace(costs, head_epoch_s=max(head_epoch_s, costs.head_epoch_s))
-    for members in range(plan.head_members, 1, -1):
-        if _promote_head(paced, plan.head_epochs, members) <= left_s:
-            return members
-    return 1
 
 
 def least_budget(costs: Costs) -> float:

@@ -1,8 +1,8 @@
 """`vae-tune pipeline`: from nothing to a tested classifier within a time budget.
 
 Four stages, the user's own commands in order: the encoder study, its promotion, the head study
-on the promoted encoder, its promotion (on budgets that afford it, of several seeds of the
-champion, averaged: `promote --members`); then the report. The budget is planned from what an
+on the promoted encoder, its promotion (of as many seeds of the champion as end in time,
+averaged: `promote --members`); then the report. The budget is planned from what an
 epoch of each model costs on this machine (measured first, in seconds), and the studies then
 correct the plan with their own epoch times: each stops starting trials that could not end in
 time, so both promotions fit. Rerunning resumes: a study that ended (its trials done, or its
@@ -23,11 +23,10 @@ import torch
 from vae_tune import runner
 from vae_tune.budget import (
     ENCODER_EVALUATION_EPOCHS,
+    ENSEMBLE_MEMBERS,
     Costs,
-    Plan,
     clock,
     least_budget,
-    members_that_fit,
     plan_budget,
 )
 from vae_tune.calibrate import baseline_seconds, epoch_seconds
@@ -42,7 +41,7 @@ from vae_tune.record import StudyRecord
 from vae_tune.runner import StudyRef
 from vae_tune.space import SearchSpace, load_space
 from vae_tune.stages import HEAD, stage
-from vae_tune.stopping import FINISHED, Pace
+from vae_tune.stopping import FINISHED
 from vae_tune.tasks import AutoencoderTask
 from vae_tune.train import encode
 
@@ -157,31 +156,17 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
         HEAD.name, dataset=request.dataset, encoder=request.encoder, data_dir=request.data_dir
     )
     log_4 = stage_log("4/4 promote mlp")
-    members = _head_members(plan, costs, _existing(storage, head_name), end, log_4)
-    head = _promote_stage(head_ref, project, log_4, members=members)
+    # Seeds of the champion are retrained while they still end in time for the test evaluation,
+    # its baselines and the report: those the plan reserved, fewer where the head study ran
+    # slower than measured, more where its last trial would not have fit and left time.
+    head = _promote_stage(
+        head_ref, project, log_4, members=ENSEMBLE_MEMBERS, deadline=end - plan.head_tail_s
+    )
     result.rows.append(head)
     result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
     result.report = runner.report(request.dataset, project)
     result.wall_s = time.time() - started
     return result
-
-
-def _head_members(
-    plan: Plan, costs: Costs, head_study: optuna.Study | None, end: float, log: Log
-) -> int:
-    """The plan's seeds of the head's champion, fewer where the head study's own epochs ran
-    slower than measured and the retrains would overrun the budget."""
-    if plan.head_members == 1 or head_study is None:
-        return plan.head_members
-    pace = Pace.of_study(head_study).epoch_s() or costs.head_epoch_s
-    members = members_that_fit(plan, costs, end - time.time(), pace)
-    if members < plan.head_members:
-        log(
-            f"the head study's epochs took {pace:.1f} s, not the {costs.head_epoch_s:.1f} s "
-            f"measured: {members} seed(s) of its champion fit the time left, not "
-            f"{plan.head_members}"
-        )
-    return members
 
 
 def measure_costs(
@@ -287,9 +272,11 @@ def _ended(study: optuna.Study) -> str | None:
     return "its trials are done" if finished >= N_TRIALS_CAP else None
 
 
-def _promote_stage(ref: StudyRef, project: Project, log: Log, members: int = 1) -> StageRow:
+def _promote_stage(
+    ref: StudyRef, project: Project, log: Log, members: int = 1, deadline: float | None = None
+) -> StageRow:
     started = time.time()
-    promotion = runner.promote(ref, project, log=log, members=members)
+    promotion = runner.promote(ref, project, log=log, members=members, deadline=deadline)
     champion = promotion.champion
     return StageRow(
         f"promote {ref.stage}",

@@ -2,7 +2,8 @@
 evaluated once on the sealed test split, logged with pictures, and registered as `champion`.
 A classifier's champion may be retrained with several seeds (`members`), their class
 probabilities averaged; one trained on mirrored images also averages over each test image and
-its mirror (`mirror`). Either way it is one registered model.
+its mirror (`mirror`). Either way it is one registered model. With a `deadline` (the pipeline's),
+members after the first are trained only while the slowest so far would still end by it.
 
 A promoted trial is recorded on its study (`promotions`); promoting it again reuses that record
 without reading the test split unless `force` is given. Every read is recorded on the study
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from vae_tune.analysis import pareto
 from vae_tune.analysis.latents import IWAE_K
+from vae_tune.budget import clock
 from vae_tune.config import TrialConfig, flatten
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Ensemble, Model
@@ -36,6 +39,9 @@ from vae_tune.tasks import HeadTask, Task, retrain, with_splits
 from vae_tune.tracking import Tracker
 
 Log = Callable[[str], None]
+# A member's retrain against the slowest before it: 2-core machines drift by up to ~7 % between
+# two retrains of the same configuration (30m pipelines on AMD EPYC).
+MEMBER_MARGIN = 1.1
 
 
 @dataclass
@@ -84,6 +90,7 @@ def promote(
     iwae_k: int = IWAE_K,
     members: int = 1,
     mirror: bool | None = None,  # None: where the classifier was trained on mirrored images
+    deadline: float | None = None,  # time.time() by which the members' retrains must end
     log: Log = print,
 ) -> Promotion:
     study, settings, metric = record.live, record.settings, record.metric
@@ -123,8 +130,9 @@ def promote(
     if mirror is None:
         mirror = mirrors(settings.stage, champion.config)
     models, final_task = retrain_on_train_and_validation(
-        champion, task, epochs, seeds_of_members, log
+        champion, task, epochs, seeds_of_members, log, deadline
     )
+    members = len(models)
     model = averaged(models, mirror, final_task) if mirror or members > 1 else models[0]
     why = "re-promotion" if earlier else "promotion"
     device = task.splits.train_x.device
@@ -250,10 +258,16 @@ def averaged(models: list[Model], mirror: bool, task: Task) -> Ensemble:
 
 
 def retrain_on_train_and_validation(
-    champion: Candidate, task: Task, epochs: int, seeds: list[int], log: Log
+    champion: Candidate,
+    task: Task,
+    epochs: int,
+    seeds: list[int],
+    log: Log,
+    deadline: float | None = None,
 ) -> tuple[list[Model], Task]:
     """The champion trained on train + validation for the epochs it was selected at, once per
-    seed."""
+    seed; past the first, only while the slowest member so far, with MEMBER_MARGIN, would end
+    by the deadline."""
     s = task.splits
     both = dataclasses.replace(
         s,
@@ -265,15 +279,28 @@ def retrain_on_train_and_validation(
     final_task = with_splits(task, both)  # a head task re-encodes the images
     total = champion.config.train.epochs
     averaged = f", {len(seeds)} seeds averaged" if len(seeds) > 1 else ""
+    if len(seeds) > 1 and deadline is not None:
+        averaged = f", up to {len(seeds)} seeds averaged (those that end in time)"
     log(
         f"retraining trial {champion.trial.number} on {len(both.train_x)} images: epoch "
         f"{epochs} of its {total}-epoch schedule, where it was selected{averaged}"
     )
-    models = []
+    models: list[Model] = []
+    slowest = 0.0
     for i, seed in enumerate(seeds):
+        if models and deadline is not None:
+            left, needed = deadline - time.time(), MEMBER_MARGIN * slowest
+            if needed > left:
+                log(
+                    f"  member {i + 1} would take {clock(needed)}, {clock(max(0.0, left))} "
+                    f"is left: {len(models)} seed(s) averaged"
+                )
+                break
         if len(seeds) > 1:
             log(f"  member {i + 1} of {len(seeds)} (seed {seed})")
+        started = time.time()
         models.append(retrain(final_task, champion.config, seed, epochs)[0])
+        slowest = max(slowest, time.time() - started)
     return models, final_task
 
 

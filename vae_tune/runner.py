@@ -104,9 +104,10 @@ def promote(
     iwae_k: int = IWAE_K,
     members: int = 1,
     mirror: bool | None = None,
+    deadline: float | None = None,
 ) -> Promotion:
-    """Promote the best trials of a study: one retrain (one per member), one test evaluation,
-    registered."""
+    """Promote the best trials of a study: one retrain (one per member, those that end by the
+    deadline), one test evaluation, registered."""
     storage, tracker = project.open_stores()
     record, task = _finished_study(ref, project, storage, tracker, log)
     result = promote_study(
@@ -121,6 +122,7 @@ def promote(
         iwae_k=iwae_k,
         members=members,
         mirror=mirror,
+        deadline=deadline,
         log=log,
     )
     path = _write_report(project, storage, tracker, record.settings.dataset)

@@ -89,14 +89,6 @@ class Pace:
         self.seconds = 0.0
         self.epochs = 0
 
-    @classmethod
-    def of_study(cls, study: optuna.Study, hint_s: float | None = None) -> Pace:
-        """The pace of a study's finished trials, whichever process ran them."""
-        pace = cls(hint_s)
-        for trial in study.get_trials(deepcopy=False, states=FINISHED):
-            pace.add_trial(trial)
-        return pace
-
     def add(self, seconds: float, epochs: int) -> None:
         self.seconds += seconds
         self.epochs += max(1, epochs)
