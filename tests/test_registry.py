@@ -1,6 +1,6 @@
 """Registered models: MLflow Models in the pt2 format beside vae-tune's spec + state_dict (no
 class path pinned, loaded through the model factory); versions registered by earlier releases
-(0.2's spec alone, 0.1's pickles) still load."""
+still load: 0.2's spec alone as it is, 0.1's pickles only behind --allow-pickle."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vae_tune.config import build_config
 from vae_tune.export import SPEC_FILE
 from vae_tune.models import Classifier, Ensemble, MLPHead, PixelCNN, build_model
 from vae_tune.saving import model_from_spec, model_spec
-from vae_tune.tracking import Tracker
+from vae_tune.tracking import Tracker, UntrustedModelError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IMAGE = torch.linspace(0, 1, 784).reshape(1, 1, 28, 28)
@@ -109,19 +109,39 @@ def test_a_version_registered_by_0_2_still_loads(store: Tracker, tmp_path: Path,
         assert torch.allclose(loaded.eval()(IMAGE), expected)
 
 
-@pytest.mark.parametrize("name", ["legacy_ae_pickle", "legacy_classifier_pickle"])
-def test_a_version_registered_by_the_previous_release_still_loads(
-    store: Tracker, tmp_path: Path, name: str
-) -> None:
-    """The fixtures were saved by vae-tune 0.1 (MLflow's pytorch flavour, pickled)."""
+def register_fixture(store: Tracker, name: str, tmp_path: Path) -> str:
+    """A fixture's `model/` folder logged to a new run and registered as version 1 of `name`."""
     run_id = store.start_run(store.experiment_id("old"), "promote")
     folder = tmp_path / "model"
     shutil.copytree(FIXTURES / name, folder)
     store.client.log_artifacts(run_id, str(folder), "model")
     source = f"{store.client.get_run(run_id).info.artifact_uri}/model"
     store.client.create_registered_model(name)
-    version = store.client.create_model_version(name, source, run_id=run_id).version
-    loaded = store.load_model(name, str(version))
+    return str(store.client.create_model_version(name, source, run_id=run_id).version)
+
+
+@pytest.mark.parametrize("name", ["legacy_ae_pickle", "legacy_classifier_pickle"])
+def test_a_version_registered_by_the_previous_release_loads_behind_allow_pickle(
+    store: Tracker, tmp_path: Path, name: str
+) -> None:
+    """The fixtures were saved by vae-tune 0.1 (MLflow's pytorch flavour, pickled): a pickle
+    runs code when it loads, so only the user's --allow-pickle loads it."""
+    version = register_fixture(store, name, tmp_path)
+    with pytest.raises(UntrustedModelError, match="--allow-pickle") as refused:
+        store.load_model(name, version)
+    assert f"{name} version {version}" in str(refused.value)
+    assert "vae-tune did not write it" in str(refused.value)
+    loaded = store.load_model(name, version, allow_pickle=True)
     expected = torch.load(FIXTURES / f"{name}_expected_output.pt", weights_only=True)
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(IMAGE), expected)
+
+
+def test_a_version_from_another_run_than_its_lineage_is_refused(store: Tracker) -> None:
+    run_id = store.start_run(store.experiment_id("x"), "promote")
+    version = store.register_model(
+        run_id, small_models()["ae"].eval(), "vae-tune-test-lineage", tags={}, images=IMAGE
+    )
+    with pytest.raises(UntrustedModelError, match="not from run other-run"):
+        store.load_model("vae-tune-test-lineage", version, run_id="other-run")
+    assert store.load_model("vae-tune-test-lineage", version, run_id=run_id) is not None

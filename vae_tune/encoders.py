@@ -5,6 +5,11 @@ one; otherwise the study's best trial, replayed through the same code path as in
 retrained with the trial's seed and schedule up to the epoch it was selected at. A retrained
 encoder is cached under `studies/encoders/`, so resuming a head study does not retrain it.
 Either way the lineage (study, trial, run, model version) comes back with it.
+
+A registered encoder is taken only when vae-tune's own record vouches for it: the champion's
+version and run are a promotion recorded on the encoder study (tags prove nothing: anyone who
+can register a model can set them), and a head study's stored lineage names the run its
+version must still come from. Nothing is unpickled unless the user passes --allow-pickle.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from vae_tune.record import StudyRecord, TrialRecord
 from vae_tune.saving import load_spec_file, save_spec_file
 from vae_tune.stages import stage
 from vae_tune.tasks import AutoencoderTask, Lineage, retrain
-from vae_tune.tracking import Tracker
+from vae_tune.tracking import Tracker, UntrustedModelError
 
 Log = Callable[[str], None]
 
@@ -40,11 +45,13 @@ def resolve_encoder(
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
+    allow_pickle: bool = False,
 ) -> tuple[Autoencoder, Lineage]:
     """The encoder of `study_name`: its registered champion, else its best trial retrained.
 
     `split` ({dataset, val_size, seed}) is the head study's: it must be the encoder's too, or
-    the encoder would have been trained on the head's validation images.
+    the encoder would have been trained on the head's validation images. `allow_pickle`: the
+    user's --allow-pickle (a champion registered by vae-tune 0.1 is a pickle).
     """
     record = StudyRecord.load(study_name, storage)
     settings = record.settings
@@ -56,7 +63,22 @@ def resolve_encoder(
         )
     model_name = stage(settings.stage).registry_name(settings.dataset)
     champion = tracker.champion(model_name)
-    if champion is not None and champion.tags.get("study") == study_name:
+    promoted = champion is not None and any(
+        p.run_id == champion.run_id
+        and p.model_name == model_name
+        and str(p.model_version) == str(champion.version)
+        for p in record.promotions.values()
+    )
+    if champion is not None and not promoted and champion.tags.get("study") == study_name:
+        runs = sorted(p.run_id for p in record.promotions.values()) or "none"
+        raise UntrustedModelError(
+            f"{model_name} version {champion.version} (alias champion) says it comes from study "
+            f"{study_name!r}, but its run {champion.run_id} is none of that study's promotion "
+            f"runs ({runs}): vae-tune did not register it, and tags alone prove nothing. "
+            f"Refused; run `vae-tune promote {settings.stage}` to register the study's own "
+            "champion, or point the alias back at a version it promoted."
+        )
+    if champion is not None and promoted:
         log(f"encoder: {model_name} version {champion.version} (alias champion)")
         lineage = {
             "encoder.source": "registry",
@@ -67,8 +89,11 @@ def resolve_encoder(
             "encoder.run_id": str(champion.run_id),
             "encoder.stage": settings.stage,
         }
-        model = tracker.load_model(model_name, str(champion.version))
-        assert isinstance(model, Autoencoder), f"{model_name} holds an autoencoder"
+        model = tracker.load_model(
+            model_name, str(champion.version), run_id=champion.run_id, allow_pickle=allow_pickle
+        )
+        if not isinstance(model, Autoencoder):
+            raise UntrustedModelError(f"{model_name} holds a {type(model).__name__}, no encoder")
         return model.to(device), lineage
     if os.environ.get("SLURM_JOB_ID"):  # every task would retrain its own, and each differently
         raise VaeTuneError(
@@ -88,12 +113,18 @@ def encoder_from_lineage(
     data_dir: Path | None,
     device: torch.device,
     log: Log = print,
+    allow_pickle: bool = False,
 ) -> Autoencoder:
-    """The very encoder a head study was run on, from the lineage stored on that study."""
+    """The very encoder a head study was run on, from the lineage stored on that study: a
+    registered version only if it still comes from the run the lineage recorded."""
     if lineage["encoder.source"] == "registry":
-        log(f"encoder: {lineage['encoder.model']} version {lineage['encoder.version']}")
-        model = tracker.load_model(lineage["encoder.model"], lineage["encoder.version"])
-        assert isinstance(model, Autoencoder), f"{lineage['encoder.model']} holds an autoencoder"
+        name, version = lineage["encoder.model"], lineage["encoder.version"]
+        log(f"encoder: {name} version {version}")
+        model = tracker.load_model(
+            name, version, run_id=lineage["encoder.run_id"], allow_pickle=allow_pickle
+        )
+        if not isinstance(model, Autoencoder):
+            raise UntrustedModelError(f"{name} holds a {type(model).__name__}, no encoder")
         return model.to(device)
     record = StudyRecord.load(lineage["encoder.study"], storage)
     model, current = best_trial_encoder(

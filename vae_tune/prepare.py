@@ -56,6 +56,7 @@ class StudyRequest:
     deadline: float | None = None  # time.time() after which no trial may end (the pipeline's)
     epoch_s_hint: float | None = None  # a measured epoch time, until the study measures its own
     objective: str | None = None  # elbo, probe, elbo,probe: overrides the space's metric
+    allow_pickle: bool = False  # a head study may unpickle its registered encoder (0.1's)
 
     @property
     def name(self) -> str:
@@ -109,6 +110,7 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
             data_dir=request.data_dir,
             device=device,
             log=log,
+            allow_pickle=request.allow_pickle,
         )
     log(f"loading {request.dataset} on {device}")
     splits = load_splits(

@@ -86,6 +86,7 @@ class StudyRef:
     dataset: str = "fashion-mnist"
     encoder: str = "ae"
     data_dir: Path | None = None
+    allow_pickle: bool = False  # a head's registered encoder may be unpickled (0.1's)
 
     @property
     def name(self) -> str:
@@ -215,6 +216,7 @@ def _finished_study(
             data_dir=ref.data_dir,
             device=device,
             log=log,
+            allow_pickle=ref.allow_pickle,
         )
         encoder = (model, settings.encoder)
     splits = record.splits(ref.data_dir, device)

@@ -33,6 +33,16 @@ from vae_tune.cli.app import (
 )
 from vae_tune.errors import VaeTuneError
 
+# A registry is data, never code: unpickling a registered encoder is the user's explicit choice.
+AllowPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="A head's registered encoder may be a pickle (registered by vae-tune 0.1): "
+        "unpickling runs the code it names, so only for a registry you trust.",
+    ),
+]
+
 
 @app.command()
 def study(
@@ -101,6 +111,7 @@ def study(
             min=1, help="Stop when the best value has not improved in this many finished trials."
         ),
     ] = None,
+    allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
     from vae_tune import runner
@@ -206,6 +217,7 @@ def promote(
     dataset: DatasetOpt = DEFAULT_DATASET,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
+    allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Choose the champion on validation data, retrain it, evaluate it once on test, register it."""
     from vae_tune import runner
@@ -244,6 +256,7 @@ def curve(
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     device: DeviceOpt = "auto",
+    allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Learning curve: the promoted config retrained on growing subsets, each tested once."""
     from vae_tune import runner
