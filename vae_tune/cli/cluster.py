@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +19,10 @@ from vae_tune.cli.app import (
     app,
     run,
 )
+from vae_tune.errors import VaeTuneError
+
+if TYPE_CHECKING:
+    from vae_tune.ops.cluster import Job, Stores
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -57,7 +62,6 @@ def submit(
     """Send a study (an array of tasks on one shared study, then its promotion) or the whole
     pipeline to SLURM. Options it does not know go to every `vae-tune study` command as they
     are (--n-trials 9 --train-size 5000 ...). The batch scripts are written to slurm/."""
-    from vae_tune.errors import VaeTuneError
     from vae_tune.ops.cluster import Resources, Stores, check_stores, plan_jobs
     from vae_tune.ops.cluster import submit as submit_jobs
 
@@ -70,8 +74,14 @@ def submit(
         project = Path.cwd().resolve()
         common = ("--dataset", dataset, *(("--data-dir", str(data_dir)) if data_dir else ()))
         stores = Stores(storage, tracking_uri, common)
+        # The optional STAGE takes the first word after WHAT, an option included (`submit
+        # pipeline --n-trials 9`): an option there belongs with the study's other options.
+        named, extra = stage, list(ctx.args)
+        if stage is not None and stage.startswith("-"):
+            named, extra = None, [stage, *extra]
+        jobs = plan_jobs(what, named, encoder.value, extra, study_name)
+        check_commands(jobs, stores)
         check_stores(project, stores, allow_local_stores)
-        jobs = plan_jobs(what, stage, encoder.value, ctx.args, study_name)
         resources = Resources(
             tasks, cpus_per_task, gpus_per_task, partition, time, account, tuple(sbatch or ())
         )
@@ -94,3 +104,19 @@ def submit(
         return 0
 
     run(go)
+
+
+def check_commands(jobs: list[Job], stores: Stores) -> None:
+    """Parse each job's command line as its command will on the cluster: an unknown option
+    or a bad value is refused here, before anything waits in a queue to fail."""
+    commands = typer.main.get_group(app).commands
+    for job in jobs:
+        name, *args = job.command
+        try:
+            commands[name].make_context(f"vae-tune {name}", [*args, *stores.options()])
+        except typer.TyperException as exc:  # click's usage errors, as typer ships them
+            why = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            raise VaeTuneError(
+                f"vae-tune submit: the {job.name} job would fail on the cluster: "
+                f"`vae-tune {shlex.join(job.command)}`: {why}"
+            ) from None

@@ -16,6 +16,7 @@ cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -48,6 +49,8 @@ SHARED_FILESYSTEMS = {
     "orangefs",
     "pvfs2",
 }
+TIMEOUT_VARIABLE = "VAE_TUNE_SBATCH_TIMEOUT"
+DEFAULT_SBATCH_TIMEOUT_S = 120.0
 PREEMPT_WARNING_S = 60  # SIGTERM this long before the time limit: the trial closes cleanly
 
 
@@ -74,7 +77,7 @@ class Resources:
             ("--account", self.account),
         ):
             if value is not None:
-                lines.append(f"{option}={value}")
+                lines.append(f"{option}={shlex.quote(str(value))}")
         return [*lines, f"--signal=B:TERM@{PREEMPT_WARNING_S}", *self.sbatch]
 
 
@@ -112,10 +115,19 @@ def plan_jobs(
     study_name: str | None = None,
 ) -> list[Job]:
     """The jobs `vae-tune submit study STAGE` or `vae-tune submit pipeline` sends."""
+    from vae_tune.stages import STAGES
+
     extra = list(study_args)
     if what == "study":
+        valid = ", ".join(STAGES)
         if stage is None:
-            raise VaeTuneError("vae-tune submit study STAGE: name the stage (ae, vae, mlp, cnn)")
+            raise VaeTuneError(f"vae-tune submit study STAGE: name the stage ({valid})")
+        # Refused here, not on the cluster: a queued array of a stage that does not exist
+        # would fail in every task, after waiting in the queue.
+        if stage not in STAGES:
+            raise VaeTuneError(
+                f"vae-tune submit study {stage}: no such stage; choose one of {valid}"
+            )
         both = ["--encoder", encoder] if stage == "mlp" else []
         both += ["--study-name", study_name] if study_name else []
         return [
@@ -174,6 +186,7 @@ def submit(
     if not dry_run and shutil.which("sbatch") is None:
         raise VaeTuneError("sbatch not found: vae-tune submit needs SLURM's commands on PATH")
     folder = project / "slurm"
+    made = [p for p in (folder, folder / "logs") if not p.exists()]
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     done = Submitted(folder)
@@ -186,9 +199,15 @@ def submit(
             command.append(f"--dependency=afterany:{ids[job.after]}")
         command.append(str(script))
         try:
-            job_id = "(dry run)" if dry_run else _sbatch(command)
+            job_id = "(dry run)" if dry_run else _sbatch(command, job.name)
         except VaeTuneError as exc:
+            # sbatch has read the script if it queued the job: a script of a job that was
+            # not queued would only mislead whoever resubmits from slurm/.
+            script.unlink(missing_ok=True)
             if not ids:
+                for path in reversed(made):
+                    with contextlib.suppress(OSError):
+                        path.rmdir()  # only if empty: nothing of anyone else's goes
                 raise
             queued = ", ".join(f"{name} {job_id}" for name, job_id in ids.items())
             raise VaeTuneError(
@@ -207,7 +226,10 @@ def batch_script(project: Path, job: Job, resources: Resources, stores: Stores) 
         "#!/bin/bash",
         f"# Written by vae-tune submit; resubmit with: sbatch {job.name}-....sbatch",
         f"#SBATCH --job-name=vae-tune-{job.name}",
-        f"#SBATCH --output={project}/slurm/logs/%x-%A_%a.out",
+        # Quoted as sbatch reads its #SBATCH lines (quotes and backslashes as a shell's): a
+        # project path with spaces is one path; `%` in it is a literal, not a SLURM pattern.
+        "#SBATCH --output="
+        + shlex.quote(f"{str(project).replace('%', '%%')}/slurm/logs/%x-%A_%a.out"),
         *(f"#SBATCH {line}" for line in resources.directives(job.array)),
         "set -euo pipefail",
         f"cd {shlex.quote(str(project))}",
@@ -258,8 +280,33 @@ def _local_path(storage: str) -> Path | None:
     return Path(storage).resolve().parent
 
 
-def _sbatch(command: list[str]) -> str:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+def sbatch_timeout() -> float:
+    """Seconds to wait for `sbatch` to answer: `$VAE_TUNE_SBATCH_TIMEOUT` (read when asked),
+    else 120 (a busy controller can take a minute; one that is down never answers)."""
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_SBATCH_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise VaeTuneError(f"{TIMEOUT_VARIABLE}={value}: give the seconds to wait, e.g. 120")
+    return seconds
+
+
+def _sbatch(command: list[str], name: str) -> str:
+    wait = sbatch_timeout()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=wait)
+    except subprocess.TimeoutExpired:
+        raise VaeTuneError(
+            f"sbatch did not answer in {wait:g} s ({TIMEOUT_VARIABLE}) while submitting "
+            f"{name}: the SLURM controller is down or busy; `squeue --me` shows whether "
+            f"{name} was queued all the same"
+        ) from None
+    except OSError as exc:
+        raise VaeTuneError(f"{command[0]}: cannot run it ({exc.strerror or exc})") from None
     if done.returncode != 0:
         raise VaeTuneError(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout}")
     return done.stdout.strip().split(";")[0]
