@@ -3,7 +3,8 @@ its artifacts, the search spaces, cached encoders, reports, server logs, and the
 
 Defaults resolve against the folder (`studies/optuna.journal`, `sqlite:///mlflow.db` with
 artifacts in `mlartifacts/` beside it, `search_spaces/STAGE.yaml`), and a store given as a URL
-is used as it is. Nothing is created until a store is opened for writing.
+is used as it is; another SQLite database keeps its artifacts in a folder of its own. Nothing
+is created until a store is opened for writing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # loaded when a store is opened: `vae-tune ui` needs neither
     from vae_tune.tracking import Tracker
 
 SQLITE = "sqlite:///"
+DEFAULT_DATABASE = "mlflow.db"
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,14 @@ class Project:
 
     @property
     def tracking(self) -> str:
-        return self.tracking_uri or f"{SQLITE}{(self.root / 'mlflow.db').resolve()}"
+        return self.tracking_uri or f"{SQLITE}{(self.root / DEFAULT_DATABASE).resolve()}"
 
     @property
     def artifact_root(self) -> Path | None:
-        """Artifacts of a local SQLite store go to `mlartifacts/` beside the database, the
-        folder `mlflow ui` itself uses, so nothing lands in a stray `mlruns/`."""
+        """Where a local SQLite store's new experiments keep their artifacts (see
+        `artifact_root_of`); None for a server, which keeps its own."""
         if self.tracking.startswith(SQLITE):
-            return Path(self.tracking.removeprefix(SQLITE)).resolve().parent / "mlartifacts"
+            return artifact_root_of(Path(self.tracking.removeprefix(SQLITE)))
         return None
 
     @property
@@ -133,6 +135,21 @@ class Project:
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
+
+
+def artifact_root_of(database: Path) -> Path:
+    """The artifact folder of one SQLite store, beside it: `mlartifacts/` for the default
+    `mlflow.db` (the folder `mlflow ui` itself uses, and where existing projects keep their
+    artifacts), `mlartifacts-NAME/` for any other database file NAME. Two databases in one
+    folder have different file names, so their experiments never share a folder: a study of
+    the same name in each would otherwise write both stores' runs into one, and one store's
+    cleanup could not tell its runs from the other's. The full file name, not its stem:
+    `a.db` and `a.sqlite` are two stores. Experiments keep the location they were created
+    with, so older experiments of another database stay where they are."""
+    database = database.resolve()
+    if database.name == DEFAULT_DATABASE:
+        return database.parent / "mlartifacts"
+    return database.parent / f"mlartifacts-{database.name}"
 
 
 def _port(server: str, default: int) -> int:

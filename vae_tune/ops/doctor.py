@@ -5,18 +5,21 @@ finished trials whose MLflow run is still RUNNING, interrupted trials not yet re
 left RUNNING by a killed process, and artifact folders of runs the tracking store no longer has.
 With `fix`, the same repairs a study start makes (see `repair.py`), plus closing stale study runs
 and removing orphaned artifact folders: those of runs the tracking store says it does not have
-(nothing can read them), each named before it is deleted. A store that cannot answer deletes
-nothing.
+(nothing can read them), each named before it is deleted. Only folders provably this store's are
+deleted: under its own experiments' locations, and referenced by no other MLflow store beside it.
+A store that cannot answer deletes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import sqlite3
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -24,6 +27,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from vae_tune.ops.repair import open_runs, repair, to_retry, zombie_trials
+from vae_tune.project import SQLITE
 from vae_tune.record import StudyRecord
 from vae_tune.tracking import Tracker
 
@@ -99,13 +103,19 @@ def _stale_parent_run(study: optuna.Study, tracker: Tracker, zombies: set[int]) 
 
 
 def _orphaned_artifacts(tracker: Tracker, fix: bool, log: Log) -> Finding:
-    """Artifact folders of runs the store positively says it does not have. A store that
-    cannot answer for a run keeps that run's folder: an error is never a reason to delete."""
+    """Artifact folders of runs this store positively says it does not have, under its own
+    experiments' locations. A folder is deleted only when it is provably this store's: no
+    other MLflow store beside it (another SQLite database in the same folder, which an older
+    vae-tune gave the same `mlartifacts/STUDY` folder for a study of the same name) has its
+    run or shares its experiment's folder. A store that cannot answer for a run, or a
+    neighbour that cannot be read, keeps the folder: an error is never a reason to delete."""
+    locations = [f for loc in tracker.artifact_locations() if (f := _local_folder(loc))]
+    neighbours = _neighbour_stores(tracker.tracking_uri, locations)
     orphans: list[Path] = []
-    unknown = 0
-    for location in tracker.artifact_locations():
-        folder = _local_folder(location)
-        if folder is None or not folder.is_dir():
+    unknown, foreign = 0, 0
+    shared: dict[str, list[Path]] = {}
+    for folder in locations:
+        if not folder.is_dir():
             continue
         for path in folder.iterdir():
             if not (path.is_dir() and RUN_ID.match(path.name)):
@@ -115,26 +125,139 @@ def _orphaned_artifacts(tracker: Tracker, fix: bool, log: Log) -> Finding:
             except Exception:  # any backend's error: the run may well exist
                 unknown += 1
                 continue
-            if gone:
+            if not gone:
+                continue
+            kind, store = neighbours.owner_of(path)
+            if kind == "unreadable":
+                unknown += 1
+            elif kind == "run":
+                foreign += 1  # another store's run, in a folder an older version shared
+            elif kind == "folder":
+                shared.setdefault(store, []).append(path)
+            else:
                 orphans.append(path)
-    kept = f"; {unknown} kept: the store could not say whether their runs exist" if unknown else ""
+    kept = ""
+    if unknown:
+        kept += f"; {unknown} kept: the store could not say whether their runs exist"
+        if neighbours.unreadable:
+            kept += f" (a store beside it could not be read: {', '.join(neighbours.unreadable)})"
+    for store, paths in sorted(shared.items()):
+        kept += (
+            f"; {len(paths)} without a run kept: their folder is shared with {store}, so they "
+            f"cannot be proven this store's (remove by hand if neither needs them: "
+            f"{_shown(paths)})"
+        )
+    if foreign:
+        kept += f"; {foreign} of runs of another store beside this one, kept"
+    unsure = bool(unknown or shared)
     if not orphans:
-        state = "problem" if unknown else "ok"
-        return Finding("artifact folders", state, f"every folder belongs to a run{kept}")
+        state = "problem" if unsure else "ok"
+        detail = f"nothing removable{kept}" if kept else "every folder belongs to a run"
+        return Finding("artifact folders", state, detail)
     if fix:
         for path in orphans:
             log(f"removing {path}: the tracking store has no run {path.name}")
         for path in orphans:
             shutil.rmtree(path)
-        return Finding("artifact folders", "fixed", f"removed {len(orphans)} orphaned{kept}")
-    shown = ", ".join(str(p) for p in orphans[:3]) + (" ..." if len(orphans) > 3 else "")
-    return Finding("artifact folders", "problem", f"{len(orphans)} without a run: {shown}{kept}")
+        state = "problem" if unsure else "fixed"
+        return Finding("artifact folders", state, f"removed {len(orphans)} orphaned{kept}")
+    return Finding(
+        "artifact folders", "problem", f"{len(orphans)} without a run: {_shown(orphans)}{kept}"
+    )
 
 
-def _local_folder(location: str) -> Path | None:
+def _shown(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+
+
+@dataclass
+class _Neighbours:
+    """What the other MLflow SQLite stores near this one reference: run ids and folders."""
+
+    run_ids: dict[str, str] = field(default_factory=dict)  # run id -> store file
+    folders: list[tuple[Path, str]] = field(default_factory=list)  # experiment or run folder
+    unreadable: list[str] = field(default_factory=list)
+
+    def owner_of(self, path: Path) -> tuple[str, str]:
+        """("run", store) if another store has this run; ("folder", store) if it keeps an
+        experiment or a run in, above or below this folder; ("unreadable", "") if a store
+        beside it could not be read; ("", "") when provably no neighbour's."""
+        if path.name in self.run_ids:
+            return "run", self.run_ids[path.name]
+        if self.unreadable:
+            return "unreadable", ""
+        path = path.resolve()
+        for folder, store in self.folders:
+            if folder == path or folder.is_relative_to(path) or path.is_relative_to(folder):
+                return "folder", store
+        return "", ""
+
+
+def _neighbour_stores(tracking_uri: str, locations: list[Path]) -> _Neighbours:
+    """The other SQLite MLflow stores where one could share a folder with this store: beside
+    its database, and beside each artifact root its experiments use (`ROOT/STUDY`). Read
+    directly and read-only: opening them with MLflow could migrate their schema."""
+    own: Path | None = None
+    places: set[Path] = set()
+    if tracking_uri.startswith(SQLITE):
+        own = Path(tracking_uri.removeprefix(SQLITE)).resolve()
+        places.add(own.parent)
+    for folder in locations:
+        places.update((folder.resolve().parent, folder.resolve().parent.parent))
+    found = _Neighbours()
+    for place in sorted(places):
+        try:
+            files = sorted(p for p in place.iterdir() if p.is_file())
+        except OSError:
+            continue
+        for database in files:
+            if database.resolve() != own and _is_sqlite(database):
+                _read_store(database, found)
+    return found
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _read_store(database: Path, into: _Neighbours) -> None:
+    """Add an MLflow store's run ids and folders; a database of another kind (an Optuna
+    study) adds nothing; one that cannot be read is named."""
+    name = database.name
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        ) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+            if not {"runs", "experiments"} <= tables:
+                return
+            runs = connection.execute("SELECT run_uuid, artifact_uri FROM runs").fetchall()
+            experiments = connection.execute("SELECT artifact_location FROM experiments")
+            locations = [row[0] for row in experiments.fetchall()]
+    except sqlite3.Error:
+        into.unreadable.append(name)
+        return
+    for run_id, uri in runs:
+        into.run_ids[run_id] = name
+        if uri and (folder := _local_folder(uri, database.parent)):
+            into.folders.append((folder.parent if folder.name == "artifacts" else folder, name))
+    for location in locations:
+        if location and (folder := _local_folder(location, database.parent)):
+            into.folders.append((folder, name))
+
+
+def _local_folder(location: str, base: Path | None = None) -> Path | None:
+    """A local artifact location as a path (a relative one against `base`); None for a
+    remote one (a server's `mlflow-artifacts:`, s3, ...)."""
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme == "file":
-        return Path(urllib.request.url2pathname(parsed.path))
-    if not parsed.scheme:
-        return Path(location)
-    return None
+        path = Path(urllib.request.url2pathname(parsed.path))
+    elif not parsed.scheme:
+        path = Path(location)
+    else:
+        return None
+    return (base / path).resolve() if base is not None and not path.is_absolute() else path
