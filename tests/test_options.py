@@ -13,6 +13,7 @@ from tests.helpers import REPO, invoke
 from vae_tune.errors import SpaceError
 from vae_tune.ops.storage import open_storage
 from vae_tune.options import CommandLine, resolve
+from vae_tune.record import StudyRecord
 from vae_tune.space import load_space, parse_space
 from vae_tune.stopping import patience_spent
 
@@ -110,8 +111,10 @@ def test_patience_stops_the_study_and_says_why(tmp_path: Path) -> None:
     # It stopped right after the first trial that did not improve, and says so.
     first_miss = next(i for i, v in enumerate(values) if i and v >= min(values[:i]))
     assert len(values) == first_miss + 1
-    reason = study.user_attrs["stop_reason"]
-    assert reason.startswith("patience: no new best in the last 1 finished trials")
+    reason = StudyRecord(study).stop_reason
+    assert reason is not None and reason.startswith(
+        "patience: no new best in the last 1 finished trials"
+    )
     assert "stopped early" in result.output
     note = optuna_dashboard.get_note(study)
     assert "Stopped early" in note and "patience" in note

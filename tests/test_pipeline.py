@@ -25,6 +25,7 @@ from vae_tune.data import load_splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.ops.storage import open_storage
 from vae_tune.promote import Candidate, retrain_on_train_and_validation
+from vae_tune.record import StudyRecord
 from vae_tune.space import load_space
 from vae_tune.tasks import AutoencoderTask
 
@@ -192,9 +193,9 @@ def test_pipeline_keeps_its_budget_and_resumes(tmp_path: Path) -> None:
     assert promotion_accuracy(tmp_path, "mlp-ae-fashion-mnist") > 0.5
     storage = open_storage(str(tmp_path / "studies" / "optuna.journal"))
     for name in ("ae-fashion-mnist", "mlp-ae-fashion-mnist"):
-        study = optuna.load_study(study_name=name, storage=storage)
-        assert study.user_attrs["stop_reason"].startswith("budget: ")
-        assert study.user_attrs["promotions"]
+        record = StudyRecord(optuna.load_study(study_name=name, storage=storage))
+        assert record.stop_reason is not None and record.stop_reason.startswith("budget: ")
+        assert record.promotions
     # The final table: each stage's champion and test metric, and the baselines.
     assert "test_accuracy" in result.output and "logreg_pixels" in result.output
 

@@ -35,6 +35,7 @@ from tests.helpers import (
 )
 from vae_tune.data import load_test
 from vae_tune.models import Ensemble
+from vae_tune.record import StudyRecord
 from vae_tune.tracking import Tracker
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
@@ -89,8 +90,8 @@ def test_champion_is_chosen_on_validation_with_seeds(promoted) -> None:
     root, outputs = promoted
     study = load_study(root, "ae-fashion-mnist")
     [run] = promotion_runs(root, "ae-fashion-mnist")
-    record = study.user_attrs["promotions"][run.data.tags["optuna.trial_number"]]
-    assert record["test_reads"] == 1 and record["run_id"] == run.info.run_id
+    record = StudyRecord(study).promotions[int(run.data.tags["optuna.trial_number"])]
+    assert record.test_reads == 1 and record.run_id == run.info.run_id
     # Top 2 by validation value, each with one extra seed; the champion has the best mean.
     assert "over 2 runs" in outputs[1]
     assert "top 2 complete trials, 1 extra seed(s)" in run.data.tags["promotion.selection_rule"]
@@ -145,7 +146,7 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
         run.data.tags["promotion.members"] == "2" and run.data.tags["promotion.test_reads"] == "1"
     )
     study = load_study(root, "mlp-ae-fashion-mnist")
-    assert study.user_attrs["promotions"][run.data.tags["optuna.trial_number"]]["members"] == 2
+    assert StudyRecord(study).promotions[int(run.data.tags["optuna.trial_number"])].members == 2
     client = mlflow_client(root)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"plots", "model", "report.md", "per_class_f1.json", "candidates.json"} <= artifacts
@@ -187,7 +188,7 @@ def test_second_promotion_does_not_read_test_again_unless_forced(ae_promoted: Pa
     assert sorted(r.data.tags["promotion.forced"] for r in runs) == ["false", "true"]
     assert sorted(r.data.tags["promotion.test_reads"] for r in runs) == ["1", "2"]
     study = load_study(root, "ae-fashion-mnist")
-    assert [r["why"] for r in study.user_attrs["test_reads"]] == ["promotion", "re-promotion"]
+    assert [r.why for r in StudyRecord(study).test_reads] == ["promotion", "re-promotion"]
     tracker = Tracker(f"sqlite:///{root / 'mlflow.db'}")
     assert str(tracker.champion("vae-tune-fashion-mnist-ae").version) == "2"
 
@@ -221,8 +222,8 @@ def test_a_new_champion_after_a_top_up_is_the_studys_second_test_read(tmp_path: 
         if r.data.tags["optuna.trial_number"] == "1"
     )
     assert run.data.tags["promotion.test_reads"] == "2"
-    reads = load_study(tmp_path, "ae-fashion-mnist").user_attrs["test_reads"]
-    assert [(r["trial"], r["command"]) for r in reads] == [(0, "promote"), (1, "promote")]
+    reads = StudyRecord(load_study(tmp_path, "ae-fashion-mnist")).test_reads
+    assert [(r.trial, r.command) for r in reads] == [(0, "promote"), (1, "promote")]
     report = (tmp_path / "reports" / "fashion-mnist.md").read_text()
     assert "Test split of ae-fashion-mnist read 2 time(s)" in report
 
@@ -232,14 +233,14 @@ def test_a_promotion_killed_at_its_test_read_leaves_the_read_on_the_study(tmp_pa
     assert first.exit_code == 0, first.output
     output = Output(start([VAE_TUNE, "promote", "ae"], tmp_path))
     deadline = time.monotonic() + 300
-    while not load_study(tmp_path).user_attrs.get("test_reads"):  # the read, as it is recorded
+    while not StudyRecord(load_study(tmp_path)).test_reads:  # the read, as it is recorded
         assert output.process.poll() is None and time.monotonic() < deadline, output.text
         time.sleep(0.05)
     output.process.send_signal(signal.SIGKILL)
     output.wait(timeout=60)
-    [read] = load_study(tmp_path).user_attrs["test_reads"]
-    assert (read["command"], read["why"]) == ("promote", "promotion")
-    assert "promotions" not in load_study(tmp_path).user_attrs  # it never finished
+    [read] = StudyRecord(load_study(tmp_path)).test_reads
+    assert (read.command, read.why) == ("promote", "promotion")
+    assert not StudyRecord(load_study(tmp_path)).promotions  # it never finished
     again = invoke(tmp_path, "promote", "ae")
     assert again.exit_code == 0, again.output
     assert "read 2, 1 before this one" in again.output

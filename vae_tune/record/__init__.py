@@ -5,12 +5,20 @@ State that must outlive a process lives in the Optuna storage as user attributes
 and on each trial (its worker, seed, MLflow run, best epoch, why it was pruned or failed). This
 package (StudyRecord here, TrialRecord in trial.py, the stored dataclasses in schema.py) is
 the only code that reads or writes those keys, so the schema has one home.
+
+Many processes write to one study, and Optuna's storages have no compare-and-set: writing a
+list read a minute earlier would drop what another process appended meanwhile. So every fact
+that accumulates (a test read, a promotion, a curve, a stop reason) is written under a key of
+its own, `test_read:<id>`, `promotion:<trial>`, `curve:<trial>`, `stop_reason:<id>`; one key's
+write is atomic in every storage, and readers gather the keys. (Studies written before 0.4 keep
+one key for each list; their entries are read too.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import socket
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,11 @@ from vae_tune.errors import VaeTuneError
 from vae_tune.record.schema import CurveRecord, PromotionRecord, Settings, TestRead
 from vae_tune.record.trial import TrialRecord
 from vae_tune.space import SearchSpace, parse_space
+
+TEST_READ = "test_read:"
+PROMOTION = "promotion:"
+CURVE = "curve:"
+STOP_REASON = "stop_reason:"
 
 
 class StudyRecord:
@@ -155,59 +168,87 @@ class StudyRecord:
     # How it ended.
     @property
     def stop_reason(self) -> str | None:
-        return self._attrs.get("stop_reason")
+        """Why the study last stopped early; None once a later session ran trials again.
+
+        A session that resumes writes which stops it has seen (`clears`), so a stop written by
+        another process at the same moment is not lost with them. Of the stops left, the one
+        written after the most trials is the latest: counted in trials, never by a clock (two
+        machines' clocks disagree)."""
+        stops = {key: (e["after_trials"], e["reason"]) for key, e in self._stop_events(True)}
+        if self._attrs.get("stop_reason"):  # before 0.4
+            stops["legacy"] = (-1, self._attrs["stop_reason"])
+        for _, event in self._stop_events(False):
+            for key in event["clears"]:
+                stops.pop(key, None)
+        return max(stops.values(), key=lambda stop: stop[0])[1] if stops else None
 
     def set_stop_reason(self, reason: str | None) -> None:
-        self._set("stop_reason", reason)
+        """Record why the study stops now, or (None) that a session runs its trials again."""
+        if reason is None:
+            seen = [key for key, _ in self.refreshed()._stop_events(True)] + ["legacy"]
+            self._set(f"{STOP_REASON}{_unique()}", {"reason": None, "clears": seen})
+        else:
+            after = len(self.live.get_trials(deepcopy=False))
+            self._set(f"{STOP_REASON}{_unique()}", {"reason": reason, "after_trials": after})
+
+    def _stop_events(self, stops: bool) -> list[tuple[str, dict[str, Any]]]:
+        """The stops written (or, `stops` False, the resumptions), by key."""
+        events = self._keyed(STOP_REASON).items()
+        return [(key, e) for key, e in events if (e["reason"] is not None) == stops]
 
     # What was done with it afterwards.
     @property
     def promotions(self) -> dict[int, PromotionRecord]:
-        raw = self._attrs.get("promotions", {})
+        raw = {**self._attrs.get("promotions", {}), **self._keyed(PROMOTION)}
         return {int(number): PromotionRecord(**record) for number, record in raw.items()}
 
     def record_promotion(self, trial: int, record: PromotionRecord) -> None:
-        raw = dict(self._attrs.get("promotions", {}))
-        raw[str(trial)] = dataclasses.asdict(record)
-        self._set("promotions", raw)
+        self._set(f"{PROMOTION}{trial}", dataclasses.asdict(record))
 
     @property
     def test_reads(self) -> list[TestRead]:
         """Every read of the study's test split, oldest first. A study from before 0.3 kept
         counts per promotion and curve only: those reads are listed without a time."""
-        if "test_reads" in self._attrs:
-            return [TestRead(**read) for read in self._attrs["test_reads"]]
+        keyed = sorted(self._keyed(TEST_READ).values(), key=lambda r: (r["when"], r["host"]))
+        if "test_reads" in self._attrs:  # 0.3: one list
+            return [TestRead(**read) for read in [*self._attrs["test_reads"], *keyed]]
         earlier = [
-            TestRead("before 0.3", trial, "promote", "promotion")
-            for trial, promoted in self.promotions.items()
-            for _ in range(promoted.test_reads)
+            TestRead("before 0.3", int(trial), "promote", "promotion")
+            for trial, promoted in self._attrs.get("promotions", {}).items()
+            for _ in range(promoted.get("test_reads", 1))
         ]
         earlier += [
-            TestRead("before 0.3", trial, "curve", "curve")
-            for trial, curve in self.curves.items()
-            for _ in range(curve.test_reads)
+            TestRead("before 0.3", int(trial), "curve", "curve")
+            for trial, curve in self._attrs.get("curves", {}).items()
+            for _ in range(curve["test_reads"])
         ]
-        return earlier
+        return earlier + [TestRead(**read) for read in keyed]
 
     def record_test_read(self, trial: int, command: str, why: str) -> int:
-        """Write down a read of the test split before it happens; the study's count with it.
-        (Two processes reading at the same moment could each append to the same list: the
-        study's storage has no compare-and-set for attributes.)"""
-        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        """Write down a read of the test split before it happens, under a key of its own; the
+        study's count as the storage holds it right after (reads by other processes, at the
+        same moment too, included)."""
+        when = datetime.now(timezone.utc).isoformat(timespec="milliseconds")  # orders the reads
         read = TestRead(when, trial, command, why, socket.gethostname())
-        reads = [*self.test_reads, read]
-        self._set("test_reads", [dataclasses.asdict(r) for r in reads])
-        return len(reads)
+        self._set(f"{TEST_READ}{_unique()}", dataclasses.asdict(read))
+        return len(self.test_reads)
 
     @property
     def curves(self) -> dict[int, CurveRecord]:
-        raw = self._attrs.get("curves", {})
+        raw = {**self._attrs.get("curves", {}), **self._keyed(CURVE)}
         return {int(number): CurveRecord(**record) for number, record in raw.items()}
 
     def record_curve(self, trial: int, record: CurveRecord) -> None:
-        raw = dict(self._attrs.get("curves", {}))
-        raw[str(trial)] = dataclasses.asdict(record)
-        self._set("curves", raw)
+        self._set(f"{CURVE}{trial}", dataclasses.asdict(record))
+
+    def _keyed(self, prefix: str) -> dict[str, Any]:
+        """The entries written under `prefix`, by what follows it."""
+        return {k[len(prefix) :]: v for k, v in self._attrs.items() if k.startswith(prefix)}
+
+
+def _unique() -> str:
+    """A key no other process picks: a random id (hosts and pids repeat across machines)."""
+    return uuid.uuid4().hex
 
 
 __all__ = [
