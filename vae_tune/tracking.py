@@ -401,7 +401,9 @@ def _not_found(exc: Exception) -> bool:
 
 
 def _reason(exc: Exception) -> str:
-    return exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+    """The error's first line (SQLAlchemy's go on with the SQL and a link)."""
+    text = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def _filter_literal(value: str) -> str | None:
