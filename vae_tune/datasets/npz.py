@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from vae_tune.datasets.base import TEST, Images, Source, check_labels
+from vae_tune.datasets.base import (
+    TEST,
+    Images,
+    Source,
+    check_fits,
+    check_labels,
+    counted_classes,
+)
 from vae_tune.errors import DataError
 
 
@@ -29,12 +36,13 @@ def npz_source(path: Path) -> Source:
         if "classes" in names:
             classes = tuple(str(c) for c in _load(file, arrays, "classes").reshape(-1))
         else:
-            y = _load(file, arrays, "y_train")
-            classes = tuple(str(i) for i in range(int(np.max(y)) + 1 if y.size else 1))
+            count = counted_classes(f"{file} (y_train)", _load(file, arrays, "y_train"))
+            classes = tuple(str(i) for i in range(count))
 
     def read(data_dir: Path, split: str) -> Images:
         x_key, y_key = ("x_test", "y_test") if split == TEST else ("x_train", "y_train")
         with _open(file) as arrays:
+            _check_size(file, arrays, x_key)
             x = _images(file, x_key, _load(file, arrays, x_key))
             y = _load(file, arrays, y_key)
         return Images(x, check_labels(f"{file} ({y_key})", y, len(classes), len(x)))
@@ -65,6 +73,27 @@ def _load(file: Path, arrays: Any, key: str) -> np.ndarray:
         return np.asarray(arrays[key])
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:  # a corrupt member
         raise DataError(f"{file}: cannot read its array {key} ({exc})") from exc
+
+
+def _check_size(file: Path, arrays: Any, key: str) -> None:
+    """The array's size from its header, before numpy reads it: what loading it takes, and
+    the uint8 copy held for training where it is stored as floats."""
+    member = f"{key}.npy" if f"{key}.npy" in arrays.zip.namelist() else key
+    try:
+        with arrays.zip.open(member) as stream:
+            version = np.lib.format.read_magic(stream)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(stream)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return  # np.load names what is wrong with it, when it reads the array
+    count = int(np.prod(shape, dtype=object))
+    need = count * dtype.itemsize + (0 if dtype == np.uint8 else count)
+    shown = "x".join(str(n) for n in shape)
+    check_fits(f"{file} ({key}): {shown} {dtype} images take", need)
 
 
 def _images(file: Path, key: str, x: np.ndarray) -> np.ndarray:
