@@ -27,10 +27,11 @@ import torch
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import Autoencoder
 from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.registry import UntrustedModelError
 from vae_tune.saving import load_spec_file, save_spec_file
 from vae_tune.stages import stage
 from vae_tune.tasks import AutoencoderTask, Lineage, retrain
-from vae_tune.tracking import Tracker, UntrustedModelError
+from vae_tune.tracking import Tracker
 
 Log = Callable[[str], None]
 

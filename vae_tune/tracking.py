@@ -7,24 +7,16 @@ This module is the only one that holds an MlflowClient.
 
 Registered models are MLflow Models in the pt2 format (see `export.py`), which MLflow alone loads
 and serves; vae-tune reads its own spec and state_dict beside them, so no class path is pinned.
-Versions registered by 0.2 (`model/model.pt`, the spec alone) still load. A registry is data,
-never code: anything else (0.1's pickled pytorch flavour, a model someone else registered) is
-refused unless the user passes `--allow-pickle`.
-
-A store that does not answer is an error naming its address, never "nothing there": only
-MLflow's "not found" means absent, and an http(s) server is probed once with a short timeout
-before MLflow's client, which retries for minutes, talks to it.
+What is loaded from a registered folder, and what refused, is `registry.py`'s; a store that
+fails or does not answer is an error naming its address, never "nothing there" (`mlflow_rules`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import ssl
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,10 +29,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from vae_tune import links
-from vae_tune.errors import StoreError, VaeTuneError
-from vae_tune.export import MAIN, SPEC_FILE, save_parts
+from vae_tune.errors import StoreError
+from vae_tune.export import MAIN, save_parts
+from vae_tune.mlflow_rules import filter_literal, not_found, probe_server, reason, store_error
 from vae_tune.models import Model
-from vae_tune.saving import load_spec_file, with_identity_standardizers
+from vae_tune.registry import UntrustedModelError, load_model_folder
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -48,16 +41,6 @@ PARENT_TAG = "mlflow.parentRunId"
 # A trial's epoch metrics reach the store at most this often (and when its run ends): an 11 s
 # CPU epoch still shows at once, and sub-second epochs do not each wait on a write.
 METRIC_FLUSH_S = 5.0
-
-
-LEGACY_MODEL_FILE = "model.pt"  # 0.2: the spec and state_dict were the registered model
-ALLOW_PICKLE = "--allow-pickle"
-# An http(s) tracking server has this long to answer one plain GET before it is named as down.
-PROBE_TIMEOUT_S = 5.0
-
-
-class UntrustedModelError(VaeTuneError):
-    """A registered version that vae-tune did not write, or that would need unpickling."""
 
 
 class Tracker:
@@ -203,7 +186,7 @@ class Tracker:
         conditions = [
             f"tags.`{key}` = {quoted}"
             for key, value in wanted.items()
-            if (quoted := _filter_literal(value)) is not None
+            if (quoted := filter_literal(value)) is not None
         ]
         runs = self.client.search_runs(
             [experiment_id], filter_string=" and ".join(conditions), max_results=max_results
@@ -270,43 +253,30 @@ class Tracker:
         try:
             return self.client.get_model_version_by_alias(name, "champion")
         except Exception as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise StoreError(
                 f"MLflow tracking store {self.tracking_uri!r} did not say which version of "
-                f"{name!r} is the champion: {_reason(exc)}"
+                f"{name!r} is the champion: {reason(exc)}"
             ) from exc
 
     def load_model(
-        self,
-        name: str,
-        version: str,
-        *,
-        run_id: str | None = None,
-        allow_pickle: bool = False,
+        self, name: str, version: str, *, run_id: str | None = None, allow_pickle: bool = False
     ) -> Model:
-        """Version `version` of `name` as vae-tune's module, from its run's `model/` folder.
-        `run_id`: the run the caller knows the version by (its lineage); a version registered
-        from another run is refused. `allow_pickle`: the user's --allow-pickle."""
+        """A registered version, from its run's `model/` folder: refused if registered from
+        another run than `run_id` (its lineage), or pickled without `allow_pickle`."""
         label = f"{name} version {version}"
         try:
-            model_version = self.client.get_model_version(name, version)
+            found = self.client.get_model_version(name, version)
         except Exception as exc:
-            if _not_found(exc):
-                raise VaeTuneError(
-                    f"{label} is not in the MLflow registry at {self.tracking_uri!r}"
-                ) from exc
-            raise StoreError(
-                f"cannot read {label} from {self.tracking_uri!r}: {_reason(exc)}"
-            ) from exc
-        if model_version.run_id is None or (run_id is not None and model_version.run_id != run_id):
+            raise store_error(exc, f"{label} in {self.tracking_uri!r}") from exc
+        if found.run_id is None or (run_id is not None and found.run_id != run_id):
             raise UntrustedModelError(
-                f"{label} was registered from run {model_version.run_id}, not from run {run_id} "
-                "that vae-tune recorded for it: someone else registered it, and vae-tune does "
-                "not load it"
+                f"{label} was registered from run {found.run_id}, not from run {run_id} that "
+                "vae-tune recorded for it: someone else registered it; vae-tune does not load it"
             )
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(self.client.download_artifacts(model_version.run_id, "model", folder))
+            path = Path(self.client.download_artifacts(found.run_id, "model", folder))
             return load_model_folder(path, allow_pickle=allow_pickle, label=label)
 
     def run_link(self, experiment_id: str, run_id: str) -> str:
@@ -338,84 +308,6 @@ class MetricBuffer:
         pending, self.pending = self.pending, []
         self.flushed = time.monotonic()
         return pending
-
-
-def load_model_folder(path: Path, *, allow_pickle: bool = False, label: str = "") -> Model:
-    """A registered `model/` folder as vae-tune's module: its spec and state_dict (0.3 keeps
-    them beside the MLflow Model, 0.2 alone), read without unpickling. Anything else is
-    MLflow's pickled pytorch flavour (0.1, or a model vae-tune did not write): unpickling runs
-    whatever code the pickle names, so it is refused unless `allow_pickle` (--allow-pickle);
-    MLflow's own switch (MLFLOW_ALLOW_PICKLE_DESERIALIZATION) is on by default and is no guard."""
-    for spec in (path / "extra_files" / SPEC_FILE, path / LEGACY_MODEL_FILE):
-        if spec.is_file():
-            return load_spec_file(spec)
-    label = label or str(path)
-    if not allow_pickle:
-        raise UntrustedModelError(
-            f"{label} holds no vae-tune spec (extra_files/{SPEC_FILE}) or 0.2 {LEGACY_MODEL_FILE}:"
-            " vae-tune did not write it, and loading it would unpickle code from the registry. "
-            f"Refused; pass {ALLOW_PICKLE} only if you trust whoever registered it (a version "
-            "registered by vae-tune 0.1 is such a pickle)."
-        )
-    import mlflow.pytorch  # only the old pickled format needs the flavour
-
-    try:
-        pickled = mlflow.pytorch.load_model(str(path), map_location="cpu")
-    except MlflowException as exc:  # MLflow's own switch turned off, or no pytorch model
-        raise UntrustedModelError(f"{label} cannot be loaded: {exc.message}") from exc
-    if not isinstance(pickled, Model):
-        raise UntrustedModelError(f"{label} holds a {type(pickled).__name__}, not a vae-tune model")
-    return with_identity_standardizers(pickled)
-
-
-def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise StoreError, naming `uri`, unless the tracking server answers one GET within
-    `timeout` seconds. Any HTTP answer (even 404 or 401) means a server is there; MLflow's
-    client would instead retry a silent one for minutes."""
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return
-    except OSError as exc:  # URLError, a refused connection, a time-out
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ssl.SSLError):  # something answered: MLflow's TLS settings decide
-            return
-        if isinstance(reason, TimeoutError):
-            reason = f"no answer in {timeout:g} s"
-        raise StoreError(
-            f"MLflow tracking server {uri} is down or unreachable ({reason}): start it, or "
-            "give the address of one that runs with --tracking-uri"
-        ) from exc
-
-
-def _not_found(exc: Exception) -> bool:
-    """MLflow's "no such model" (RESOURCE_DOES_NOT_EXIST) or "no such alias" (3.17 says
-    INVALID_PARAMETER_VALUE, "Registered model alias champion not found.")."""
-    if not isinstance(exc, MlflowException):
-        return False
-    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-        return True
-    return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message
-
-
-def _reason(exc: Exception) -> str:
-    """The error's first line (SQLAlchemy's go on with the SQL and a link)."""
-    text = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
-def _filter_literal(value: str) -> str | None:
-    """`value` as a string literal of MLflow's search filter, or None where the grammar has
-    none for it: it knows no escapes, so a value is quoted with the quote it does not hold."""
-    if "\\" in value:
-        return None
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    return None
 
 
 @contextlib.contextmanager

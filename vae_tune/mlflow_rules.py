@@ -1,0 +1,75 @@
+"""MLflow's ways that vae-tune works around: a filter grammar without escapes, "not found"
+told apart from a store that fails, and a server that does not answer (MLflow's client retries
+it for minutes), probed once with a short timeout.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+
+from mlflow.exceptions import MlflowException
+
+from vae_tune.errors import StoreError, VaeTuneError
+
+# An http(s) tracking server has this long to answer one plain GET before it is named as down.
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise StoreError, naming `uri`, unless the tracking server answers one GET within
+    `timeout` seconds. Any HTTP answer (even 404 or 401) means a server is there; MLflow's
+    client would instead retry a silent one for minutes."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return
+    except OSError as exc:  # URLError, a refused connection, a time-out
+        why = getattr(exc, "reason", exc)
+        if isinstance(why, ssl.SSLError):  # something answered: MLflow's TLS settings decide
+            return
+        if isinstance(why, TimeoutError):
+            why = f"no answer in {timeout:g} s"
+        raise StoreError(
+            f"MLflow tracking server {uri} is down or unreachable ({why}): start it, or "
+            "give the address of one that runs with --tracking-uri"
+        ) from exc
+
+
+def not_found(exc: Exception) -> bool:
+    """MLflow's "no such model" (RESOURCE_DOES_NOT_EXIST) or "no such alias" (3.17 says
+    INVALID_PARAMETER_VALUE, "Registered model alias champion not found.")."""
+    if not isinstance(exc, MlflowException):
+        return False
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message
+
+
+def store_error(exc: Exception, what: str) -> VaeTuneError:
+    """The error to raise for `exc`, met while reading `what`: "no such thing" when MLflow
+    says so, else the store's failure (StoreError)."""
+    if not_found(exc):
+        return VaeTuneError(f"no {what}")
+    return StoreError(f"cannot read {what}: {reason(exc)}")
+
+
+def reason(exc: Exception) -> str:
+    """The error's first line (SQLAlchemy's go on with the SQL and a link)."""
+    text = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def filter_literal(value: str) -> str | None:
+    """`value` as a string literal of MLflow's search filter, or None where the grammar has
+    none for it: it knows no escapes, so a value is quoted with the quote it does not hold."""
+    if "\\" in value:
+        return None
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return None
