@@ -61,7 +61,8 @@ def submit(
 ) -> None:
     """Send a study (an array of tasks on one shared study, then its promotion) or the whole
     pipeline to SLURM. Options it does not know go to every `vae-tune study` command as they
-    are (--n-trials 9 --train-size 5000 ...). The batch scripts are written to slurm/."""
+    are (--n-trials 9 --train-size 5000 ...), checked as those commands will parse them before
+    anything is queued. The batch scripts are written to slurm/."""
     from vae_tune.ops.cluster import Resources, Stores, check_stores, plan_jobs
     from vae_tune.ops.cluster import submit as submit_jobs
 
