@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from tests.helpers import REPO, invoke, mlflow_client, promotion_runs
+from tests.test_datasets import write_folder
 from vae_tune.budget import (
     ENSEMBLE_HEAD_TRIALS,
     ENSEMBLE_MEMBERS,
@@ -24,6 +25,8 @@ from vae_tune.budget import (
 from vae_tune.data import load_splits
 from vae_tune.errors import VaeTuneError
 from vae_tune.ops.storage import open_storage
+from vae_tune.pipeline import PipelineRequest, measure_costs
+from vae_tune.project import Project
 from vae_tune.promote import Candidate, retrain_on_train_and_validation
 from vae_tune.record import StudyRecord
 from vae_tune.space import load_space
@@ -127,6 +130,48 @@ def test_members_past_the_first_are_trained_only_while_they_end_in_time(
     assert any("seed(s) averaged" in line for line in lines) == (trained < 3)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dataset", "train_size", "val_size", "scale"),
+    [("fashion-mnist", 5000, 12_000, 3.4), ("folder", None, 300, 3.0)],
+)
+def test_promotions_are_planned_on_the_images_they_train_on(
+    tmp_path: Path,
+    real_data: Path,
+    dataset: str,
+    train_size: int | None,
+    val_size: int,
+    scale: float,
+) -> None:
+    """A promotion retrains on train + validation: with --train-size 5000 that is 3.4 times a
+    trial's images, on a folder of 400 images with 300 for validation 4 times. The plan's
+    reserve is sized from the images the pipeline measured on, not from Fashion-MNIST's
+    default 1.25."""
+    if dataset == "folder":
+        write_folder(tmp_path / "pictures", n=400, test_n=10, channels=1, side=28)
+        dataset = f"folder:{tmp_path / 'pictures'}"
+        scale = 400 / 100
+    request = PipelineRequest(
+        dataset=dataset, data_dir=real_data, train_size=train_size, val_size=val_size
+    )
+    project = Project(tmp_path)
+    encoder_space = load_space(REPO / "search_spaces" / "ae.yaml")
+    head_space = load_space(REPO / "search_spaces" / "mlp.yaml")
+    costs = measure_costs(request, project, encoder_space, head_space, 4, 25)
+    assert costs.retrain_scale == pytest.approx(scale)
+    plan = plan_budget(3600, costs)
+    retrain = costs.encoder_epochs * costs.encoder_epoch_s * scale
+    assert plan.promote_encoder_s >= retrain
+    head_retrains = plan.head_members * plan.head_epochs * costs.head_epoch_s * scale
+    assert plan.promote_head_s >= head_retrains
+    # What the plan keeps for the studies and what it reserves add up to the budget.
+    head_study = 3600 - plan.reserved_s - plan.encoder_study_s
+    assert head_study >= ENSEMBLE_HEAD_TRIALS * plan.head_epochs * costs.head_epoch_s or (
+        plan.head_members == 1
+    )
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "pictures"])  # measuring writes nothing
+
+
 def test_plan_scales_with_the_machine() -> None:
     slow = replace(COSTS, encoder_epoch_s=33.0, head_epoch_s=16.5)
     assert plan_budget(1800, slow).head_epochs < plan_budget(1800, COSTS).head_epochs
@@ -179,6 +224,16 @@ def promotion_accuracy(root: Path, study: str) -> float:
     return run.data.metrics["test_accuracy"]
 
 
+def assert_within_budget(output: str) -> None:
+    """The wall time against the budget, both of this run: a ratio that holds on a slow
+    machine as on a fast one, since the plan is made from epochs measured on it (20 % for what
+    varies between measuring an epoch and running the stages)."""
+    found = re.search(r"pipeline: ([\d.]+) min of a ([\d.]+) min budget", output)
+    assert found is not None, output
+    spent, budget = map(float, found.groups())
+    assert spent <= 1.2 * budget, output
+
+
 @pytest.mark.slow
 def test_pipeline_keeps_its_budget_and_resumes(tmp_path: Path) -> None:
     """At the least budget this machine needs (measured by the pipeline itself), so the test
@@ -198,6 +253,7 @@ def test_pipeline_keeps_its_budget_and_resumes(tmp_path: Path) -> None:
         assert record.promotions
     # The final table: each stage's champion and test metric, and the baselines.
     assert "test_accuracy" in result.output and "logreg_pixels" in result.output
+    assert_within_budget(result.output)
 
     again = invoke(tmp_path, "pipeline", "--budget", "least", *SUBSET)
     assert again.exit_code == 0, again.output
@@ -219,6 +275,7 @@ def test_the_head_promotion_averages_the_seeds_that_end_in_time(tmp_path: Path) 
     assert run.data.tags["promotion.members"] == str(trained)
     assert run.data.tags["promotion.mirrored"] == "true"
     assert ("seed(s) averaged" in result.output) == (trained < ENSEMBLE_MEMBERS)
+    assert_within_budget(result.output)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from vae_tune.budget import (
     clock,
     least_budget,
     plan_budget,
+    retrain_scale,
 )
 from vae_tune.calibrate import baseline_seconds, epoch_seconds
 from vae_tune.data import load_splits
@@ -211,8 +212,16 @@ def measure_costs(
         lambda x: encode(encoder, x), (splits.train_x, splits.train_y), (splits.val_x, splits.val_y)
     )
     evaluation_epochs = ENCODER_EVALUATION_EPOCHS[request.encoder]
+    scale = retrain_scale(len(splits.train_x), len(splits.val_x))
     return Costs(
-        encoder_s, encoder_epochs, head_s, head_epochs, load_s, evaluation_epochs, baselines_s
+        encoder_s,
+        encoder_epochs,
+        head_s,
+        head_epochs,
+        load_s,
+        evaluation_epochs,
+        baselines_s,
+        scale,
     )
 
 
