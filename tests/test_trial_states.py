@@ -5,6 +5,7 @@ rules and the journal's torn-record healing work on their own."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -13,6 +14,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from vae_tune import mlflow_view
 from vae_tune.analysis.report import build_report
 from vae_tune.analysis.tables import study_rows, trials_table
 from vae_tune.data import Splits
@@ -211,3 +213,36 @@ def test_a_torn_journal_record_is_dropped_on_the_next_start(tmp_path: Path) -> N
     again.tell(again.ask(), 2.0)  # the next append reads back
     reread = optuna.load_study(study_name="torn", storage=open_storage(str(path)))
     assert [t.value for t in reread.trials] == [1.0, 2.0]
+
+
+def test_the_study_view_and_tags_tell_states_and_the_best(tmp_path: Path, tracker) -> None:
+    """The runs table's view of a study (MLflow experiment tag) names its metric, sort and
+    every searched parameter; each trial's run says its state with the pruned epoch; the mark
+    of the best trial moves to the new best and leaves the old one."""
+    study, summary = study_of(tmp_path, tracker, n_trials=2)
+    experiment = tracker.client.get_experiment(summary.experiment_id)
+    state = json.loads(json.loads(experiment.tags[mlflow_view.VIEW_TAG])["state"])
+    assert state["orderByKey"] == "metrics.`val_loss`" and state["orderByAsc"] is True
+    expected = {"metrics.`val_loss`", "params.`model.latent_dim`", "params.`train.lr`"}
+    assert expected | {"tags.`trial.state`"} <= set(state["selectedColumns"])
+    runs = {t.number: run_of(tracker, t) for t in study.trials}
+    best = [n for n, run in runs.items() if run.data.tags.get(mlflow_view.BEST_TAG) == "true"]
+    assert best == [study.best_trial.number]
+    assert {r.data.tags[mlflow_view.STATE_TAG] for r in runs.values()} == {"COMPLETE"}
+    assert {r.data.tags[mlflow_view.EPOCHS_TAG] for r in runs.values()} == {"2"}
+    # A mark another process left on a run that is no longer the best (two trials ending at
+    # the same moment) is put right when the study closes.
+    worse = next(n for n in runs if n != study.best_trial.number)
+    tracker.set_tags(runs[worse].info.run_id, {mlflow_view.BEST_TAG: "true"})  # a stale mark
+    mlflow_view.mark_best(tracker, study)
+    marked = tracker.runs(summary.experiment_id, {mlflow_view.BEST_TAG: "true"})
+    assert [r.info.run_id for r in marked] == [runs[study.best_trial.number].info.run_id]
+    # A pruned trial says so, with its epoch, where a failed one would say FAIL.
+    (tmp_path / "pruned").mkdir()
+    pruned_study, _ = study_of(tmp_path / "pruned", tracker, pruner="threshold, upper: 0.0")
+    tags = run_of(tracker, pruned_study.trials[0]).data.tags
+    assert tags[mlflow_view.STATE_TAG] == "PRUNED at epoch 1" and tags["trial.epochs"] == "1"
+    assert mlflow_view.BEST_TAG not in tags  # no complete trial: no best
+    (tmp_path / "failed").mkdir()
+    failed_study, _ = study_of(tmp_path / "failed", tracker, nan=True)
+    assert run_of(tracker, failed_study.trials[0]).data.tags[mlflow_view.STATE_TAG] == "FAIL"

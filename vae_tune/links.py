@@ -5,6 +5,10 @@ and nests child runs under a collapsed parent row unless the table is sorted by 
 than the start time: the runs URL asks for both, sorted by the study's metric, best first. The
 compare page takes its runs as JSON arrays, `runs` first. optuna-dashboard names studies by the
 storage's study id. Checked in Chromium against MLflow 3.17 and optuna-dashboard 0.21.
+
+A study's trials open in its saved view (`mlflow_view.py` writes it): the URL names the view by
+`viewStateShareKey` and nothing else of the table, since MLflow ignores a saved view whose URL
+also carries a sort or a filter.
 """
 
 from __future__ import annotations
@@ -13,10 +17,18 @@ import json
 import urllib.parse
 
 ML_VIEW = "workflowType=machine_learning"
+TRIALS_VIEW = "vae-tune-trials"  # the study's saved view in the MLflow UI, by its share key
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow's experiment tags that hold saved views
+
+
+def mlflow_trials(base: str, experiment_id: str) -> str:
+    """The study's trials in its saved view: metric, state and searched params as columns."""
+    return f"{base}/#/experiments/{experiment_id}/runs?{ML_VIEW}&viewStateShareKey={TRIALS_VIEW}"
 
 
 def mlflow_runs(base: str, experiment_id: str, metric: str, direction: str) -> str:
-    """The experiment's runs table, trials as rows, best first."""
+    """The experiment's runs table, trials as rows, best first: for a study run before the
+    saved view existed."""
     order = urllib.parse.quote(f"metrics.`{metric}`")
     ascending = "true" if direction == "minimize" else "false"
     return (

@@ -12,12 +12,24 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from vae_tune import links
 from vae_tune.record import Settings, TrialRecord
 from vae_tune.space import SearchSpace
 
 
-def study_note(space: SearchSpace, settings: Settings, parent_link: str, parent_run_id: str) -> str:
-    """The study's note: its settings, its MLflow run, its search space."""
+def study_note(
+    space: SearchSpace,
+    settings: Settings,
+    parent_link: str,
+    parent_run_id: str,
+    mlflow_url: str | None = None,
+    experiment_id: str | None = None,
+) -> str:
+    """The study's note: its settings, its MLflow run and trials, its search space."""
+    trials = ""
+    if experiment_id is not None:  # the saved view of the trials, as `links` makes it
+        url = links.mlflow_trials(mlflow_url or "", experiment_id).lstrip("/")
+        trials = f"Trials in MLflow: [the {space.stage} trials, best first]({url})\n\n"
     shown = {k: v for k, v in settings.to_json().items() if k != "fixed"}
     lines = "\n".join(f"- {k}: `{v}`" for k, v in shown.items())
     s = space.settings
@@ -25,7 +37,7 @@ def study_note(space: SearchSpace, settings: Settings, parent_link: str, parent_
         f"**{space.stage} study**, objectives `{', '.join(s.metrics)}` "
         f"({', '.join(s.directions)}), sampler "
         f"`{dict(s.sampler)}`, pruner `{dict(s.pruner)}`\n\n{lines}\n\n"
-        f"MLflow parent run [{parent_run_id}]({parent_link})\n\n"
+        f"MLflow parent run [{parent_run_id}]({parent_link})\n\n{trials}"
         f"Search space ({space.source}):\n\n```yaml\n{space.text}\n```"
     )
 

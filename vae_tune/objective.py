@@ -19,7 +19,7 @@ import optuna
 import optuna_dashboard
 import torch
 
-from vae_tune import links, notes
+from vae_tune import links, mlflow_view, notes
 from vae_tune.analysis import plots
 from vae_tune.analysis.latents import PROBE
 from vae_tune.calibrate import resolved
@@ -76,6 +76,7 @@ class Objective:
         self.maximize = context.space.settings.direction == "maximize"
         self.epoch_rule = stage(context.space.stage).epoch_rule
         self.multi = context.space.settings.multi
+        self.epochs_ran: dict[int, int] = {}  # trial number -> its last reported epoch
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         c, record = self.c, TrialRecord(trial)
@@ -169,6 +170,7 @@ class Objective:
             result = EpochResult(fitted.epoch, fitted.metrics | extra)
             if kl:
                 kl_per_dim[result.epoch] = kl
+            self.epochs_ran[trial.number] = result.epoch
             value = result.metrics[self.metric]
             # The study's metric first: MLflow's comparison plots a run's first metric.
             epoch_log.log({self.metric: value, **result.metrics}, result.epoch)
@@ -258,9 +260,12 @@ class Objective:
     ) -> None:
         """Close the trial's MLflow run and leave a note on the trial for optuna-dashboard."""
         c = self.c
-        c.tracker.end_run(
-            run_id, status or RUN_STATUS[state], {"optuna.trial_state": state, **tags}, epoch_log
-        )
+        # RUN_STATUS makes a pruned trial's run KILLED, like an interrupted one: the tag says
+        # which, in the runs table (the study's view shows it) and on the run's page.
+        ran = self.epochs_ran.pop(trial.number, 0)
+        shown = mlflow_view.trial_state_tag(state, ran, interrupted=status == "KILLED")
+        end_tags = {"optuna.trial_state": state, **shown, **tags}
+        c.tracker.end_run(run_id, status or RUN_STATUS[state], end_tags, epoch_log)
         outcome = outcome or ", ".join(f"{k}: {notes.short(v)}" for k, v in tags.items())
         link = c.tracker.run_link(c.experiment_id, run_id)
         seed = TrialRecord(trial).seed

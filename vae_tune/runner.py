@@ -73,7 +73,7 @@ def study(
         )
     s = summary
     dashboard = links.dashboard_study(project.dashboard_url, s.study_id)
-    runs = links.mlflow_runs(project.mlflow_url, s.experiment_id, s.metric, s.direction)
+    runs = links.mlflow_trials(project.mlflow_url, s.experiment_id)
     return StudyResult(s, project.dashboard_command(), project.mlflow_command(), dashboard, runs)
 
 

@@ -20,7 +20,7 @@ import optuna_dashboard
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from vae_tune import notes
+from vae_tune import mlflow_view, notes
 from vae_tune.analysis.pictures import SHOWN
 from vae_tune.data import holdout_of
 from vae_tune.gallery import Gallery
@@ -33,6 +33,7 @@ from vae_tune.space import SearchSpace
 from vae_tune.stopping import (
     FINISHED,
     Pace,
+    await_places,
     patience_spent,
     stop_before_deadline,
     stop_on_patience,
@@ -137,11 +138,12 @@ def open_study(
         await_creator(record)
     check_resume(record, space, settings, options.force, log)
     experiment_id = tracker.experiment_id(options.study_name)
+    mlflow_view.save_view(tracker, experiment_id, space)  # the UI's view of the trials
     # A study another vae-tune process is creating: wait for the parent run it opens.
     waits = not created and record.creator is not None
     parent_run_id = parent_run(record, tracker, experiment_id, space, settings, not waits)
     link = tracker.run_link(experiment_id, parent_run_id)
-    note = notes.study_note(space, settings, link, parent_run_id)
+    note = notes.study_note(space, settings, link, parent_run_id, tracker.ui_url, experiment_id)
     optuna_dashboard.save_note(study, note)
     for line in repair(study, tracker).lines():
         log(f"repaired: {line}")
@@ -192,10 +194,11 @@ def run_trials(
     callbacks = [stop_when_taken(options.n_trials), _retry_interrupted]
     if options.patience:
         callbacks.append(stop_on_patience(options.patience))
-    timeout = options.timeout
+    started = time.time()
+    until = started + options.timeout if options.timeout else math.inf
     if options.deadline is not None:
         callbacks.append(stop_before_deadline(options.deadline, epochs, pace))
-        timeout = min(timeout or math.inf, max(1.0, options.deadline - time.time()))
+        until = min(until, max(started + 1.0, options.deadline))
     progress.begin(trials=-(-remaining // workers), epochs=epochs, deadline=options.deadline)
 
     gallery = None
@@ -214,6 +217,7 @@ def run_trials(
     def trial_ended(study: optuna.Study, trial: FrozenTrial) -> None:
         line = notes.trial_line(trial, metric)
         progress.trial_ended(trial.number, len(trial.intermediate_values), line)
+        mlflow_view.mark_best(tracker, study, trial, log)
         redraw_topk(study)
 
     context = TrialContext(
@@ -229,15 +233,17 @@ def run_trials(
         gallery,
         options.dashboard_url,
     )
-    started = time.time()
+    objective = Objective(context, progress)
     try:
-        study.optimize(
-            Objective(context, progress),
-            n_trials=remaining,
-            timeout=timeout if timeout != math.inf else None,
-            catch=(Exception,),  # a failed trial is recorded; the study goes on
-            callbacks=[trial_ended, *callbacks],
-        )
+        while remaining:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=max(1.0, until - time.time()) if until != math.inf else None,
+                catch=(Exception,),  # a failed trial is recorded; the study goes on
+                callbacks=[trial_ended, *callbacks],
+            )
+            remaining = await_places(study, tracker, options.n_trials, until, log)
     except KeyboardInterrupt:  # the parent run is closed by the last process to leave
         if not others_running(study):
             tracker.end_run(opened.parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
@@ -291,6 +297,7 @@ def close_study(opened: OpenStudy, tracker: Tracker, log: Log = print) -> StudyS
     tags = {"best_trial": summary.best_trial, "best_run_id": summary.best_run_id}
     if summary.stop_reason:
         tags["stop_reason"] = summary.stop_reason
+    mlflow_view.mark_best(tracker, opened.study, log=log)
     tracker.end_run(opened.parent_run_id, "FINISHED", tags)
     return summary
 

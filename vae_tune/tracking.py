@@ -31,7 +31,7 @@ from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_
 from vae_tune import links
 from vae_tune.errors import StoreError
 from vae_tune.export import MAIN, save_parts
-from vae_tune.mlflow_rules import filter_literal, not_found, probe_server, reason, store_error
+from vae_tune.mlflow_rules import filter_literal, not_found, probe_store, reason, store_error
 from vae_tune.models import Model
 from vae_tune.registry import UntrustedModelError, load_model_folder
 
@@ -52,8 +52,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.ui_url = ui_url  # where the MLflow UI serves this store: links point there
-        if tracking_uri.startswith(("http://", "https://")):
-            probe_server(tracking_uri)
+        probe_store(tracking_uri)  # seconds, where MLflow's own client would retry for minutes
         try:
             with _creation_lock(tracking_uri):
                 self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -126,6 +125,12 @@ class Tracker:
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.log_batch(run_id, tags=tag_entities(tags))
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.client.delete_tag(run_id, key)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        self.client.set_experiment_tag(experiment_id, key, value)
 
     def log_batch(
         self,

@@ -87,12 +87,17 @@ def study_links(project: Project) -> list[StudyLinks]:
         attrs = {a["key"]: a["value"] for a in summary.get("user_attrs", [])}
         study_id, name = summary["study_id"], summary["study_name"]
         dashboard = links.dashboard_study(project.dashboard_url, study_id)
-        experiment_id = _experiment_id(project, name)
-        if experiment_id is None or "metric" not in attrs:
+        experiment = _experiment(project, name)
+        if experiment is None or "metric" not in attrs:
             found.append(StudyLinks(name, dashboard, None, None))
             continue
+        experiment_id = str(experiment["experiment_id"])
         direction = summary["directions"][0].lower()
-        runs = links.mlflow_runs(project.mlflow_url, experiment_id, attrs["metric"], direction)
+        tags = {t["key"] for t in experiment.get("tags", [])}
+        if links.VIEW_TAG_PREFIX + links.TRIALS_VIEW in tags:
+            runs = links.mlflow_trials(project.mlflow_url, experiment_id)
+        else:  # a study from before the saved view: MLflow would refuse an unknown view
+            runs = links.mlflow_runs(project.mlflow_url, experiment_id, attrs["metric"], direction)
         top = _top_runs(project, study_id, direction)
         compare = links.mlflow_compare(project.mlflow_url, experiment_id, top) if top else None
         found.append(StudyLinks(name, dashboard, runs, compare))
@@ -111,13 +116,15 @@ def show(project: Project, found: list[StudyLinks], log: Log) -> None:
             log(f"  top {TOP_K} side by side in MLflow: {study.compare}")
 
 
-def _experiment_id(project: Project, name: str) -> str | None:
+def _experiment(project: Project, name: str) -> dict[str, Any] | None:
+    """The study's MLflow experiment, with its tags, as the server gives it."""
     query = urllib.parse.urlencode({"experiment_name": name})
     url = f"{project.mlflow_url}/api/2.0/mlflow/experiments/get-by-name?{query}"
     try:
-        return str(servers.get_json(url)["experiment"]["experiment_id"])
+        experiment: dict[str, Any] = servers.get_json(url)["experiment"]
     except OSError:  # 404: the study has no experiment in this tracking store
         return None
+    return experiment
 
 
 def _top_runs(project: Project, study_id: int, direction: str) -> list[str]:
