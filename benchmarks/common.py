@@ -1,15 +1,15 @@
 """Helpers the benchmark scripts share: medians with their spread, JSON results, tables,
 search spaces with every value fixed, and peak memory.
 
-Benchmarks are scripts, not tests: each writes `benchmarks/results/NAME.json` and prints a
-table. Every speed figure is a ratio against a reference measured in the same run.
+Benchmarks are scripts, not tests: each prints a table and, when it ends, writes one record of
+its run under `benchmarks/results/` (results.py: machine, commit, seeds, command, wall time,
+figures; a new file per run). Every speed figure is a ratio against a reference measured in the
+same run.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -19,16 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
+from results import write_run
 from rich.console import Console
 from rich.table import Table
 
 from vae_tune.data import default_data_dir
 from vae_tune.logs import quiet_libraries
 
-RESULTS = Path(__file__).resolve().parent / "results"
-REPO = RESULTS.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
 def quiet() -> None:
@@ -62,23 +61,12 @@ def show(value: Mapping[str, Any], digits: int = 3) -> str:
     return f"{f(value['median'])} [{f(value['min'])}, {f(value['max'])}]"
 
 
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "cpu_cores": len(os.sched_getaffinity(0)),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }
-
-
-def write_result(name: str, result: Mapping[str, Any], out: Path | None = None) -> Path:
-    path = out or RESULTS / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=2))
-    return path
+def write_result(
+    name: str, result: Mapping[str, Any], out: Path | None = None, *, seeds: Sequence[int]
+) -> Path:
+    """Record this run under benchmarks/results/ (a new file, never an earlier run's); `out`,
+    a script's --out, gets a copy of the same record."""
+    return write_run(name, result, seeds, copy_to=out)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

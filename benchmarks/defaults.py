@@ -4,7 +4,7 @@ Each candidate is one encoder design and one head design, trained as the natural
 them: the encoder on the 48,000 training images (the space's typical config: the middle of
 each searched range), then the head on that encoder, judged by its best validation accuracy
 on the 12,000 validation images. The test split is never opened. Three seeds by default;
-mean +- std and every run are printed and written to `benchmarks/results/defaults.json`.
+mean +- std and every run are printed and recorded under `benchmarks/results/`.
 
 Candidates:
 - `wide-finetune`: ae.yaml's encoder (channels 32/64/128, hidden 256, batch norm), the
@@ -128,7 +128,7 @@ def main() -> None:
         )
     chosen = max(summary, key=lambda n: summary[n]["val_accuracy_mean"])
     result = {"split": "validation only", "seeds": seeds, "summary": summary, "runs": runs}
-    path = write_result("defaults", {**result, "chosen_on_validation": chosen})
+    path = write_result("defaults", {**result, "chosen_on_validation": chosen}, seeds=seeds)
     print_table(
         f"defaults on the validation split (12,000 images), seeds {args.seeds}; "
         f"torch threads {torch.get_num_threads()}",

@@ -5,7 +5,7 @@ mlp.yaml's typical config on it, each with its own seed (initialisation, augment
 order). Each member's validation accuracy after its last epoch is set against the accuracy of
 the average of the first 2..K members' class probabilities, and against each with mirrored
 test-time augmentation (the image and its mirror averaged; Fashion-MNIST's classes survive a
-mirror). The test split is never opened. Writes `benchmarks/results/ensemble.json`.
+mirror). The test split is never opened. Records the run under `benchmarks/results/`.
 
     python benchmarks/ensemble.py [--seeds 0,1,2] [--members 3] [--head-epochs 25]
 """
@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--head-epochs", type=int, help="instead of the head space's own")
     args = parser.parse_args()
-    runs = [run(int(s), args.members, args.head_epochs) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs = [run(seed, args.members, args.head_epochs) for seed in seeds]
 
     def row(name: str, values: list[float]) -> list[str]:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -93,7 +94,7 @@ def main() -> None:
     for k in range(2, args.members + 1):
         rows.append(row(f"{k} members", [r["ensemble"][k] for r in runs]))
         rows.append(row(f"{k} members, mirrored", [r["ensemble_mirrored"][k] for r in runs]))
-    path = write_result("ensemble", {"split": "validation only", "runs": runs})
+    path = write_result("ensemble", {"split": "validation only", "runs": runs}, seeds=seeds)
     print_table(
         f"averaged classifiers on the validation split (12,000 images), split seeds {args.seeds}",
         ["classifier", "val accuracy %", "runs"],

@@ -152,7 +152,7 @@ def main() -> None:
         "train_size": args.train_size,
         "runs": runs,
     }
-    path = write_result("fixed_costs", result, args.out)
+    path = write_result("fixed_costs", result, args.out, seeds=range(args.repeats))
     print_table(
         f"a trial of a tiny AE ({args.epochs} epochs on {args.train_size:,} images), "
         "seconds per trial, median [min, max] of the repeats",

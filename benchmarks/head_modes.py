@@ -2,7 +2,8 @@
 
 Both trials train the same head config for the same epochs on the 48,000-image training split;
 the frozen one trains on latents (computed once per study, timed separately), the fine-tuning
-one runs the encoder forward and backward too. Writes JSON and prints a table.
+one runs the encoder forward and backward too. Prints a table and writes the run's record
+under benchmarks/results/.
 
     python benchmarks/head_modes.py [--epochs 3] [--repeats 3] [--out FILE.json]
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -24,13 +24,15 @@ from vae_tune.models import build_model
 from vae_tune.tasks import HeadTask
 from vae_tune.train import fit
 
+from common import write_result
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256, help="as in search_spaces/mlp.yaml")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/head_modes.json"))
+    parser.add_argument("--out", type=Path, help="a copy of the run's record here too")
     args = parser.parse_args()
 
     splits = load_splits("fashion-mnist")
@@ -55,8 +57,7 @@ def main() -> None:
         "encode_once_s": encode_s,
         "heads": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    path = write_result("head_modes", result, args.out, seeds=[0])
     print(f"{'head':<10}{'frozen s':>10}{'finetune s':>12}{'speed-up':>10}  (median [min, max])")
     for row in rows:
         f, t = row["frozen_s"], row["finetune_s"]
@@ -65,7 +66,7 @@ def main() -> None:
             f"  [{f['min']:.2f}, {f['max']:.2f}] [{t['min']:.2f}, {t['max']:.2f}]"
         )
     print(f"encoding the split once (frozen mode, once per study): {encode_s:.2f} s")
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
 
 
 def _compare(task: HeadTask, head: HeadConfig, args: argparse.Namespace) -> dict:

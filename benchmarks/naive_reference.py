@@ -72,7 +72,7 @@ def main() -> None:
             ]
         ),
     }
-    path = write_result("naive_reference", result, args.out)
+    path = write_result("naive_reference", result, args.out, seeds=range(args.repeats))
     rows = [
         [name, show(r["wall_s"]), show(r["trial_epochs"]), show(r["s_per_trial_epoch"])]
         for name, r in (("naive reference", result["naive"]), ("vae-tune", result["vae_tune"]))

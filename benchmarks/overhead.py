@@ -89,7 +89,7 @@ def main() -> None:
                 f"{stats['overhead']['max']:+.1%}]",
             ]
         )
-    path = write_result("overhead", result, args.out)
+    path = write_result("overhead", result, args.out, seeds=range(args.repeats))
     print_table(
         f"Trial of {args.epochs} epochs: vae-tune vs a bare torch loop (median [min, max] of "
         f"{args.repeats})",

@@ -134,7 +134,7 @@ def main() -> None:
         "runs": runs,
         "threads": torch.get_num_threads(),
     }
-    path = write_result("precision", result)
+    path = write_result("precision", result, seeds=seeds)
     print_table(
         f"bf16 against fp32, seeds {args.seeds}, median [min, max]; CPU flags {cpu_flags()}",
         ["model", "precision", "s / epoch", "validation", "metric"],

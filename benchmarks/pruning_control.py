@@ -33,9 +33,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    seeds = [int(s) for s in args.seeds.split(",")]
     runs = []
     with tempfile.TemporaryDirectory() as folder:
-        for seed in (int(s) for s in args.seeds.split(",")):
+        for seed in seeds:
             root = Path(folder) / f"seed{seed}"
             root.mkdir()
             walls = {}
@@ -62,7 +63,7 @@ def main() -> None:
         "time_ratio": spread([r["pruned_wall_s"] / r["control_wall_s"] for r in runs]),
         "best_lost": sum(r["best_lost"] for r in runs),
     }
-    path = write_result("pruning_control", result, args.out)
+    path = write_result("pruning_control", result, args.out, seeds=seeds)
     print_table(
         f"{args.stage}: default pruner vs none, {args.n_trials} trials, same seed",
         [

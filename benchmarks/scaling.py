@@ -74,7 +74,7 @@ def main() -> None:
             for w in counts
         },
     }
-    path = write_result("scaling", result, args.out)
+    path = write_result("scaling", result, args.out, seeds=[0])
     print_table(
         f"{args.stage} study, {args.trials} trials x {args.epochs} epochs, no pruning "
         f"(median [min, max] of {args.repeats})",

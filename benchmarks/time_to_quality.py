@@ -111,7 +111,7 @@ def main() -> None:
                     f"{summary['peak_rss_mb']:.0f}",
                 ]
             )
-    path = write_result("time_to_quality", result, args.out)
+    path = write_result("time_to_quality", result, args.out, seeds=seeds)
     print_table(
         f"vae-tune pipeline on {args.dataset} ({args.encoder}), fresh project, seeds "
         f"{args.seeds} (mean +- std)",

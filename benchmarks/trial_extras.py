@@ -75,7 +75,7 @@ def main() -> None:
                     f"{share['median']:.1%} [{share['min']:.1%}, {share['max']:.1%}]",
                 ]
             )
-    path = write_result("trial_extras", result, args.out)
+    path = write_result("trial_extras", result, args.out, seeds=[0])
     print_table(
         f"what a trial pays beyond training (median [min, max] of {args.repeats})",
         ["stage", "extra", "ms", "against s", "share"],

@@ -89,7 +89,7 @@ def main() -> None:
                 ]
             )
             progress(f"mnist: {test}")
-    path = write_result("vae_quality", result, args.out)
+    path = write_result("vae_quality", result, args.out, seeds=[args.seed])
     print_table(
         "the VAE against the reference reports", ["what", "vae-tune", "reference", "min"], rows
     )
