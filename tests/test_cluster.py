@@ -232,6 +232,58 @@ def test_a_cancelled_task_s_trial_runs_again_and_the_study_reaches_its_budget(
     assert all(r.info.status != "RUNNING" for r in runs)
 
 
+def test_a_task_killed_mid_trial_is_healed_by_the_others_and_the_study_closes(
+    tmp_path: Path, stores, cluster
+) -> None:
+    """One array task's vae-tune is SIGKILLed in the middle of a trial: nothing of it cleans
+    up. The other task, its own trials done, does not stop on the dead trial's place: it fails
+    it (on another node, once the heartbeat's grace period, shortened here, has passed), runs
+    its retry, and closes the parent run FINISHED."""
+    url, server = stores
+    project = tmp_path / "project"
+    project.mkdir()
+    heartbeat = {"VAE_TUNE_HEARTBEAT_INTERVAL_S": "1", "VAE_TUNE_HEARTBEAT_GRACE_S": "8"}
+    result = invoke(
+        project,
+        *submit_args("killed", url, server.url, tasks=2),
+        "--n-trials",
+        "3",
+        "--pruner",
+        "none",
+        *TINY,
+        "--epochs",
+        "6",
+        env=heartbeat,  # sbatch passes the submitting environment on to the tasks
+    )
+    assert result.exit_code == 0, result.output
+    ids = job_ids(result.output)
+    deadline = time.monotonic() + 600
+    victim = None
+    while victim is None:  # a trial in the middle of its epochs
+        assert time.monotonic() < deadline, "no trial started"
+        with contextlib.suppress(KeyError):
+            running = study_of(url, "killed").get_trials(states=(TrialState.RUNNING,))
+            victim = next((t for t in running if len(t.intermediate_values) >= 1), None)
+        time.sleep(0.3)
+    os.kill(int(victim.user_attrs["worker"]["pid"]), signal.SIGKILL)
+    wait_for_jobs(ids[:1], cluster)  # the array; its promotion is another test's
+    subprocess.run(["scancel", ids[1]], env=cluster)
+    logs = "\n".join(p.read_text() for p in (project / "slurm" / "logs").glob("*study-ae*.out"))
+
+    trials = study_of(url, "killed").get_trials()
+    assert sum(t.state in FINISHED for t in trials) == 3, logs
+    assert not [t for t in trials if t.state == TrialState.RUNNING], logs
+    assert trials[victim.number].state == TrialState.FAIL, logs
+    [retry] = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert retry.state in FINISHED and retry.params == victim.params, logs
+    assert f"repaired: trials [{victim.number}]" in logs, logs
+    client = MlflowClient(server.url)
+    runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("vae_tune.role") == "study"]
+    assert parent.info.status == "FINISHED", logs
+    assert all(r.info.status != "RUNNING" for r in runs), logs
+
+
 def test_a_tracking_server_down_for_30_s_loses_no_trial(tmp_path: Path, stores) -> None:
     url, server = stores
     command = [VAE_TUNE, "study", "ae", "--study-name", "outage", *TINY, "--n-trials", "2"]

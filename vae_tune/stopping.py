@@ -1,5 +1,7 @@
 """When a study stops starting trials: its n_trials taken (by every worker), no new best for
-`patience` finished trials, or a deadline that the next trial could not meet.
+`patience` finished trials, or a deadline that the next trial could not meet; and when a worker
+that has none left to start may leave (`await_places`: not while a dead worker's trial holds a
+place that a retry should take).
 
 Each rule is an Optuna callback, run after every trial; a rule that fires records its reason on
 the study (`stop_reason`), so the summary, the dashboard note and a resumed pipeline can say
@@ -12,13 +14,18 @@ import time
 from collections.abc import Callable
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
+from vae_tune.ops.repair import awaited_trials, fail_stale, repair, to_retry, zombie_trials
 from vae_tune.record import StudyRecord
+from vae_tune.tracking import Tracker
 
-# Trials that count towards --n-trials: a failed or interrupted trial is retried by a rerun.
+# Trials that count towards --n-trials: an interrupted trial is retried (`repair.py`).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 Callback = Callable[[optuna.Study, FrozenTrial], None]
+Log = Callable[[str], None]
+LINGER_POLL_S = 5.0  # how often a worker with no trial to start looks at the others' trials
 
 
 def taken(study: optuna.Study) -> list[FrozenTrial]:
@@ -122,3 +129,44 @@ def stop_before_deadline(deadline: float, epochs: int, pace: Pace) -> Callback:
             study.stop()
 
     return callback
+
+
+def await_places(
+    study: optuna.Study, tracker: Tracker, n_trials: int, until: float, log: Log = print
+) -> int:
+    """How many more trials this process should run, once it has none left to start: 0 when
+    the study has its n_trials finished, a stop rule fired, or no other trial holds a place.
+
+    While other processes' trials hold the last places, this one stays: a worker that died
+    (a SIGKILL, the out-of-memory killer, a lost node) would otherwise hold its place for
+    ever, and the study end short with its parent run open. Every LINGER_POLL_S it repairs
+    what it can see died (on this host at once, elsewhere once the heartbeat's grace period
+    has passed) and, when that frees a place, returns to run the retry itself. It waits only
+    for trials whose end it is sure to see (`awaited_trials`), and never past `until`."""
+    poll = _poll_s(study)
+    while True:
+        if StudyRecord(study).stop_reason:  # patience or a deadline, here or in another worker
+            return 0
+        stale = fail_stale(study)
+        if stale or zombie_trials(study) or to_retry(study):
+            repairs = repair(study, tracker)
+            repairs.stale = sorted({*stale, *repairs.stale})
+            for line in repairs.lines():
+                log(f"repaired: {line}")
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        if finished >= n_trials:
+            return 0
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting and len(taken(study)) < n_trials:  # a retry, enqueued here or elsewhere
+            return n_trials - finished
+        if not awaited_trials(study) or time.time() + poll >= until:
+            return 0
+        time.sleep(poll)
+
+
+def _poll_s(study: optuna.Study) -> float:
+    """How often a waiting worker looks: every LINGER_POLL_S, or every heartbeat if shorter
+    (nothing can be judged stale faster than that)."""
+    storage = study._storage
+    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+    return float(min(LINGER_POLL_S, interval)) if interval else LINGER_POLL_S

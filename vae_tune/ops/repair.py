@@ -2,10 +2,12 @@
 
 A worker killed with SIGKILL (or a machine that went down) leaves its Optuna trial RUNNING and
 its MLflow run RUNNING for ever. Every trial records the host and pid of its worker, so on this
-host a dead pid identifies the zombie; an RDB storage's heartbeat finds them on any host. Zombies
-and trials interrupted by Ctrl-C or a kill are marked FAIL with the reason and enqueued once more
-with the same params: their config was never judged. Runs are closed to mirror their trial.
-Used at every study start (so a rerun heals the study) and by `vae-tune doctor`.
+host a dead pid identifies the zombie; an RDB storage's heartbeat finds them on any host, after
+its grace period (`storage.heartbeat_settings`). Zombies and trials interrupted by Ctrl-C or a
+kill are marked FAIL with the reason and enqueued once more with the same params: their config
+was never judged. Runs are closed to mirror their trial. Used at every study start (so a rerun
+heals the study), by a worker with no trial left to start while others still run (so a shared
+study heals itself), and by `vae-tune doctor`.
 """
 
 from __future__ import annotations
@@ -42,12 +44,18 @@ def worker_identity() -> dict[str, object]:
 
 @dataclass
 class Repairs:
+    stale: list[int] = field(default_factory=list)  # failed by the heartbeat's grace period
     zombies: list[int] = field(default_factory=list)  # trial numbers marked FAIL
     retried: list[int] = field(default_factory=list)  # trial numbers enqueued again
     runs_closed: list[str] = field(default_factory=list)  # MLflow run ids ended
 
     def lines(self) -> list[str]:
         found = []
+        if self.stale:
+            found.append(
+                f"trials {self.stale}: no heartbeat from their worker for the grace period; "
+                "marked FAIL"
+            )
         if self.zombies:
             found.append(f"trials {self.zombies}: their worker died; marked FAIL")
         if self.retried:
@@ -76,6 +84,42 @@ def zombie_trials(study: optuna.Study) -> list[FrozenTrial]:
         elif worker["host"] == HOST and not _alive(int(worker["pid"])):
             zombies.append(trial)
     return zombies
+
+
+def awaited_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """RUNNING trials of other processes whose end this process is sure to see, finished or
+    dead: on a storage with heartbeats every one (Optuna fails it once its worker has been
+    silent for the grace period); on a journal those of this host (a dead pid) and those that
+    never recorded a worker. Another host's trial on a shared journal file is not awaited: if
+    its worker died, nothing here could ever tell."""
+    heartbeat = is_heartbeat_enabled(study._storage)
+    awaited = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = TrialRecord(trial).worker
+        if worker is not None and worker["host"] == HOST and worker["pid"] == os.getpid():
+            continue  # this process's own (none once its optimize has returned)
+        if heartbeat or worker is None or worker["host"] == HOST:
+            awaited.append(trial)
+    return awaited
+
+
+def fail_stale(study: optuna.Study) -> list[int]:
+    """Fail the trials whose worker's heartbeat stopped longer than the grace period ago (by
+    the database's clock, never by two machines' clocks); their numbers. A no-op without
+    heartbeats. They are FAIL without a reason, so `to_retry` retries them."""
+    if not is_heartbeat_enabled(study._storage):
+        return []
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    # Failed by the heartbeat: no reason, unlike a trial that failed in its worker just now.
+    return sorted(
+        t.number for t in failed if t.number in running and TrialRecord(t).fail_reason is None
+    )
 
 
 def open_runs(study: optuna.Study, tracker: Tracker) -> list[tuple[str, FrozenTrial | None]]:
@@ -136,11 +180,8 @@ def duplicate_retry(trial: optuna.Trial) -> int | None:
 
 def repair(study: optuna.Study, tracker: Tracker, retry: bool = True) -> Repairs:
     """Fail zombies, close their runs, enqueue interrupted trials again."""
-    repairs = Repairs()
+    repairs = Repairs(stale=fail_stale(study))
     storage = study._storage  # the public API cannot fail another process's trial
-    with warnings.catch_warnings():  # a no-op for storages without heartbeats
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
     for trial in zombie_trials(study):
         record = TrialRecord(trial, storage)
         worker = record.worker

@@ -2,7 +2,8 @@
 
 The default is a journal file under `studies/`: Optuna's recommended storage for several local
 processes (SQLite gives "database is locked" with parallel writers), and one optuna-dashboard
-reads as it is. A URL (`sqlite:///...`, `postgresql://...`) opens an RDB storage.
+reads as it is. A URL (`sqlite:///...`, `postgresql://...`) opens an RDB storage, with Optuna's
+heartbeats on so that a trial whose worker died on any machine is failed after a grace period.
 """
 
 from __future__ import annotations
@@ -53,18 +54,50 @@ def open_storage(location: str, write: bool = False) -> BaseStorage:
 
 
 SCHEMA_RACE_RETRIES = 5
+HEARTBEAT_INTERVAL_S = 60  # a running trial's worker says it lives this often
+HEARTBEAT_GRACE_S = 180  # silent this long (by the database's clock): its worker is dead
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """The heartbeat interval and grace period of RDB storages, in seconds:
+    VAE_TUNE_HEARTBEAT_INTERVAL_S and VAE_TUNE_HEARTBEAT_GRACE_S, read when a storage is
+    opened (every worker of a study should be given the same), else 60 and 180. The grace
+    period is how long a trial whose worker died (killed, its machine lost) holds its place
+    in the study before another worker fails it and runs it again."""
+    interval = _seconds("VAE_TUNE_HEARTBEAT_INTERVAL_S", HEARTBEAT_INTERVAL_S)
+    grace = _seconds("VAE_TUNE_HEARTBEAT_GRACE_S", max(HEARTBEAT_GRACE_S, 3 * interval))
+    if grace <= interval:
+        raise StoreError(
+            f"VAE_TUNE_HEARTBEAT_GRACE_S={grace} must exceed VAE_TUNE_HEARTBEAT_INTERVAL_S="
+            f"{interval}: a live worker's trial would be failed between two of its heartbeats"
+        )
+    return interval, grace
+
+
+def _seconds(variable: str, default: int) -> int:
+    value = os.environ.get(variable)
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise StoreError(f"{variable}={value!r}: give a whole number of seconds above 0")
+    return seconds
 
 
 def _open_rdb(location: str) -> RDBStorage:
     """Optuna's RDB storage. Processes that start together on a new database (an array of
     SLURM tasks) race to create its schema: PostgreSQL lets one create each table and type
     and fails the others with a duplicate; those open it again once the schema is there."""
+    interval, grace = heartbeat_settings()
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # Heartbeats let Optuna fail trials of workers that died (RDB storages only).
-                return RDBStorage(location, heartbeat_interval=60, grace_period=180)
+                return RDBStorage(location, heartbeat_interval=interval, grace_period=grace)
         except Exception as exc:  # SQLAlchemy raises many types: bad dialect, host, driver
             text = str(exc)
             racing = "already exists" in text or "duplicate key" in text
