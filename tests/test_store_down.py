@@ -19,7 +19,7 @@ from vae_tune.tracking import Tracker
 
 
 @pytest.fixture
-def silent_server() -> Iterator[str]:
+def silent_port() -> Iterator[int]:
     """An address that accepts connections and never answers a byte (a hung server, a
     firewall that swallows packets after the handshake)."""
     listener = socket.socket()
@@ -40,7 +40,7 @@ def silent_server() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield listener.getsockname()[1]
     stop.set()
     thread.join(timeout=5)
     for connection in held:
@@ -49,8 +49,9 @@ def silent_server() -> Iterator[str]:
 
 
 def test_a_silent_tracking_server_is_named_as_down_within_seconds(
-    tmp_path: Path, silent_server: str
+    tmp_path: Path, silent_port: int
 ) -> None:
+    silent_server = f"http://127.0.0.1:{silent_port}"
     started = time.monotonic()
     result = invoke(
         tmp_path,
@@ -66,6 +67,17 @@ def test_a_silent_tracking_server_is_named_as_down_within_seconds(
     journal = tmp_path / "studies" / "optuna.journal"
     if journal.exists():  # opened for writing, but no study was created in it
         assert optuna.get_all_study_summaries(open_storage(str(journal))) == []
+
+
+def test_a_silent_tracking_database_is_named_as_down_within_seconds(silent_port: int) -> None:
+    """MLflow's SQL store retries a database that does not answer with a growing backoff."""
+    started = time.monotonic()
+    uri = f"postgresql+psycopg://vae:secret@127.0.0.1:{silent_port}/mlflow"
+    with pytest.raises(StoreError, match="does not answer") as down:
+        Tracker(uri)
+    assert time.monotonic() - started < 30
+    assert f"postgresql+psycopg://vae:***@127.0.0.1:{silent_port}/mlflow" in str(down.value)
+    assert "secret" not in str(down.value)
 
 
 def test_a_failing_store_is_no_missing_champion(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """MLflow's ways that vae-tune works around: a filter grammar without escapes, "not found"
-told apart from a store that fails, and a server that does not answer (MLflow's client retries
-it for minutes), probed once with a short timeout.
+told apart from a store that fails, and a server or database that does not answer (MLflow's
+clients retry it for minutes), probed once with a short timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +15,14 @@ from vae_tune.errors import StoreError, VaeTuneError
 
 # An http(s) tracking server has this long to answer one plain GET before it is named as down.
 PROBE_TIMEOUT_S = 5.0
+
+
+def probe_store(uri: str) -> None:
+    """A tracking server or database that does not answer, named as down (StoreError)."""
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
+    elif uri.startswith(("postgresql", "mysql")):
+        probe_database(uri)
 
 
 def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
@@ -37,6 +45,32 @@ def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
             f"MLflow tracking server {uri} is down or unreachable ({why}): start it, or "
             "give the address of one that runs with --tracking-uri"
         ) from exc
+
+
+def probe_database(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise StoreError, naming `uri` (its password hidden), unless the PostgreSQL or MySQL
+    database answers one connection within `timeout` seconds: MLflow's store retries a silent
+    one with a growing backoff for minutes."""
+    import sqlalchemy  # MLflow's own dependency; loaded only for a database store
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = sqlalchemy.create_engine(
+            uri, connect_args={"connect_timeout": max(2, int(timeout))}, poolclass=NullPool
+        )
+    except (ImportError, sqlalchemy.exc.ArgumentError):  # no driver: MLflow says which
+        return
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect():
+            return
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise StoreError(
+            f"MLflow tracking database {shown} does not answer or refuses the connection "
+            f"({reason(exc.orig or exc)}): start it, or give another --tracking-uri"
+        ) from exc
+    finally:
+        engine.dispose()
 
 
 def not_found(exc: Exception) -> bool:
