@@ -19,6 +19,7 @@ from tests.helpers import (
     free_port,
     invoke,
     listening,
+    load_study,
     process_tree,
     rss_mib,
     runs_of,
@@ -182,6 +183,56 @@ def test_urls_land_on_the_trials_in_a_browser(project) -> None:
         terminal.ctrl_c()
         assert_all_gone(tree, ports)
         terminal.close()
+
+
+@pytest.mark.e2e
+def test_trials_link_shows_metric_params_and_pruned_at_first_sight(project) -> None:
+    """The printed link opens the study's saved view (MLflow's experiment-tag format, not a
+    public API: an MLflow that reads it no more fails here) at 1920x1000: the best trial's
+    metric value, a searched parameter's value and PRUNED on screen without a click, the
+    Assistant panel open beside them as MLflow opens it. The view is in the store: the same
+    after the server restarts."""
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = chromium()
+    root, ports = project
+    study = load_study(root)
+    assert any(t.state.name == "PRUNED" for t in study.trials), "the fixture pruned no trial"
+    best = study.best_trial
+    wanted = [repr(best.value), str(best.params["model.latent_dim"])]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for attempt in ("first", "after a restart"):
+        terminal = start_ui(project)
+        url = _printed_urls(terminal.output)["trials in MLflow"]
+        assert "viewStateShareKey=vae-tune-trials" in url, attempt
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=executable)
+                page = browser.new_page(viewport={"width": 1920, "height": 1000})
+                page.goto(url)
+                pruned = page.get_by_text(re.compile(r"^PRUNED at epoch \d+$")).first
+                expect(pruned).to_be_visible(timeout=60_000)
+                for text in [*wanted, "COMPLETE"]:
+                    _assert_on_screen(page, page.get_by_text(text, exact=True).first, text)
+                _assert_on_screen(page, pruned, "PRUNED")
+                assert "orderByKey=metrics.%60val_loss%60" in page.url  # the view was applied
+                page.screenshot(path=SCREENSHOTS / "mlflow_trials_view.png")
+                browser.close()
+        finally:
+            tree = process_tree(terminal.process.pid)
+            terminal.ctrl_c()
+            assert_all_gone(tree, ports)
+            terminal.close()
+
+
+def _assert_on_screen(page, locator, what: str) -> None:
+    """Visible in the viewport and not under anything else (the Assistant panel)."""
+    box = locator.bounding_box()
+    assert box is not None, what
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    assert 0 <= x <= 1920 and 0 <= y <= 1000, (what, box)
+    top = "([x, y, el]) => el.contains(document.elementFromPoint(x, y))"
+    assert page.evaluate(top, [x, y, locator.element_handle()]), f"{what} is covered"
 
 
 def _printed_urls(output: str) -> dict[str, str]:
