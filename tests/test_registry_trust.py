@@ -113,7 +113,12 @@ def test_every_command_that_loads_an_encoder_refuses_a_pickled_registry(
         result = invoke(
             root, "study", "mlp", "--study-name", "head-a", *TINY, *flags, env=PICKLE_ON
         )
-        refused(result, f"{AE_MODEL} version 2", "none of that study's promotion runs")
+        refused(
+            result,
+            f"{AE_MODEL} version 2",
+            "none of that study's promotion runs",
+            "--allow-pickle does not change this",
+        )
     assert not marker.exists()
 
     # 2. Someone replaces the files of the study's own promoted version with the pickle.

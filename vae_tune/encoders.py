@@ -76,8 +76,9 @@ def resolve_encoder(
             f"{model_name} version {champion.version} (alias champion) says it comes from study "
             f"{study_name!r}, but its run {champion.run_id} is none of that study's promotion "
             f"runs ({runs}): vae-tune did not register it, and tags alone prove nothing. "
-            f"Refused; run `vae-tune promote {settings.stage}` to register the study's own "
-            "champion, or point the alias back at a version it promoted."
+            f"Refused (--allow-pickle does not change this); run `vae-tune promote "
+            f"{settings.stage}` to register the study's own champion, or point the alias back "
+            "at a version it promoted."
         )
     if champion is not None and promoted:
         log(f"encoder: {model_name} version {champion.version} (alias champion)")
