@@ -1,4 +1,121 @@
 """vae-tune: hyperparameter-optimization studies for autoencoders, VAEs and their classifier
-heads, with every trial tracked in MLflow. `vae-tune --help` lists the commands."""
+heads, with every trial tracked in MLflow. The command line is a shell over these functions::
 
-__version__ = "0.2.0"
+    import vae_tune as vt
+
+    result = vt.study("ae", n_trials=12, epochs=5)      # silent: log=print prints
+    result.trials                                       # a DataFrame, one row per trial
+    vt.promote("ae")                                    # tested once, registered
+    model = vt.load_champion("ae")                      # a torch module
+
+Every option is an explicit, typed keyword with the CLI's name and default; errors raise
+`VaeTuneError` subclasses. `vae_tune.api` holds the other commands' functions (report,
+status, trials, export, doctor, datasets, ui, submit, ...).
+
+Nothing heavy happens on import: each name loads its module (torch, Optuna, MLflow) on first
+use (PEP 562), so `import vae_tune` and `vae-tune --help` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vae_tune.api import (
+        Comparison,
+        Curve,
+        EpochUpdate,
+        Exported,
+        Finding,
+        NoTrialCompletedError,
+        PipelineResult,
+        Project,
+        Promotion,
+        SearchSpace,
+        StudyResult,
+        VaeTuneError,
+        compare,
+        curve,
+        doctor,
+        export,
+        load_champion,
+        pipeline,
+        promote,
+        report,
+        status,
+        study,
+        submit,
+        trials,
+        ui,
+    )
+
+__version__ = "0.4.0"
+
+__all__ = [
+    "Comparison",
+    "Curve",
+    "EpochUpdate",
+    "Exported",
+    "Finding",
+    "NoTrialCompletedError",
+    "PipelineResult",
+    "Project",
+    "Promotion",
+    "SearchSpace",
+    "StudyResult",
+    "VaeTuneError",
+    "__version__",
+    "compare",
+    "curve",
+    "doctor",
+    "export",
+    "load_champion",
+    "pipeline",
+    "promote",
+    "report",
+    "status",
+    "study",
+    "submit",
+    "trials",
+    "ui",
+]
+# The names that are also modules of this package (vae_tune/study.py, promote.py, ...):
+# importing such a module binds its name here, and a plain lazy name would then be the module.
+SHADOWED = ("study", "promote", "pipeline", "export")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from vae_tune import api
+
+    value = api.load(name)
+    if name not in SHADOWED:
+        globals()[name] = value  # once: later lookups find it without coming back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _public(name: str) -> property:
+    def get(module: types.ModuleType) -> Any:
+        return __getattr__(name)
+
+    def keep(module: types.ModuleType, value: Any) -> None:
+        """The import system binding the submodule of the same name: the public function
+        keeps the name (the submodule stays in sys.modules, where imports find it)."""
+
+    return property(get, keep, doc=f"vae_tune.api.{name}")
+
+
+class _Face(types.ModuleType):
+    """This package, with its public functions winning over its submodules' names."""
+
+
+for _name in SHADOWED:
+    setattr(_Face, _name, _public(_name))
+sys.modules[__name__].__class__ = _Face

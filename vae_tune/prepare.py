@@ -39,7 +39,7 @@ class StudyRequest:
     timeout: float | None = None
     epochs: int | None = None
     study_name: str | None = None
-    space: Path | None = None
+    space: Path | SearchSpace | None = None  # a file, or a space already loaded (the API's)
     dataset: str = "fashion-mnist"
     data_dir: Path | None = None
     train_size: int | None = None
@@ -177,7 +177,11 @@ def available_memory() -> int | None:
 
 def load_request_space(request: StudyRequest, project: Project) -> tuple[SearchSpace, RunOptions]:
     """The validated space with the command line applied, and the resolved run options."""
-    space = load_space(request.space or project.space_path(request.stage))
+    given = request.space
+    if isinstance(given, SearchSpace):
+        space = given
+    else:
+        space = load_space(given or project.space_path(request.stage))
     if space.stage != request.stage:
         raise VaeTuneError(
             f"{space.source} is a search space for {space.stage!r}, not {request.stage!r}"

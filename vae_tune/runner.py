@@ -2,14 +2,15 @@
 the report, list studies and trials. Each opens what it needs from the project and hands the
 work to the module that owns it.
 
-Kept apart from `cli.py` so the CLI starts fast (torch, optuna and mlflow load only here) and so
-tests can run the user's exact path in-process.
+They take request objects; `vae_tune.api` is the public face that builds them from a user's
+keyword arguments. Loaded only when a use case runs, so `import vae_tune` and the CLI stay fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import optuna
@@ -46,11 +47,31 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class StudyResult:
+    """A study that has run: the Optuna study, its summary, and where to watch it."""
+
+    study: optuna.Study
     summary: StudySummary
     dashboard_command: str
     mlflow_command: str
     dashboard_url: str  # the study's trials, while `vae-tune ui` runs
     mlflow_url: str
+    tracker: Tracker = field(repr=False, compare=False)
+
+    @property
+    def parent_run_id(self) -> str:
+        """The study's MLflow parent run; each trial's run is a child of it."""
+        return self.summary.parent_run_id
+
+    @property
+    def experiment_id(self) -> str:
+        return self.summary.experiment_id
+
+    @cached_property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial: number, state, value(s), params, epochs, reasons, its MLflow run
+        id and status and last metrics. Read from the stores on first use, not before: the
+        CLI prints a summary and never needs it."""
+        return tables.trials_table(self.study, self.tracker)
 
 
 def study(
@@ -74,7 +95,9 @@ def study(
     s = summary
     dashboard = links.dashboard_study(project.dashboard_url, s.study_id)
     runs = links.mlflow_trials(project.mlflow_url, s.experiment_id)
-    return StudyResult(s, project.dashboard_command(), project.mlflow_command(), dashboard, runs)
+    found = optuna.load_study(study_name=s.study_name, storage=setup.storage)
+    commands = project.dashboard_command(), project.mlflow_command()
+    return StudyResult(found, s, *commands, dashboard, runs, setup.tracker)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,12 @@ class SearchSpace:
     fixed: Mapping[str, Any]
     params: tuple[Param, ...]
 
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        """A search-space file, validated before any training: a bad key, range or value
+        raises SpaceError naming the file and the key."""
+        return load_space(path)
+
     def sample(self, trial: BaseTrial) -> dict[str, Any]:
         """The trial's full flat config: fixed values plus one suggestion per searched key."""
         flat = dict(self.fixed)
