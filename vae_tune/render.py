@@ -4,6 +4,7 @@ exit code or computes a result; it shows what a use case returned."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -13,8 +14,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from vae_tune.analysis.curve import Curve
+    from vae_tune.api import DatasetInfo, Submitted
     from vae_tune.ops.doctor import Finding
     from vae_tune.pipeline import PipelineResult
+    from vae_tune.progress import LiveProgress
     from vae_tune.promote import Promotion
     from vae_tune.runner import StudyResult
 
@@ -23,6 +26,23 @@ console = Console(highlight=False, soft_wrap=True, markup=False)  # commands sta
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+STATE_COLUMNS = ("complete", "pruned", "fail", "running")  # `status` rows count trials by these
+
+
+def live_progress() -> LiveProgress | None:
+    """Live bars for a study in a terminal; None elsewhere (plain lines in logs, pipes, CI)."""
+    from vae_tune.progress import LiveProgress
+
+    return LiveProgress(console) if console.is_terminal else None
+
+
+def shown(path: str | Path) -> str:
+    """A path relative to the current folder (the CLI's project) when inside it: shorter
+    commands to copy."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def fmt(value: object) -> str:
@@ -99,7 +119,7 @@ def promotion(result: Promotion) -> None:
     )
 
 
-def pipeline(result: PipelineResult, shown_report: str | None) -> None:
+def pipeline(result: PipelineResult) -> None:
     rows = []
     for row in result.rows:
         validation = "-" if row.validation is None else f"{row.metric} {row.validation:.5g}"
@@ -120,12 +140,12 @@ def pipeline(result: PipelineResult, shown_report: str | None) -> None:
         )
     title = f"pipeline: {result.wall_s / 60:.1f} min of a {result.budget_s / 60:.1f} min budget"
     table(title, ("stage", "study", "champion", "validation", "test", "wall"), rows)
-    if shown_report:
-        console.print(f"report: {shown_report}")
+    if result.report:
+        console.print(f"report: {shown(result.report)}")
 
 
-def status(rows: list[dict[str, object]], states: Iterable[str]) -> None:
-    columns = ("study", "stage", "dataset", "metric", *states, "best", "running_trials")
+def status(rows: list[dict[str, Any]]) -> None:
+    columns = ("study", "stage", "dataset", "metric", *STATE_COLUMNS, "best", "running_trials")
     cells = [[row[c] if row[c] is not None else "-" for c in columns] for row in rows]
     table("studies", [c.replace("_", " ") for c in columns], cells)
 
@@ -135,6 +155,27 @@ def doctor(findings: list[Finding]) -> None:
         "vae-tune doctor",
         ("check", "state", "detail"),
         [(f.check, f.state, f.detail) for f in findings],
+    )
+
+
+def datasets(rows: list[DatasetInfo]) -> None:
+    table(
+        "datasets (read from --data-dir or $VAE_TUNE_DATA; train.augment: auto picks)",
+        ("dataset", "classes", "augment auto", "about"),
+        [(r.name, r.classes, r.augment, r.about) for r in rows],
+    )
+
+
+def submitted(done: Submitted, tasks: int, dry_run: bool) -> None:
+    rows = []
+    for job, script, job_id in done.jobs:
+        shape = f"{tasks} tasks" if job.array and tasks > 1 else "1 task"
+        after = f"after {job.after}" if job.after else ""
+        rows.append((job_id, job.name, shape, after, str(script.relative_to(done.folder.parent))))
+    table(
+        "submitted to SLURM" if not dry_run else "written, not submitted (--dry-run)",
+        ("job", "name", "tasks", "runs", "batch script"),
+        rows,
     )
 
 

@@ -1,16 +1,16 @@
 """The command line's frame: the typer app, every option declared once, and `run`, which turns
 a command's result or error into its exit code. The commands live beside it, in `studies.py`
-(work that trains) and `views.py` (what looks at the stores)."""
+(work that trains) and `views.py` (what looks at the stores); each calls one function of
+`vae_tune.api` with its options as keywords of the same names, and renders what it returns."""
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import signal
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,10 +18,6 @@ from rich.markup import escape
 from vae_tune import __version__, render
 from vae_tune.errors import VaeTuneError
 from vae_tune.failures import out_of_memory
-from vae_tune.logs import quiet_libraries
-
-if TYPE_CHECKING:
-    from vae_tune.project import Project
 
 app = typer.Typer(
     help="Hyperparameter-optimization studies for autoencoders and VAEs, tracked in MLflow.",
@@ -84,20 +80,9 @@ TrackingOpt = Annotated[
 ]
 DEFAULT_DATASET = "fashion-mnist"
 
-
-def dataset_name(value: str) -> str:
-    """`folder:PATH` and `npz:PATH` with PATH made absolute, as studies store it: the same
-    dataset whatever folder a later command runs in."""
-    kind, sep, path = value.partition(":")
-    if sep and kind in ("folder", "npz") and path:
-        return f"{kind}:{Path(path).expanduser().resolve()}"
-    return value
-
-
 DatasetOpt = Annotated[
     str,
     typer.Option(
-        callback=dataset_name,
         help="fashion-mnist, mnist, svhn, cifar10, folder:PATH (class folders of PNG or JPEG "
         "images) or npz:PATH (arrays x_train, y_train [, x_test, y_test]).",
     ),
@@ -130,11 +115,10 @@ TrainSizeOpt = Annotated[
 ValSizeOpt = Annotated[int, typer.Option(min=1, help="Validation images.")]
 
 
-def fields(options: dict[str, Any], cls: type) -> dict[str, Any]:
-    """The command's options that `cls` (a request dataclass) has fields for, enums as values:
-    each option is declared once, in the command's signature."""
-    names = {field.name for field in dataclasses.fields(cls)}
-    return {k: v.value if isinstance(v, Enum) else v for k, v in options.items() if k in names}
+def keywords(options: dict[str, Any]) -> dict[str, Any]:
+    """A command's options as the API function's keywords: the names are the same by design
+    (a test holds them so), enums become their values."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
 
 
 def comma_integers(text: str, option: str, least: int) -> tuple[int, ...]:
@@ -150,22 +134,9 @@ def comma_integers(text: str, option: str, least: int) -> tuple[int, ...]:
     return numbers
 
 
-def project_of(options: dict[str, Any]) -> Project:
-    from vae_tune.project import Project
-
-    return Project(Path.cwd(), **fields(options, Project))
-
-
-def ref_of(options: dict[str, Any]) -> Any:
-    from vae_tune.runner import StudyRef
-
-    return StudyRef(**fields(options, StudyRef))
-
-
 def run(action: Callable[[], int]) -> None:
     """Run a command; its return value is the exit code. User errors are one line and exit
     2; Ctrl-C or SIGTERM exit 130; a full or read-only disk exits 1 with one line."""
-    quiet_libraries()
     # A kill (SIGTERM) takes the same graceful path as Ctrl-C: runs closed, study resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -1,14 +1,15 @@
-"""`vae-tune submit`: a study or the pipeline as SLURM jobs (see `ops/cluster.py`)."""
+"""`vae-tune submit`: a study or the pipeline as SLURM jobs (`vae_tune.api.submit`), each
+job's command line parsed here first, as the cluster's `vae-tune` will parse it."""
 
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vae_tune import render
+from vae_tune import api, render
 from vae_tune.cli.app import (
     DEFAULT_DATASET,
     DataDirOpt,
@@ -17,12 +18,13 @@ from vae_tune.cli.app import (
     EncoderOpt,
     StudyNameOpt,
     app,
+    keywords,
     run,
 )
 from vae_tune.errors import VaeTuneError
 
 if TYPE_CHECKING:
-    from vae_tune.ops.cluster import Job, Stores
+    from vae_tune.api import Job, Stores
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -63,51 +65,29 @@ def submit(
     pipeline to SLURM. Options it does not know go to every `vae-tune study` command as they
     are (--n-trials 9 --train-size 5000 ...), checked as those commands will parse them before
     anything is queued. The batch scripts are written to slurm/."""
-    from vae_tune.ops.cluster import Resources, Stores, check_stores, plan_jobs
-    from vae_tune.ops.cluster import submit as submit_jobs
+    options = keywords(locals())
+    del options["ctx"]
+    # The optional STAGE takes the first word after WHAT, an option included (`submit
+    # pipeline --n-trials 9`): an option there belongs with the study's other options.
+    extra = list(ctx.args)
+    if stage is not None and stage.startswith("-"):
+        options["stage"], extra = None, [stage, *extra]
+    options["sbatch"] = tuple(sbatch or ())
 
     def go() -> int:
-        if not storage or not tracking_uri:
-            raise VaeTuneError(
-                "vae-tune submit needs --storage (a shared Optuna storage, postgresql://...) "
-                "and --tracking-uri (an MLflow server, http://HOST:PORT)"
-            )
-        project = Path.cwd().resolve()
-        common = ("--dataset", dataset, *(("--data-dir", str(data_dir)) if data_dir else ()))
-        stores = Stores(storage, tracking_uri, common)
-        # The optional STAGE takes the first word after WHAT, an option included (`submit
-        # pipeline --n-trials 9`): an option there belongs with the study's other options.
-        named, extra = stage, list(ctx.args)
-        if stage is not None and stage.startswith("-"):
-            named, extra = None, [stage, *extra]
-        jobs = plan_jobs(what, named, encoder.value, extra, study_name)
-        check_commands(jobs, stores)
-        check_stores(project, stores, allow_local_stores)
-        resources = Resources(
-            tasks, cpus_per_task, gpus_per_task, partition, time, account, tuple(sbatch or ())
-        )
-        done = submit_jobs(project, jobs, resources, stores, dry_run=dry_run)
-        rows = []
-        for job, script, job_id in done.jobs:
-            shape = f"{tasks} tasks" if job.array and tasks > 1 else "1 task"
-            after = f"after {job.after}" if job.after else ""
-            rows.append((job_id, job.name, shape, after, str(script.relative_to(project))))
-        render.table(
-            "submitted to SLURM" if not dry_run else "written, not submitted (--dry-run)",
-            ("job", "name", "tasks", "runs", "batch script"),
-            rows,
-        )
-        ids = ",".join(job_id for _, _, job_id in done.jobs)
+        done = api.submit(**options, study_options=extra, check=check_commands)
+        render.submitted(done, tasks, dry_run)
         render.console.print(
-            f"watch: squeue -j {ids}; logs in slurm/logs/; trials and runs: vae-tune ui "
-            f"--storage {storage} --tracking-uri {tracking_uri}"
+            f"watch: squeue -j {','.join(job_id for _, _, job_id in done.jobs)}; logs in "
+            f"slurm/logs/; trials and runs: vae-tune ui --storage {storage} --tracking-uri "
+            f"{tracking_uri}"
         )
         return 0
 
     run(go)
 
 
-def check_commands(jobs: list[Job], stores: Stores) -> None:
+def check_commands(jobs: Sequence[Job], stores: Stores) -> None:
     """Parse each job's command line as its command will on the cluster: an unknown option
     or a bad value is refused here, before anything waits in a queue to fail."""
     commands = typer.main.get_group(app).commands

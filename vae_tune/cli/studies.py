@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vae_tune import render
+from vae_tune import api, render
 from vae_tune.cli.app import (
     DEFAULT_DATASET,
     DataDirOpt,
@@ -26,12 +26,9 @@ from vae_tune.cli.app import (
     WorkersOpt,
     app,
     comma_integers,
-    fields,
-    project_of,
-    ref_of,
+    keywords,
     run,
 )
-from vae_tune.errors import VaeTuneError
 
 # A registry is data, never code: unpickling a registered encoder is the user's explicit choice.
 AllowPickleOpt = Annotated[
@@ -114,20 +111,16 @@ def study(
     allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
-    from vae_tune import runner
-    from vae_tune.prepare import StudyRequest
-    from vae_tune.progress import LiveProgress
-
-    options = locals()
-    # A live bar per trial in a terminal; plain lines in logs, pipes and CI.
-    progress = LiveProgress(render.console) if render.console.is_terminal else None
+    options = keywords(locals())
 
     def go() -> int:
-        request = StudyRequest(**fields(options, StudyRequest))
-        result = runner.study(request, project_of(options), render.console.print, progress)
+        # A live bar per trial in a terminal; plain lines in logs, pipes and CI.
+        try:
+            result = api.study(**options, log=render.console.print, progress=render.live_progress())
+        except api.NoTrialCompletedError as exc:
+            render.study_summary(exc.result)
+            raise
         render.study_summary(result)
-        if result.summary.counts["COMPLETE"] == 0:
-            raise VaeTuneError("no trial completed; see the failure reasons above")
         return 0
 
     run(go)
@@ -158,16 +151,10 @@ def pipeline(
     """Encoder study, its promotion, head study, its promotion and the report, in a budget.
 
     Rerun it to resume: ended stages are skipped, an interrupted study is topped up."""
-    from vae_tune.budget import parse_budget
-    from vae_tune.pipeline import PipelineRequest, run_pipeline
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        wanted = fields(options, PipelineRequest) | {"budget_s": parse_budget(budget)}
-        project = project_of(options)
-        result = run_pipeline(PipelineRequest(**wanted), project, log=render.console.print)
-        render.pipeline(result, project.shown(result.report) if result.report else None)
+        render.pipeline(api.pipeline(**options, log=render.console.print))
         return 0
 
     run(go)
@@ -220,24 +207,10 @@ def promote(
     allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Choose the champion on validation data, retrain it, evaluate it once on test, register it."""
-    from vae_tune import runner
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        result = runner.promote(
-            ref_of(options),
-            project_of(options),
-            log=render.console.print,
-            top_k=top_k,
-            seeds=seeds,
-            force=force,
-            pick=pick,
-            iwae_k=iwae_k,
-            members=members,
-            mirror=mirror,
-        )
-        render.promotion(result)
+        render.promotion(api.promote(**options, log=render.console.print))
         return 0
 
     run(go)
@@ -259,15 +232,11 @@ def curve(
     allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Learning curve: the promoted config retrained on growing subsets, each tested once."""
-    from vae_tune import runner
-
-    parsed = comma_integers(sizes, "--sizes", least=1)
-    options = locals()
+    options = keywords(locals())
+    options["sizes"] = comma_integers(sizes, "--sizes", least=1)
 
     def go() -> int:
-        render.curve(
-            runner.curve(ref_of(options), parsed, project_of(options), render.console.print)
-        )
+        render.curve(api.curve(**options, log=render.console.print))
         return 0
 
     run(go)
@@ -287,15 +256,14 @@ def compare(
 ) -> None:
     """The same validation images reconstructed by several trials, one row each, labelled:
     written to reports/ and to the study's MLflow run (compare/)."""
-    from vae_tune import runner
-
-    numbers = comma_integers(trials, "--trials", least=0) if trials else ()
-    options = locals()
+    options = keywords(locals())
+    options["trials"] = comma_integers(trials, "--trials", least=0) if trials else ()
 
     def go() -> int:
-        project = project_of(options)
-        path, name = runner.compare(ref_of(options), project, top, numbers)
-        render.console.print(f"wrote {project.shown(path)} and {name} in the study's MLflow run")
+        found = api.compare(**options)
+        render.console.print(
+            f"wrote {render.shown(found.path)} and {found.artifact} in the study's MLflow run"
+        )
         return 0
 
     run(go)

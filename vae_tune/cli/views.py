@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vae_tune import render
+from vae_tune import api, render
 from vae_tune.cli.app import (
     DEFAULT_DATASET,
     DatasetOpt,
@@ -20,11 +20,9 @@ from vae_tune.cli.app import (
     TrackingOpt,
     TrialState,
     app,
-    project_of,
-    ref_of,
+    keywords,
     run,
 )
-from vae_tune.errors import VaeTuneError
 
 
 @app.command()
@@ -34,13 +32,10 @@ def report(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Write reports/DATASET.md: studies, pruning funnel, champions, baselines, references."""
-    from vae_tune import runner
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        project = project_of(options)
-        render.console.print(f"wrote {project.shown(runner.report(dataset, project))}")
+        render.console.print(f"wrote {render.shown(api.report(**options))}")
         return 0
 
     run(go)
@@ -73,15 +68,10 @@ def ui(
 ) -> None:
     """Serve optuna-dashboard and the MLflow UI on this project's stores until Ctrl-C; print
     the URLs of each study's trials in both, and of its best trials side by side."""
-    from vae_tune.ops.ui import serve
-
-    given = locals()
-    ports = {"dashboard_port": port, "mlflow_port": mlflow_port}
-    options = {k: v for k, v in given.items() if k not in ports}
-    options |= {k: v for k, v in ports.items() if v is not None}  # else the environment's
+    options = keywords(locals())
 
     def go() -> int:
-        serve(project_of(options), open, log=render.console.print)
+        api.ui(**options, log=render.console.print)
         return 0
 
     run(go)
@@ -90,13 +80,10 @@ def ui(
 @app.command()
 def status(storage: StorageOpt = None, tracking_uri: TrackingOpt = None) -> None:
     """Every study in the storage: trials by state, best value, running trials."""
-    from vae_tune import runner
-    from vae_tune.analysis.tables import STATES
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        render.status(runner.status(project_of(options)), STATES)
+        render.status(api.status(**options))
         return 0
 
     run(go)
@@ -109,12 +96,10 @@ def doctor(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Check the stores: schemas, zombie trials, runs left RUNNING, orphaned artifacts."""
-    from vae_tune.ops.doctor import diagnose
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        findings = diagnose(*project_of(options).open_stores(), fix=fix, log=render.console.print)
+        findings = api.doctor(**options, log=render.console.print)
         render.doctor(findings)
         problems = sum(f.state == "problem" for f in findings)
         if problems:
@@ -137,17 +122,11 @@ def trials(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """A study's trials as a table: state, value, epochs, params, MLflow run."""
-    from vae_tune import runner
-    from vae_tune.analysis import tables
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        ref = ref_of(options)
-        found, frame = runner.trials_table(ref, project_of(options))
-        best_first = sort == "value" and found.directions[0].name == "MAXIMIZE"
-        chosen = tables.select(frame, state and state.value, sort, best_first, limit)
-        render.trials(ref.name, chosen, len(frame))
+        chosen = api.trials(**options)
+        render.trials(chosen.attrs["study"], chosen, chosen.attrs["total"])
         return 0
 
     run(go)
@@ -165,21 +144,11 @@ def export(
     tracking_uri: TrackingOpt = None,
 ) -> None:
     """Optuna trials joined with their MLflow runs, as one CSV or Parquet table."""
-    from vae_tune import runner
-
-    options = locals()
+    options = keywords(locals())
 
     def go() -> int:
-        ref = ref_of(options)
-        _, frame = runner.trials_table(ref, project_of(options))
-        path = out or Path(f"{ref.name}.{format.value}")
-        if path.is_dir() or not path.parent.is_dir():
-            raise VaeTuneError(f"--out {path}: give a file in an existing folder")
-        if format == ExportFormat.csv:
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
-        render.console.print(f"wrote {len(frame)} trials x {len(frame.columns)} columns to {path}")
+        done = api.export(**options)
+        render.console.print(f"wrote {done.rows} trials x {done.columns} columns to {done.path}")
         return 0
 
     run(go)
@@ -188,32 +157,9 @@ def export(
 @app.command()
 def datasets() -> None:
     """The datasets --dataset takes, and how each is trained by default."""
-    from vae_tune.datasets import BUILT_IN
 
     def go() -> int:
-        rows = [
-            (s.name, str(len(s.classes)), "flip_shift" if s.mirror else "shift", s.about)
-            for s in BUILT_IN.values()
-        ]
-        rows += [
-            (
-                "folder:PATH",
-                "its class folders",
-                "shift",
-                "PNG or JPEG images, one folder a class (train/ and test/, or a held-out share)",
-            ),
-            (
-                "npz:PATH",
-                "its labels",
-                "shift",
-                "arrays x_train, y_train [, x_test, y_test, classes]",
-            ),
-        ]
-        render.table(
-            "datasets (read from --data-dir or $VAE_TUNE_DATA; train.augment: auto picks)",
-            ("dataset", "classes", "augment auto", "about"),
-            rows,
-        )
+        render.datasets(api.datasets())
         return 0
 
     run(go)
