@@ -109,6 +109,11 @@ def test_models_are_registered_with_the_champion_alias(promoted) -> None:
         version = tracker.champion(f"vae-tune-fashion-mnist-{stage}")
         assert version is not None and str(version.version) == "1"
         assert version.tags["stage"] == stage
+        # Where users look first, the registry says how to use the graph, .eval() included.
+        assert f'load_model("models:/vae-tune-fashion-mnist-{stage}@champion")' in (
+            version.description
+        )
+        assert "Do not call `model.eval()`" in version.description
     version = tracker.champion("vae-tune-fashion-mnist-mlp")
     classifier = tracker.load_model("vae-tune-fashion-mnist-mlp", version.version)
     assert isinstance(classifier, Ensemble) and len(classifier.members) == 2 and classifier.mirror

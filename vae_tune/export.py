@@ -114,3 +114,29 @@ def _spec_file(model: Model, folder: Path) -> Path:
     path.parent.mkdir(exist_ok=True)
     save_spec_file(model, path, SPEC_FORMAT)
     return path
+
+
+def usage(name: str, parts: list[str]) -> str:
+    """How to use a registered version, for its description in the registry: where users look
+    first. A pt2 graph loaded by MLflow refuses `.eval()` (torch raises NotImplementedError for
+    exported graphs), the first line of most PyTorch inference snippets, so it says why that is
+    not needed and what to call instead."""
+    output = "latents (a VAE's posterior mean)" if DECODER in parts else "class logits"
+    decoder = (
+        f"\n\nIts decoder (latents in, images in [0, 1] out) is the run's `{DECODER}/` "
+        f"model, named by the version's tag `vae_tune.{DECODER}`."
+        if DECODER in parts
+        else ""
+    )
+    return f"""Registered by vae-tune. MLflow alone loads and serves it (no vae-tune needed):
+
+```python
+model = mlflow.pytorch.load_model("models:/{name}@champion")
+with torch.inference_mode():
+    out = model(images)  # float32 (N, C, H, W) in [0, 1] -> {output}
+```
+
+It is an exported graph (torch.export, pt2), already in inference mode: dropout is off and
+batch norm uses its running statistics. Do not call `model.eval()` or `model.train()`: torch
+raises NotImplementedError for exported graphs. To fine-tune it or call `.eval()`, load it as
+a regular `torch.nn.Module` with `vae_tune.load_champion(...)`.{decoder}"""

@@ -30,7 +30,7 @@ from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_
 
 from vae_tune import links
 from vae_tune.errors import StoreError
-from vae_tune.export import MAIN, save_parts
+from vae_tune.export import MAIN, save_parts, usage
 from vae_tune.mlflow_rules import filter_literal, not_found, probe_store, reason, store_error
 from vae_tune.models import Model
 from vae_tune.registry import UntrustedModelError, load_model_folder
@@ -246,7 +246,11 @@ class Tracker:
         artifacts = self.client.get_run(run_id).info.artifact_uri
         beside = {f"vae_tune.{part}": f"runs:/{run_id}/{part}" for part in names if part != MAIN}
         version = self.client.create_model_version(
-            name, f"{artifacts}/{MAIN}", run_id=run_id, tags={**tags, **beside}
+            name,
+            f"{artifacts}/{MAIN}",
+            run_id=run_id,
+            tags={**tags, **beside},
+            description=usage(name, names),
         )
         self.client.set_registered_model_alias(name, "champion", version.version)
         return str(version.version)
