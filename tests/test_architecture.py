@@ -99,3 +99,65 @@ def test_only_the_record_touches_user_attrs() -> None:
         text = path.read_text()
         assert "user_attrs[" not in text and "set_user_attr(" not in text, name
         assert ".user_attrs.get(" not in text, name
+
+
+# The CLI is a shell over the public API (DESIGN rule 15): options in, one `vae_tune.api` call,
+# its result rendered. What an exception means for the exit code (errors, failures) is its own.
+CLI_MAY_IMPORT = (
+    "vae_tune.api",
+    "vae_tune.render",
+    "vae_tune.errors",
+    "vae_tune.failures",
+    "vae_tune.cli",
+)
+CLI_MAY_IMPORT_FROM_ROOT = {"api", "render", "__version__"}
+
+
+def package_imports(path: Path) -> list[str]:
+    """Every `vae_tune` import in a module, `if TYPE_CHECKING:` and function bodies included:
+    `from vae_tune import x` as `vae_tune.x`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "vae_tune":
+            found += [f"vae_tune.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+    return [name for name in found if name.split(".")[0] == "vae_tune"]
+
+
+def cli_may_import(name: str) -> bool:
+    if name.count(".") == 1 and name.split(".")[1] in CLI_MAY_IMPORT_FROM_ROOT:
+        return True
+    return any(name == allowed or name.startswith(f"{allowed}.") for allowed in CLI_MAY_IMPORT)
+
+
+def test_the_cli_calls_only_the_public_api() -> None:
+    cli = sorted((PACKAGE / "cli").glob("*.py"))
+    assert len(cli) >= 5
+    wrong = {
+        f"{path.name}: {name}"
+        for path in cli
+        for name in package_imports(path)
+        if not cli_may_import(name)
+    }
+    assert not wrong, f"the CLI reaches past vae_tune.api: {sorted(wrong)}"
+
+
+def test_the_cli_rule_catches_a_reach_past_the_api(tmp_path: Path) -> None:
+    """The check itself: the imports the CLI made before it was a shell are refused."""
+    module = tmp_path / "old.py"
+    module.write_text(
+        "from vae_tune import runner\n"
+        "def go():\n"
+        "    from vae_tune.prepare import StudyRequest\n"
+        "    import vae_tune.ops.ui\n"
+        "from vae_tune import api, render, __version__\n"
+    )
+    names = package_imports(module)
+    assert [n for n in names if not cli_may_import(n)] == [
+        "vae_tune.runner",
+        "vae_tune.prepare",
+        "vae_tune.ops.ui",
+    ]
