@@ -230,6 +230,26 @@ def test_the_study_view_and_tags_tell_states_and_the_best(tmp_path: Path, tracke
     assert best == [study.best_trial.number]
     assert {r.data.tags[mlflow_view.STATE_TAG] for r in runs.values()} == {"COMPLETE"}
     assert {r.data.tags[mlflow_view.EPOCHS_TAG] for r in runs.values()} == {"2"}
+    # The top-k view shows the runs marked top, each with its value in full (its chart would
+    # print 2 decimals), its pictures' keys and their values as charts.
+    for trial in study.trials:
+        tags = runs[trial.number].data.tags
+        assert (
+            tags[mlflow_view.TOP_TAG] == "true" and tags["Value val_loss"] == f"{trial.value:.6g}"
+        )
+    topk = json.loads(json.loads(experiment.tags[mlflow_view.TOPK_VIEW_TAG])["state"])
+    assert topk["searchFilter"] == "tags.`trial.top_k` = 'true'"
+    assert (
+        topk["orderByKey"] == state["orderByKey"]
+        and topk["selectedColumns"] == state["selectedColumns"]
+    )
+    charts = {c["type"]: c for c in topk["compareRunCharts"]}
+    assert charts["IMAGE"]["imageKeys"] == ["reconstructions", "validation images"]
+    assert charts["DIFFERENCE"]["compareGroups"][0] == "Tags"
+    images = {
+        a.path.split("+")[0] for a in tracker.client.list_artifacts(runs[0].info.run_id, "images")
+    }
+    assert images == {"images/reconstructions", "images/validation images"}
     # A mark another process left on a run that is no longer the best (two trials ending at
     # the same moment) is put right when the study closes.
     worse = next(n for n in runs if n != study.best_trial.number)

@@ -2,7 +2,9 @@
 
 Each AE/VAE trial that completes or is pruned leaves its picture (`recon.png`: validation images,
 their reconstructions, a VAE's prior samples) in its MLflow run and in optuna-dashboard's
-artifact store, so the dashboard's trial page shows it. The study's parent run keeps
+artifact store, so the dashboard's trial page shows it. Its parts are also logged as MLflow
+images (`log_image`, one key each: `mlflow_view.IMAGE_KEYS`), which MLflow's charts draw for
+the study's top-k view (a small PNG and its thumbnail each). The study's parent run keeps
 `compare/recon_topk.png`, the same images reconstructed by its best trials, redrawn when they
 change (at most every TOPK_EVERY_S seconds, and when the study ends); `vae-tune compare` draws
 it for any trials.
@@ -10,6 +12,7 @@ it for any trials.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
@@ -19,9 +22,11 @@ import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
+from PIL import Image
 
 from vae_tune.analysis.pictures import read_rows, topk_png, trial_png, trial_rows
 from vae_tune.errors import VaeTuneError
+from vae_tune.mlflow_view import IMAGE_KEYS
 from vae_tune.models import Autoencoder
 from vae_tune.record import TrialRecord
 from vae_tune.tracking import Tracker
@@ -63,6 +68,9 @@ class Gallery:
         self.rows[trial.number] = rows
         path.write_bytes(trial_png(rows))
         self.tracker.log_artifact(run_id, path)
+        for key, row in zip(IMAGE_KEYS, rows, strict=False):  # a 4 x 4 block each
+            block = Image.open(io.BytesIO(trial_png([row])))
+            self.tracker.client.log_image(run_id, block, key=key, step=0, synchronous=True)
         if self.store is not None:
             upload_artifact(
                 artifact_store=self.store,

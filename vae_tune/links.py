@@ -18,12 +18,22 @@ import urllib.parse
 
 ML_VIEW = "workflowType=machine_learning"
 TRIALS_VIEW = "vae-tune-trials"  # the study's saved view in the MLflow UI, by its share key
+TOPK_VIEW = "vae-tune-topk"  # its best trials side by side, with their pictures
+TOP_K = 5  # trials the top-k view shows
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow's experiment tags that hold saved views
 
 
 def mlflow_trials(base: str, experiment_id: str) -> str:
     """The study's trials in its saved view: metric, state and searched params as columns."""
     return f"{base}/#/experiments/{experiment_id}/runs?{ML_VIEW}&viewStateShareKey={TRIALS_VIEW}"
+
+
+def mlflow_topk(base: str, experiment_id: str) -> str:
+    """The study's TOP_K best trials side by side in its top-k view, opened in chart mode
+    (`compareRunsMode` is no search facet, so MLflow still applies the view): their values
+    and their pictures."""
+    view = f"viewStateShareKey={TOPK_VIEW}&compareRunsMode=CHART"
+    return f"{base}/#/experiments/{experiment_id}/runs?{ML_VIEW}&{view}"
 
 
 def mlflow_runs(base: str, experiment_id: str, metric: str, direction: str) -> str:

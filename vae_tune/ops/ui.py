@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from vae_tune.project import Project
 
 Log = Callable[[str], None]
-TOP_K = 5  # trials the compare URL puts side by side
+TOP_K = links.TOP_K  # trials the top-k link puts side by side
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class StudyLinks:
     name: str
     dashboard: str
     runs: str | None  # the MLflow runs table, trials as rows
-    compare: str | None  # MLflow's comparison of the top trials
+    compare: str | None  # the top trials side by side in MLflow, with their pictures
 
 
 def serve(project: Project, open_browser: bool, log: Log) -> None:
@@ -99,7 +99,11 @@ def study_links(project: Project) -> list[StudyLinks]:
         else:  # a study from before the saved view: MLflow would refuse an unknown view
             runs = links.mlflow_runs(project.mlflow_url, experiment_id, attrs["metric"], direction)
         top = _top_runs(project, study_id, direction)
-        compare = links.mlflow_compare(project.mlflow_url, experiment_id, top) if top else None
+        compare = None
+        if links.VIEW_TAG_PREFIX + links.TOPK_VIEW in tags and top:
+            compare = links.mlflow_topk(project.mlflow_url, experiment_id)
+        elif top:  # a study from before the top-k view: MLflow's compare page, no pictures
+            compare = links.mlflow_compare(project.mlflow_url, experiment_id, top)
         found.append(StudyLinks(name, dashboard, runs, compare))
     return found
 
