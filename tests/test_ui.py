@@ -77,7 +77,7 @@ def test_ui_is_light_prints_its_urls_and_stops_on_ctrl_c(project, tmp_path: Path
         dashboard, mlflow = ports["VAE_TUNE_DASHBOARD_PORT"], ports["VAE_TUNE_MLFLOW_PORT"]
         assert f"http://127.0.0.1:{dashboard}/dashboard/studies/0" in terminal.output
         assert f"http://127.0.0.1:{mlflow}/#/experiments/1/runs?workflowType" in terminal.output
-        assert "/#/compare-runs?runs=" in terminal.output
+        assert "viewStateShareKey=vae-tune-topk&compareRunsMode=CHART" in terminal.output
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and len(_lines(opened)) < 2:
             time.sleep(0.2)
@@ -151,13 +151,6 @@ def test_urls_land_on_the_trials_in_a_browser(project) -> None:
             expect(page.get_by_text("trial-000", exact=True)).to_be_visible(timeout=60_000)
             expect(page.get_by_text("trial-002", exact=True)).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "mlflow_runs.png")
-            # The comparison opens on the study's metric, with no seed among the params.
-            page.goto(urls["side by side in MLflow"])
-            expect(page.get_by_text("Parallel Coordinates Plot")).to_be_visible(timeout=60_000)
-            page.wait_for_timeout(1500)
-            plot = page.locator(".js-plotly-plot").first.inner_text()
-            assert "val_loss" in plot and "seed" not in plot
-            page.screenshot(path=SCREENSHOTS / "mlflow_compare.png")
             # The dashboard URL opens the study; a trial page shows its picture and its note,
             # whose MLflow link opens that trial's run.
             page.goto(urls["trials in optuna-dashboard"])
@@ -225,11 +218,63 @@ def test_trials_link_shows_metric_params_and_pruned_at_first_sight(project) -> N
             terminal.close()
 
 
-def _assert_on_screen(page, locator, what: str) -> None:
-    """Visible in the viewport and not under anything else (the Assistant panel)."""
+@pytest.mark.e2e
+def test_topk_link_shows_values_and_pictures_at_first_sight(project) -> None:
+    """The printed top-k link opens the study's top-k view (MLflow's saved-view and chart
+    formats, not a public API) in chart mode at 1920x1000: each top trial's value (in full),
+    number and state, and a picture of a top trial loaded, on screen without a click."""
+    from playwright.sync_api import expect, sync_playwright
+
+    executable = chromium()
+    root, ports = project
+    _, _, children = runs_of(root)
+    top = {r.info.run_id: r for r in children if r.data.tags.get("trial.top_k") == "true"}
+    complete = [t for t in load_study(root).trials if t.state.name == "COMPLETE"]
+    assert complete and len(top) == len(complete)  # 3 trials: every complete one is in the top
+    terminal = start_ui(project)
+    url = _printed_urls(terminal.output)["side by side in MLflow"]
+    assert "viewStateShareKey=vae-tune-topk" in url
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable)
+            page = browser.new_page(viewport={"width": 1920, "height": 1000})
+            page.goto(url)
+            expect(page.get_by_text("Value val_loss", exact=True)).to_be_visible(timeout=60_000)
+            for trial in complete:
+                value = page.get_by_text(f"{trial.value:.6g}", exact=True).first
+                _assert_on_screen(page, value, f"trial {trial.number}'s val_loss")
+            _assert_on_screen(page, page.get_by_text("COMPLETE", exact=True).first, "state")
+            # A top trial's reconstructions, logged by log_image, drawn from its run.
+            pictures = page.locator("img[src*='get-artifact?path=images%2Freconstructions']")
+            expect(pictures.first).to_be_visible(timeout=30_000)
+            loaded = "(img) => img.complete && img.naturalWidth > 0"
+            selector = "img[src*='images%2Freconstructions']"
+            page.wait_for_function(
+                f"() => [...document.querySelectorAll({selector!r})].some({loaded})"
+            )
+            drawn = [
+                src
+                for img in pictures.element_handles()
+                if page.evaluate(loaded, img) and (src := img.get_attribute("src"))
+            ]
+            assert any(f"run_uuid={run_id}" in src for src in drawn for run_id in top), drawn
+            # Its top rows at least: the chart's card cuts a tall picture at its lower edge.
+            _assert_on_screen(page, pictures.first, "a picture", near_top=True)
+            page.screenshot(path=SCREENSHOTS / "mlflow_topk_view.png")
+            browser.close()
+    finally:
+        tree = process_tree(terminal.process.pid)
+        terminal.ctrl_c()
+        assert_all_gone(tree, ports)
+        terminal.close()
+
+
+def _assert_on_screen(page, locator, what: str, near_top: bool = False) -> None:
+    """Visible in the viewport and not under anything else (the Assistant panel): its middle,
+    or a point `near_top`."""
     box = locator.bounding_box()
     assert box is not None, what
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    x, y = box["x"] + box["width"] / 2, box["y"] + (10 if near_top else box["height"] / 2)
     assert 0 <= x <= 1920 and 0 <= y <= 1000, (what, box)
     top = "([x, y, el]) => el.contains(document.elementFromPoint(x, y))"
     assert page.evaluate(top, [x, y, locator.element_handle()]), f"{what} is covered"
