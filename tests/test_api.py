@@ -62,6 +62,12 @@ def test_import_loads_no_torch_optuna_or_mlflow() -> None:
         "'pandas', 'typer') if m in sys.modules))"
     )
     assert heavy.strip() == "[]"
+    # `vae-tune ui` serves for hours: its process holds no torch, Optuna or MLflow either.
+    serving = python(
+        "import sys; from vae_tune import api; api.ui; print(sorted(m for m in ('torch', "
+        "'optuna', 'mlflow', 'pandas') if m in sys.modules))"
+    )
+    assert serving.strip() == "[]"
     assert python("import vae_tune; print(vae_tune.__version__)").strip() == "0.4.0"
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from vae_tune.api._common import Log, dataset_name
     from vae_tune.api.cluster import Job, Stores, Submitted, submit
     from vae_tune.api.promotion import curve, load_champion, promote
+    from vae_tune.api.serving import ui
     from vae_tune.api.studies import NoTrialCompletedError, ProgressCallback, pipeline, study
     from vae_tune.api.views import (
         TRIAL_STATES,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
         report,
         status,
         trials,
-        ui,
     )
     from vae_tune.errors import VaeTuneError
     from vae_tune.ops.doctor import Finding
@@ -55,7 +55,7 @@ WHERE = {
     "export": "vae_tune.api.views",
     "doctor": "vae_tune.api.views",
     "datasets": "vae_tune.api.views",
-    "ui": "vae_tune.api.views",
+    "ui": "vae_tune.api.serving",
     "TRIAL_STATES": "vae_tune.api.views",
     "Comparison": "vae_tune.api.views",
     "Exported": "vae_tune.api.views",

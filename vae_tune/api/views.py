@@ -1,5 +1,5 @@
 """The use cases that look at a project's stores: report, compare, status, trials, export,
-doctor, datasets and ui. Each returns data (a path, rows, a DataFrame); the CLI renders it."""
+doctor and datasets. Each returns data (a path, rows, a DataFrame); the CLI renders it."""
 
 import os
 from collections.abc import Sequence
@@ -197,37 +197,6 @@ def datasets() -> list[DatasetInfo]:
             "npz:PATH", "its labels", "shift", "arrays x_train, y_train [, x_test, y_test, classes]"
         ),
     ]
-
-
-def ui(
-    *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    mlflow_port: int | None = None,
-    open: bool = False,
-    storage: str | None = None,
-    tracking_uri: str | None = None,
-    project: ProjectLike = None,
-    log: Log | None = None,
-) -> None:
-    """Serve optuna-dashboard (``port``, default ``$VAE_TUNE_DASHBOARD_PORT`` or 8080) and the
-    MLflow UI (``mlflow_port``, default ``$VAE_TUNE_MLFLOW_PORT`` or 5000) on the project's
-    stores until Ctrl-C; ``log`` receives each study's links. ``open`` opens a browser."""
-    from vae_tune.ops.ui import serve
-
-    for name, value in (("port", port), ("mlflow_port", mlflow_port)):
-        if value is not None and not 1 <= value <= 65535:
-            raise VaeTuneError(f"{name}={value!r}: a port is from 1 to 65535")
-    quiet_libraries()
-    found = open_project(
-        project,
-        storage=storage,
-        tracking_uri=tracking_uri,
-        host=host,
-        dashboard_port=port,
-        mlflow_port=mlflow_port,
-    )
-    serve(found, open, log=log_of(log))
 
 
 def _ref(stage: str, study_name: str | None, dataset: str, encoder: str = "ae") -> StudyRef:
