@@ -163,10 +163,14 @@ def studied(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, vt.StudyRes
 def test_a_study_in_process_prints_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = vt.study("ae", n_trials=2, **TINY, data_dir=data_dir(), project=tmp_path)
+    # A space loaded (and changed) in Python, not a file: what the study stores and runs.
+    space = vt.SearchSpace.from_yaml(vt.Project(tmp_path).space_path("ae"))
+    space = space.with_fixed({"train.batch_size": 64})
+    result = vt.study("ae", n_trials=2, **TINY, space=space, data_dir=data_dir(), project=tmp_path)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
     assert result.summary.counts["COMPLETE"] >= 1
+    assert result.study.user_attrs["settings"]["fixed"]["train.batch_size"] == 64
 
 
 @pytest.mark.slow
