@@ -42,6 +42,14 @@ def study_note(
     )
 
 
+def with_options(note: str, shown: dict[str, str]) -> str:
+    """The study's note with the warm start, trial time-out and target it runs with."""
+    if not shown:
+        return note
+    lines = "\n".join(f"- {key.replace('_', ' ')}: `{value}`" for key, value in shown.items())
+    return f"{lines}\n\n{note}"
+
+
 def stopped_note(note: str, reason: str) -> str:
     return f"**Stopped early**: {reason}\n\n{note}"
 

@@ -103,6 +103,7 @@ class Objective:
                 "vae_tune.stage": c.space.stage,
                 "vae_tune.seed": seed,
                 **self._dashboard_tags(trial),
+                **record.warm_start_tags(),  # where a warm-started config came from
                 **c.task.lineage,
             },
             parent_run_id=c.parent_run_id,

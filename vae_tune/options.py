@@ -7,12 +7,13 @@ The seed drives the split, the sampler and every trial seed; a space file may gi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vae_tune.errors import VaeTuneError
+from vae_tune.extras import Extras, parse_duration, parse_sources, parse_target
 from vae_tune.samplers import make_pruner, make_sampler
-from vae_tune.space import SearchSpace, objective_metrics
+from vae_tune.space import SearchSpace, StudySettings, objective_metrics
 from vae_tune.stages import stage
 
 DEFAULT_SEED = 0
@@ -30,6 +31,9 @@ class CommandLine:
     pruner: str | None = None
     patience: int | None = None
     objective: str | None = None  # elbo, probe, elbo,probe (an AE's: loss, probe, loss,probe)
+    warm_start: str | None = None  # NAME or STORAGE::NAME, comma-separated
+    trial_timeout: str | float | None = None  # seconds, or 90s, 10m, 1.5h
+    target: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class RunOptions:
     seed: int
     n_trials: int
     patience: int | None
+    extras: Extras = field(default_factory=Extras)  # warm start, trial time-out, target
 
 
 def first(*values: Any) -> Any:
@@ -71,7 +76,28 @@ def resolve(cli: CommandLine, space: SearchSpace) -> tuple[SearchSpace, RunOptio
         seed=int(seed),
         n_trials=first(cli.n_trials, settings.n_trials, DEFAULT_N_TRIALS),
         patience=first(cli.patience, settings.patience),
+        extras=resolve_extras(cli, settings),
     )
     if options.patience and settings.multi:
         raise VaeTuneError("--patience needs one objective: a Pareto front has no single best")
     return space, options
+
+
+def resolve_extras(cli: CommandLine, settings: StudySettings) -> Extras:
+    """Warm start, trial time-out and target: each from the command line, else the space."""
+    warm = parse_sources(cli.warm_start, "--warm-start") if cli.warm_start else None
+    timeout = None
+    if cli.trial_timeout is not None:
+        timeout = parse_duration(cli.trial_timeout, "--trial-timeout")
+    target = None if cli.target is None else parse_target(cli.target, "--target")
+    extras = Extras(
+        warm_start=first(warm, settings.warm_start),
+        trial_timeout=first(timeout, settings.trial_timeout),
+        target=first(target, settings.target),
+    )
+    if extras.target is not None and settings.multi:
+        raise VaeTuneError(
+            f"--target {extras.target:g} needs one objective: a study of "
+            f"{', '.join(settings.metrics)} has a Pareto front, no single value to reach"
+        )
+    return extras

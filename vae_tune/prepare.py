@@ -7,6 +7,7 @@ this module and prepare the same setup for themselves.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from vae_tune.data import load_splits
 from vae_tune.datasets.defaults import data_defaults, describe
 from vae_tune.encoders import resolve_encoder
 from vae_tune.errors import VaeTuneError
+from vae_tune.extras import located
 from vae_tune.options import CommandLine, RunOptions, resolve
 from vae_tune.project import Project
 from vae_tune.space import SearchSpace, load_space
@@ -57,6 +59,9 @@ class StudyRequest:
     epoch_s_hint: float | None = None  # a measured epoch time, until the study measures its own
     objective: str | None = None  # elbo, probe, elbo,probe: overrides the space's metric
     allow_pickle: bool = False  # a head study may unpickle its registered encoder (0.1's)
+    warm_start: str | None = None  # NAME or STORAGE::NAME, comma-separated (extras.py)
+    trial_timeout: str | float | None = None  # seconds, or 90s, 10m, 1.5h
+    target: float | None = None  # stop starting trials once a complete trial reaches it
 
     @property
     def name(self) -> str:
@@ -71,6 +76,9 @@ class StudyRequest:
             pruner=self.pruner,
             patience=self.patience,
             objective=self.objective,
+            warm_start=self.warm_start,
+            trial_timeout=self.trial_timeout,
+            target=self.target,
         )
 
 
@@ -89,6 +97,7 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
     """Validate the space and the device, find the encoder, load the data, open the stores:
     a bad option or file is refused before anything is written."""
     space, run = load_request_space(request, project)
+    sources = located(run.extras.warm_start, request.name, project.storage_location)
     device = project.torch_device()
     wanted = stage(request.stage)
     encoder, stores = None, None
@@ -143,6 +152,7 @@ def prepare(request: StudyRequest, project: Project, log: Log) -> StudySetup:
         epoch_s_hint=request.epoch_s_hint,
         artifact_dir=project.artifacts,
         dashboard_url=project.dashboard_url,
+        extras=dataclasses.replace(run.extras, warm_start=sources),
     )
     return StudySetup(space, storage, tracker, wanted.make_task(splits, encoder), options)
 

@@ -145,7 +145,10 @@ def pipeline(result: PipelineResult) -> None:
 
 
 def status(rows: list[dict[str, Any]]) -> None:
-    columns = ("study", "stage", "dataset", "metric", *STATE_COLUMNS, "best", "running_trials")
+    columns = (
+        *("study", "stage", "dataset", "metric", *STATE_COLUMNS, "best", "running_trials"),
+        *("stop_reason", "options"),  # why it stopped; warm start, trial time-out, target
+    )
     cells = [[row[c] if row[c] is not None else "-" for c in columns] for row in rows]
     table("studies", [c.replace("_", " ") for c in columns], cells)
 

@@ -3,6 +3,7 @@ that it runs with the space and settings it began with, and its MLflow parent ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import optuna
 
 from vae_tune.errors import StudyMismatchError
+from vae_tune.extras import Extras
 from vae_tune.record import Settings, StudyRecord
 from vae_tune.samplers import make_pruner, study_sampler
 from vae_tune.space import SearchSpace
@@ -162,3 +164,19 @@ def parent_run(
     tracker.log_text(run_id, space.text, "search_space.yaml")
     record.record_mlflow(experiment_id, run_id, tracker.tracking_uri)
     return run_id
+
+
+def record_extras(
+    record: StudyRecord, tracker: Tracker, parent_run_id: str, extras: Extras
+) -> dict[str, str]:
+    """This session's warm start, trial time-out and target, on the study (`vae-tune status`)
+    and its parent run; those it leaves out are removed from the run. As shown."""
+    shown = extras.shown()
+    record.record_options(shown)
+    keys = ("warm_start", "trial_timeout", "target")
+    tracker.set_tags(parent_run_id, {f"vae_tune.{k}": shown[k] for k in keys if k in shown})
+    for key in keys:
+        if key not in shown:
+            with contextlib.suppress(Exception):  # MLflow raises for a tag that is not there
+                tracker.delete_tag(parent_run_id, f"vae_tune.{key}")
+    return shown

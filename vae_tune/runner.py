@@ -82,11 +82,11 @@ def study(
         torch.set_num_threads(cpus)  # a SLURM task: the CPUs it was given, not the node's
     check_workers(request.workers)  # here, not in each worker: they share the memory
     setup = prepare(request, project, log)
-    if request.workers == 1:
+    if request.workers == 1 and setup.options.extras.trial_timeout is None:
         summary = run_study(
             setup.space, setup.task, setup.storage, setup.tracker, setup.options, log, progress
         )
-    else:
+    else:  # several workers, or a trial time-out: kept by this process over its worker(s)
         summary = run_workers(request, project, setup, log)
     if isinstance(setup.task, HeadTask):
         record_head_baselines(

@@ -25,21 +25,13 @@ from optuna.trial import BaseTrial
 
 from vae_tune.config import TrialConfig, build_config
 from vae_tune.errors import ConfigError, SpaceError, VaeTuneError
+from vae_tune.extras import Source, space_keys
 from vae_tune.samplers import make_pruner, make_sampler
 from vae_tune.stages import STAGES, CollapseLimits, Stage
 
 _TOP_KEYS = {"stage", "description", "study", "fixed", "search"}
-_STUDY_KEYS = {
-    "metric",
-    "direction",
-    "objective",
-    "sampler",
-    "pruner",
-    "min_kl",
-    "min_active_units",
-    "n_trials",
-    "patience",
-}
+_STUDY_KEYS = {"metric", "direction", "objective", "sampler", "pruner", "min_kl", "target"}
+_STUDY_KEYS |= {"min_active_units", "n_trials", "patience", "warm_start", "trial_timeout"}
 _PARAM_KEYS = {
     "float": {"type", "low", "high", "log", "step"},
     "int": {"type", "low", "high", "log", "step"},
@@ -93,6 +85,9 @@ class StudySettings:
     n_trials: int | None = None  # finished trials wanted, unless --n-trials says otherwise
     patience: int | None = None  # stop after this many finished trials without a new best
     min_active_units: int | None = None
+    warm_start: tuple[Source, ...] = ()  # studies whose best configurations start this one
+    trial_timeout: float | None = None  # seconds: a trial that runs longer is stopped
+    target: float | None = None  # stop starting trials once a finished trial reaches it
 
     @property
     def metric(self) -> str:
@@ -244,7 +239,7 @@ def _parse_study(source: str, stage: Stage, study: Mapping[str, Any]) -> StudySe
         stage.epoch_rule is None or not isinstance(min_kl, int | float) or min_kl < 0
     ):
         raise SpaceError(source, "study.min_kl", "is a number >= 0, for the vae stage only")
-    counts = {}
+    counts: dict[str, Any] = {}
     for key in ("n_trials", "patience", "min_active_units"):
         value = study.get(key)
         whole = isinstance(value, int) and not isinstance(value, bool)
@@ -262,7 +257,8 @@ def _parse_study(source: str, stage: Stage, study: Mapping[str, Any]) -> StudySe
             metrics, directions = objective_metrics(stage, str(study["objective"]), source)
         except VaeTuneError as exc:
             raise SpaceError(source, "study.objective", str(exc).split(": ", 1)[1]) from None
-    return StudySettings(metrics, directions, sampler, pruner, min_kl, **counts)
+    extra = space_keys(study, source)
+    return StudySettings(metrics, directions, sampler, pruner, min_kl, **counts, **extra)
 
 
 def _parse_param(source: str, name: str, spec: Any) -> Param:

@@ -1,5 +1,6 @@
 """When a study stops starting trials: its n_trials taken (by every worker), no new best for
-`patience` finished trials, or a deadline that the next trial could not meet; and when a worker
+`patience` finished trials, a complete trial that reached `--target`, or a deadline that the
+next trial could not meet; and when a worker
 that has none left to start may leave (`await_places`: not while a dead worker's trial holds a
 place that a retry should take).
 
@@ -85,6 +86,56 @@ def stop_on_patience(patience: int) -> Callback:
             study.stop()
 
     return callback
+
+
+def target_reached(study: optuna.Study, target: float) -> str | None:
+    """Why the study should stop at its target, or None: the first complete trial whose value
+    reaches `target` in the metric's direction (a pruned trial's last epoch is no result)."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in sorted(complete, key=lambda t: t.number):
+        value = trial.value
+        if value is not None and (value >= target if maximize else value <= target):
+            metric = StudyRecord(study).metric
+            return (
+                f"target: trial {trial.number} reached {metric} {value:.5g} (--target {target:g})"
+            )
+    return None
+
+
+def stop_at_target(target: float) -> Callback:
+    """Start no trial once one has reached the target; trials running elsewhere finish."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = target_reached(study, target)
+        if reason:
+            record = StudyRecord(study)
+            if record.stop_reason != reason:  # every worker sees it; one record is enough
+                record.set_stop_reason(reason)
+            study.stop()
+
+    return callback
+
+
+def stopped_already(
+    study: optuna.Study,
+    patience: int | None,
+    target: float | None,
+    deadline: float | None,
+    pace: Pace,
+    epochs: int,
+) -> str | None:
+    """A resumed study whose patience is spent, whose target is reached, or whose deadline
+    leaves no room for a trial (never before its first complete trial: a deadline does not
+    leave a study empty)."""
+    if patience and (reason := patience_spent(study, patience)):
+        return reason
+    if target is not None and (reason := target_reached(study, target)):
+        return reason
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if complete and deadline and not pace.fits(deadline, epochs):
+        return "budget: no time left for a trial"
+    return None
 
 
 class Pace:

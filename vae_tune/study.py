@@ -23,24 +23,28 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune import mlflow_view, notes
 from vae_tune.analysis.pictures import SHOWN
 from vae_tune.data import holdout_of
+from vae_tune.extras import Extras
 from vae_tune.gallery import Gallery
 from vae_tune.objective import Objective, TrialContext
 from vae_tune.ops.repair import repair, retry_interrupted, worker_identity, zombie_trials
+from vae_tune.ops.timeouts import guarded
 from vae_tune.progress import PlainProgress, StudyProgress
 from vae_tune.record import Settings, StudyRecord, TrialRecord
-from vae_tune.resume import await_creator, check_resume, optuna_study, parent_run
+from vae_tune.resume import await_creator, check_resume, optuna_study, parent_run, record_extras
 from vae_tune.space import SearchSpace
 from vae_tune.stopping import (
     FINISHED,
     Pace,
     await_places,
-    patience_spent,
+    stop_at_target,
     stop_before_deadline,
     stop_on_patience,
     stop_when_taken,
+    stopped_already,
 )
 from vae_tune.tasks import Task
 from vae_tune.tracking import Tracker
+from vae_tune.warm_start import warm_start
 
 Log = Callable[[str], None]
 
@@ -58,6 +62,7 @@ class StudyOptions:
     epoch_s_hint: float | None = None  # a measured epoch time, before any trial has run
     artifact_dir: Path | None = None  # optuna-dashboard's artifact store (trial pictures)
     dashboard_url: str | None = None  # where optuna-dashboard serves: trial runs link there
+    extras: Extras = field(default_factory=Extras)  # warm start, trial time-out, target
 
 
 @dataclass(frozen=True)
@@ -143,10 +148,13 @@ def open_study(
     waits = not created and record.creator is not None
     parent_run_id = parent_run(record, tracker, experiment_id, space, settings, not waits)
     link = tracker.run_link(experiment_id, parent_run_id)
+    shown = record_extras(record, tracker, parent_run_id, options.extras)
     note = notes.study_note(space, settings, link, parent_run_id, tracker.ui_url, experiment_id)
+    note = notes.with_options(note, shown)
     optuna_dashboard.save_note(study, note)
     for line in repair(study, tracker).lines():
         log(f"repaired: {line}")
+    warm_start(study, space, options.extras.warm_start, log)
     return OpenStudy(study, experiment_id, parent_run_id, note)
 
 
@@ -182,7 +190,12 @@ def run_trials(
             f"study {options.study_name}: {finished} trials finished, running {remaining} more "
             f"({_objectives(space)})"
         )
-    stop_reason = _stopped_already(study, options, pace, epochs) if remaining else None
+    o, x = options, options.extras
+    stop_reason = (
+        stopped_already(study, o.patience, x.target, o.deadline, pace, epochs)
+        if remaining
+        else None
+    )
     if stop_reason:
         opened.record.set_stop_reason(stop_reason)
         log(f"study {options.study_name}: stopped, {stop_reason}")
@@ -194,6 +207,8 @@ def run_trials(
     callbacks = [stop_when_taken(options.n_trials), _retry_interrupted]
     if options.patience:
         callbacks.append(stop_on_patience(options.patience))
+    if x.target is not None:
+        callbacks.append(stop_at_target(x.target))
     started = time.time()
     until = started + options.timeout if options.timeout else math.inf
     if options.deadline is not None:
@@ -233,7 +248,7 @@ def run_trials(
         gallery,
         options.dashboard_url,
     )
-    objective = Objective(context, progress)
+    objective = guarded(Objective(context, progress))  # --trial-timeout interrupts it
     try:
         while remaining:
             study.optimize(
@@ -263,19 +278,6 @@ def run_trials(
 
 def _retry_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
     retry_interrupted(study)
-
-
-def _stopped_already(
-    study: optuna.Study, options: StudyOptions, pace: Pace, epochs: int
-) -> str | None:
-    """A resumed study whose patience is spent, or whose deadline leaves no room for a trial
-    (never before its first complete trial: a deadline does not leave a study empty)."""
-    if options.patience and (reason := patience_spent(study, options.patience)):
-        return reason
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if complete and options.deadline and not pace.fits(options.deadline, epochs):
-        return "budget: no time left for a trial"
-    return None
 
 
 def close_study(opened: OpenStudy, tracker: Tracker, log: Log = print) -> StudySummary:

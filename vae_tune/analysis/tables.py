@@ -43,6 +43,9 @@ def study_rows(storage: optuna.storages.BaseStorage) -> list[dict[str, object]]:
                 **{name: counts[state] for name, state in STATES.items()},
                 "best": study.best_value if best and len(study.directions) == 1 else None,
                 "running_trials": [t.number for t in trials if t.state == TrialState.RUNNING],
+                "stop_reason": record.stop_reason,
+                # warm start, trial time-out, target: as the latest session ran
+                "options": "; ".join(f"{k} {v}" for k, v in record.options.items()) or None,
             }
         )
     return rows

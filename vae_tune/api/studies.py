@@ -5,7 +5,7 @@ explicit arguments, so a script, a notebook and `vae-tune` take the same path be
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vae_tune import runner
@@ -77,6 +77,9 @@ def study(
     objective: str | None = None,
     patience: int | None = None,
     allow_pickle: bool = False,
+    warm_start: str | Sequence[str] | None = None,
+    trial_timeout: str | float | None = None,
+    target: float | None = None,
     project: ProjectLike = None,
     log: Log | None = None,
     progress: ProgressCallback | StudyProgress | None = None,
@@ -109,6 +112,13 @@ def study(
         objective: ``elbo``/``loss``, ``probe``, or both comma-separated (a Pareto front).
         patience: stop when the best value has not improved in this many finished trials.
         allow_pickle: a head's registered encoder may be a pickle (only for a trusted registry).
+        warm_start: studies whose best configurations are enqueued first, clipped to this
+            space: ``NAME`` (this storage) or ``STORAGE::NAME``, comma-separated or a list.
+        trial_timeout: seconds (or ``90s``, ``10m``, ``1.5h``) after which a trial is stopped
+            (interrupted, else killed) and failed, never retried; the study runs in worker
+            processes to keep it.
+        target: stop starting trials once a complete trial reaches this value of the metric
+            (in its direction); single-objective studies only.
         project: a ``Project``, its folder, or None for the current folder.
         log: called with each line of progress; None (the default) prints nothing.
         progress: called with an ``EpochUpdate`` after every epoch of every trial (or a
@@ -154,6 +164,11 @@ def study(
         objective=objective,
         patience=patience,
         allow_pickle=allow_pickle,
+        warm_start=warm_start
+        if warm_start is None or isinstance(warm_start, str)
+        else ",".join(warm_start),
+        trial_timeout=trial_timeout,
+        target=target,
     )
     found = open_project(project, storage=storage, tracking_uri=tracking_uri, device=device)
     shown: StudyProgress | None

@@ -109,6 +109,29 @@ def study(
         ),
     ] = None,
     allow_pickle: AllowPickleOpt = False,
+    warm_start: Annotated[
+        str | None,
+        typer.Option(
+            help="Studies whose best configurations are enqueued first, clipped to this space: "
+            "NAME (this storage) or STORAGE::NAME, comma-separated (default: the space's "
+            "study.warm_start)."
+        ),
+    ] = None,
+    trial_timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="A trial running longer (seconds, or 90s, 10m, 1.5h) is interrupted, killed if "
+            "it does not answer, failed and not retried (default: the space's "
+            "study.trial_timeout)."
+        ),
+    ] = None,
+    target: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop starting trials once a complete trial reaches this value of the metric, "
+            "in its direction (default: the space's study.target)."
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) an Optuna study with pruning; every trial is an MLflow run."""
     options = keywords(locals())

@@ -5,6 +5,8 @@ create it, then starts the workers with the CPU threads divided between them. Ea
 its own data, waits for the others, and runs trials until the study holds `n_trials` finished
 ones. Ctrl-C or a kill of
 the parent is forwarded once as SIGTERM, so every worker closes its running trial and run.
+With --trial-timeout the parent also watches the trials (`ops/timeouts.py`) and replaces a
+worker it had to kill; one worker runs this way too.
 """
 
 from __future__ import annotations
@@ -16,17 +18,22 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
+from typing import Any
 
+import optuna
 import torch
 
 from vae_tune.logs import quiet_libraries
 from vae_tune.ops.repair import repair
+from vae_tune.ops.timeouts import POLL_S, Supervisor, install
 from vae_tune.prepare import Log, StudyRequest, StudySetup, prepare
 from vae_tune.progress import PlainProgress
 from vae_tune.project import Project
+from vae_tune.record import StudyRecord
 from vae_tune.stopping import FINISHED
 from vae_tune.study import StudySummary, close_study, join_study, open_study, study_settings
 from vae_tune.study import run_trials as run_trials_here
@@ -54,30 +61,67 @@ def run_workers(
         project = dataclasses.replace(project, device="cuda")  # each sees its own as cuda:0
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     ready = context.Barrier(request.workers)
-    workers = [
-        context.Process(
+    wanted: dict[BaseProcess, Any] = {}  # each worker: the trial its supervisor times out
+    placed: dict[BaseProcess, str | None] = {}  # each worker: its CUDA device
+
+    def launch(
+        index: int, barrier: Barrier | None, device: str | None, asked: StudyRequest
+    ) -> None:
+        value = context.Value("i", -1)
+        worker = context.Process(
             target=_worker_main,
-            args=(request, project, index, threads, ready),
+            args=(asked, project, index, threads, barrier, value),
             name=f"vae-tune-worker-{index}",
         )
-        for index in range(1, request.workers + 1)
-    ]
-    for worker, device in zip(workers, devices, strict=True):
         with _visible_device(device):  # a spawned worker starts with this environment
             worker.start()
+        wanted[worker], placed[worker] = value, device
+
+    for index, device in enumerate(devices, start=1):
+        launch(index, ready, device, request)
+    killed: list[BaseProcess] = []
     try:
-        for worker in workers:
-            worker.join()
+        if options.extras.trial_timeout is None:
+            for worker in list(wanted):
+                worker.join()
+        else:  # trials past their time-out are stopped, and killed workers replaced
+            supervisor = Supervisor(opened.study, tracker, options.extras.trial_timeout, log)
+            started, index = time.monotonic(), request.workers
+            while any(w.is_alive() for w in wanted):
+                time.sleep(POLL_S)
+                for worker in supervisor.check(wanted):
+                    killed.append(worker)
+                    asked = _replacement(request, opened.study, options.n_trials, started)
+                    if asked is not None:
+                        index += 1
+                        log(f"starting worker {index} in place of {worker.name}")
+                        launch(index, None, placed[worker], asked)
     except KeyboardInterrupt:
-        _stop(workers)
+        _stop(list(wanted))
         tracker.end_run(opened.parent_run_id, "KILLED", {"vae_tune.interrupted": "true"})
         raise
-    failed = {w.name: w.exitcode for w in workers if w.exitcode != 0}
+    failed = {w.name: w.exitcode for w in wanted if w.exitcode != 0 and w not in killed}
     if failed:
         log(f"workers that did not end cleanly (exit codes): {failed}")
     for line in repair(opened.study, tracker).lines():  # a worker killed with SIGKILL
         log(f"repaired: {line}")
     return close_study(opened, tracker, log)
+
+
+def _replacement(
+    request: StudyRequest, study: optuna.Study, n_trials: int, started: float
+) -> StudyRequest | None:
+    """The request a worker that replaces a killed one runs, or None when the study wants no
+    more trials: its budget finished, a stop rule fired, or its --timeout spent (which the
+    replacement keeps: what is left of it, not a fresh one)."""
+    if len(study.get_trials(deepcopy=False, states=FINISHED)) >= n_trials:
+        return None
+    if StudyRecord(study).stop_reason:
+        return None
+    if request.timeout is None:
+        return request
+    left = request.timeout - (time.monotonic() - started)
+    return dataclasses.replace(request, timeout=left) if left >= 1 else None
 
 
 def gpus_for(project: Project) -> list[str]:
@@ -135,12 +179,18 @@ def _stop(workers: Sequence[BaseProcess]) -> None:
 
 
 def _worker_main(
-    request: StudyRequest, project: Project, index: int, threads: int, ready: Barrier
+    request: StudyRequest,
+    project: Project,
+    index: int,
+    threads: int,
+    ready: Barrier | None,
+    wanted: Any,
 ) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it and forwards one
     # SIGTERM, so a second Ctrl-C cannot cut a worker's cleanup short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    install(wanted)  # SIGUSR1 from the supervisor: this worker's trial ran past its time-out
     torch.set_num_threads(threads)
     quiet_libraries()
     prefix = f"[worker {index}] "
@@ -154,7 +204,8 @@ def _worker_main(
         # Every worker starts trials once all have loaded: the first one ready would otherwise
         # take the start-up trials alone, sampled one after another instead of side by side.
         with contextlib.suppress(threading.BrokenBarrierError):  # a worker that died: go on
-            ready.wait(timeout=READY_TIMEOUT_S)
+            if ready is not None:  # a replacement starts at once
+                ready.wait(timeout=READY_TIMEOUT_S)
         progress = PlainProgress(log)
         run_trials_here(
             opened,
@@ -167,9 +218,11 @@ def _worker_main(
             workers=request.workers,
         )
     except KeyboardInterrupt:
-        ready.abort()  # the others need not wait for this one
+        if ready is not None:
+            ready.abort()  # the others need not wait for this one
         sys.exit(130)
     except Exception as exc:  # reported by the parent through the exit code
-        ready.abort()
+        if ready is not None:
+            ready.abort()
         print(f"{prefix}error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

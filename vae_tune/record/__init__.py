@@ -40,6 +40,7 @@ TEST_READ = "test_read:"
 PROMOTION = "promotion:"
 CURVE = "curve:"
 STOP_REASON = "stop_reason:"
+WARM_STARTED = "warm_started:"
 
 
 class StudyRecord:
@@ -164,6 +165,23 @@ class StudyRecord:
         self._set("mlflow_parent_run_id", parent_run_id)
         self._set("mlflow_experiment_id", experiment_id)
         self._set("mlflow_tracking_uri", tracking_uri)
+
+    @property
+    def options(self) -> dict[str, str]:
+        """The warm start, trial time-out and target its latest session ran with, as text."""
+        return dict(self._attrs.get("options", {}))
+
+    def record_options(self, shown: dict[str, str]) -> None:
+        """Every process of a session writes the same options: the last write is theirs."""
+        self._set("options", shown)
+
+    @property
+    def warm_started(self) -> dict[str, list[int]]:
+        """The warm-start sources already enqueued, and their trials: never enqueued twice."""
+        return {source: list(trials) for source, trials in self._keyed(WARM_STARTED).items()}
+
+    def record_warm_start(self, source: str, trials: list[int]) -> None:
+        self._set(f"{WARM_STARTED}{source}", trials)
 
     # How it ended.
     @property

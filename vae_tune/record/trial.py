@@ -20,6 +20,13 @@ class TrialRecord:
     def _get(self, key: str, default: Any = None) -> Any:
         return self.trial.user_attrs.get(key, default)
 
+    def _stored(self, key: str) -> Any:
+        """As the storage holds it now: a live trial's own attributes are a cached copy, and
+        another process (the supervisor of --trial-timeout) may have written since."""
+        if isinstance(self.trial, optuna.Trial):
+            return self.trial.study._storage.get_trial_user_attrs(self.trial._trial_id).get(key)
+        return self._get(key)
+
     def _set(self, key: str, value: Any) -> None:
         if isinstance(self.trial, optuna.Trial):
             self.trial.set_user_attr(key, value)
@@ -88,12 +95,44 @@ class TrialRecord:
         self, reason: str, interrupted: bool = False, oom_batch: int | None = None
     ) -> None:
         """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again.
-        `oom_batch`: it ran out of memory at this batch size: it runs again at half of it."""
+        `oom_batch`: it ran out of memory at this batch size: it runs again at half of it.
+        A trial already timed out keeps that reason: whatever its worker says as it is
+        stopped (an interrupt, its death) is the time-out's doing, not a reason to retry."""
+        if self._stored("timed_out_after_s") is not None:
+            return
         self._set("fail_reason", reason)
         if interrupted:
             self._set("interrupted", True)
         if oom_batch is not None:
             self._set("oom_batch_size", oom_batch)
+
+    @property
+    def timed_out_after_s(self) -> float | None:
+        """Seconds after which the trial was stopped by --trial-timeout, if it was."""
+        return self._stored("timed_out_after_s")
+
+    def set_timed_out(self, seconds: float) -> str:
+        """Record the time-out before the worker is stopped, so nothing takes the trial for
+        an infrastructure failure and retries it; the reason written."""
+        reason = f"timed out after {seconds:g} s (--trial-timeout)"
+        self._set("timed_out_after_s", seconds)
+        self._set("fail_reason", reason)
+        return reason
+
+    @property
+    def warm_start(self) -> dict[str, Any] | None:
+        """Where a warm-started trial's configuration came from: study, storage, trial."""
+        return self._get("warm_start")
+
+    @staticmethod
+    def warm_start_attrs(study: str, storage: str, trial: int) -> dict[str, Any]:
+        """The user attributes a warm-start configuration is enqueued with."""
+        return {"warm_start": {"study": study, "storage": storage, "trial": trial}}
+
+    def warm_start_tags(self) -> dict[str, Any]:
+        """The same, as tags of the trial's MLflow run."""
+        source = self.warm_start or {}
+        return {f"vae_tune.warm_start.{key}": value for key, value in source.items()}
 
     @property
     def batch_size(self) -> int | None:
@@ -112,6 +151,8 @@ class TrialRecord:
     def needs_retry(self) -> bool:
         """Failed without being judged: interrupted, or failed by Optuna's heartbeat (which
         leaves no reason) after its worker vanished."""
+        if self.timed_out_after_s is not None:
+            return False
         return bool(self._get("interrupted")) or self._get("fail_reason") is None
 
     @property
