@@ -154,7 +154,7 @@ def open_study(
     optuna_dashboard.save_note(study, note)
     for line in repair(study, tracker).lines():
         log(f"repaired: {line}")
-    warm_start(study, space, options.extras.warm_start, log)
+    warm_start(study, space, options.extras.warm_start, options.n_trials, log)
     return OpenStudy(study, experiment_id, parent_run_id, note)
 
 

@@ -29,21 +29,28 @@ Log = Callable[[str], None]
 
 
 def warm_start(
-    study: optuna.Study, space: SearchSpace, sources: tuple[Source, ...], log: Log
+    study: optuna.Study, space: SearchSpace, sources: tuple[Source, ...], n_trials: int, log: Log
 ) -> list[int]:
-    """Enqueue the sources' best configurations that fit; the source trials enqueued."""
+    """Enqueue the sources' best configurations that fit, no more than the budget has room
+    for (a configuration beyond it would wait in the study for a later session); the source
+    trials enqueued."""
     record = StudyRecord(study)
     done = record.warm_started
-    enqueued_all = []
+    enqueued_all: list[int] = []
+    held = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    room = n_trials - len(study.get_trials(deepcopy=False, states=held))
     for source in sources:
         if str(source) in done:
             log(f"warm start: {source} was enqueued when the study began; not again")
             continue
         assert source.location is not None, "sources are located before the study opens"
-        enqueued = []
+        enqueued: list[int] = []
         for trial in best_trials(_load(source), TOP):
             params, said = fit_to_space(space.params, trial.params)
             what = f"warm start: {source} trial {trial.number} ({_values(trial)})"
+            if len(enqueued_all) + len(enqueued) >= room:
+                log(f"{what} not enqueued: the study has no room left in its {n_trials} trials")
+                continue
             if params is None:
                 log(f"{what} skipped: {'; '.join(said)}")
                 continue
