@@ -40,7 +40,7 @@ from vae_tune.record import TrialRecord
 from vae_tune.tracking import Tracker
 
 POLL_S = 0.5
-GRACE_S = 10.0  # for a trial to end after its interrupt: closing an MLflow run takes < 1 s
+GRACE_S = 5.0  # for a trial to end after its interrupt: closing an MLflow run takes < 1 s
 Log = Callable[[str], None]
 R = TypeVar("R")
 
