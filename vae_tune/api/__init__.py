@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from vae_tune.analysis.curve import Curve
     from vae_tune.api._common import Log, dataset_name
     from vae_tune.api.cluster import Job, Stores, Submitted, submit
+    from vae_tune.api.images import images
     from vae_tune.api.promotion import curve, load_champion, promote
     from vae_tune.api.serving import ui
     from vae_tune.api.studies import NoTrialCompletedError, ProgressCallback, pipeline, study
@@ -56,6 +57,7 @@ WHERE = {
     "doctor": "vae_tune.api.views",
     "datasets": "vae_tune.api.views",
     "ui": "vae_tune.api.serving",
+    "images": "vae_tune.api.images",
     "TRIAL_STATES": "vae_tune.api.views",
     "Comparison": "vae_tune.api.views",
     "Exported": "vae_tune.api.views",
@@ -103,6 +105,7 @@ __all__ = [
     "datasets",
     "doctor",
     "export",
+    "images",
     "load_champion",
     "pipeline",
     "promote",
