@@ -7,8 +7,8 @@ configurations the cold study's sampler draws); then three Fashion-MNIST studies
 seed and budget: cold, warm-started from the MNIST study, and from the other-seed study.
 Reported per study kind (mean +- std over seeds, and every run): the best validation loss, the
 time from the study's first trial to the trial that first reached its best, and the time to
-reach the cold study's best value (none: never). Everything is chosen and measured on validation data; no test
-split is read.
+reach the cold study's best value (none: never). Everything is measured on validation data; no
+test split is read.
 
     python benchmarks/warm_start.py [--seeds 0,1,2] [--n-trials 10] [--keep DIR]
     python benchmarks/warm_start.py --smoke      # checks that it runs: tiny data, 3 trials
