@@ -22,7 +22,7 @@ REFERENCE_BATCH = 128  # the batch size the learning-rate ranges are given at
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli", "auto")
 HEAD_MODES = ("frozen", "finetune")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILIES = ("conv", "mlp")
 HEAD_FAMILIES = ("mlp", "linear")
 MIN_SIDE = 12  # the conv encoder's three stride-2 layers need 12 pixels a side
@@ -99,13 +99,25 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     encoder_lr: float = 1e-4  # fine-tuning: the encoder's own learning rate
-    # constant, or cosine: a short linear warm-up, then cosine decay to zero over the epochs
+    # constant; cosine: a short linear warm-up, then cosine decay to zero over the epochs;
+    # onecycle: linear warm-up over the first quarter of the steps, then linear decay to zero
     schedule: str = "constant"
-    augment: str = "none"  # flip_shift: random mirror and 2-pixel shifts of training images
+    # flip_shift: random mirror and 2-pixel shifts of training images; flip_alt(_shift): each
+    # image mirrored in alternate epochs (augment.py)
+    augment: str = "none"
     precision: str = "fp32"  # fp32, bf16, fp16 (CUDA), auto: bf16 where measured faster
     # none, or linear / sqrt: train.lr (and encoder_lr) hold at batch 128 and scale with the
     # batch size, so one range serves a space that searches or changes the batch
     lr_scale: str = "none"
+    # The fastest trainers' tricks (airbench), each off by default. A classifier's training
+    # loss is cross-entropy against labels smoothed by this much (its validation figures stay
+    # plain); 0 for none.
+    label_smoothing: float = 0.0
+    # 0 for none, else the decay of an exponential moving average of the weights (and
+    # batch-norm statistics), updated every step: what is validated and what the fit returns.
+    ema: float = 0.0
+    # The batch-norm layers' weights and biases learn at this multiple of their group's rate.
+    bn_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check("train.optimizer", self.optimizer in OPTIMIZERS, f"must be one of {OPTIMIZERS}")
@@ -119,6 +131,17 @@ class TrainConfig:
         _check("train.augment", self.augment in AUGMENTATIONS, f"must be one of {AUGMENTATIONS}")
         _check("train.precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}")
         _check("train.lr_scale", self.lr_scale in LR_SCALES, f"must be one of {LR_SCALES}")
+        _check("train.label_smoothing", 0.0 <= self.label_smoothing < 1.0, "must be in [0, 1)")
+        _check(
+            "train.ema",
+            self.ema == 0.0 or 0.0 < self.ema < 1.0,
+            "must be 0 (off) or a decay in (0, 1), e.g. 0.999",
+        )
+        _check(
+            "train.bn_lr_scale",
+            0 < self.bn_lr_scale < float("inf"),
+            "must be a finite number > 0 (1: the group's own rate)",
+        )
 
     def lr_factor(self) -> float:
         """What train.lr is multiplied by at this batch size (1 without lr_scale)."""

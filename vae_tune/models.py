@@ -162,14 +162,19 @@ class MLPHead(Model):
 
     Latents are standardized first with fixed statistics of the training latents (buffers,
     saved with the model): autoencoder latents have arbitrary scales, which SGD handles badly.
+    `label_smoothing` (train.label_smoothing) smooths the labels of its training loss, and of
+    a Classifier's it is the head of.
     """
 
     input_mean: torch.Tensor
     input_std: torch.Tensor
 
-    def __init__(self, in_features: int, cfg: HeadConfig, n_classes: int = 10) -> None:
+    def __init__(
+        self, in_features: int, cfg: HeadConfig, n_classes: int = 10, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.cfg, self.in_features, self.n_classes = cfg, in_features, n_classes
+        self.label_smoothing = label_smoothing
         self.register_buffer("input_mean", torch.zeros(in_features))
         self.register_buffer("input_std", torch.ones(in_features))
         if cfg.family == "linear":  # logistic regression on the standardized latents
@@ -194,7 +199,7 @@ class MLPHead(Model):
         return self.net((z - self.input_mean) / self.input_std)
 
     def loss_terms(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return classification_terms(self(z), y)
+        return classification_terms(self(z), y, self.label_smoothing if self.training else 0.0)
 
 
 class Classifier(Model):
@@ -209,7 +214,8 @@ class Classifier(Model):
         return self.head(self.autoencoder.encode(x))
 
     def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return classification_terms(self(x), y)
+        smoothing = self.head.label_smoothing if self.training else 0.0
+        return classification_terms(self(x), y, smoothing)
 
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
         """The encoder learns at its own (smaller) rate; the decoder is not trained."""
@@ -254,9 +260,10 @@ class PixelCNN(Model):
     """The reports' reference point, trained from scratch on pixels: two conv + max-pool
     blocks (k5, `model.channels[:2]` wide), then hidden -> classes with dropout."""
 
-    def __init__(self, cfg: ModelConfig, n_classes: int = 10) -> None:
+    def __init__(self, cfg: ModelConfig, n_classes: int = 10, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.cfg, self.n_classes = cfg, n_classes
+        self.label_smoothing = label_smoothing  # of its training loss, as MLPHead's
         c1, c2 = cfg.channels[:2]
         channels, height, width = cfg.image
         self.standardize = PixelStandardizer(channels)
@@ -284,11 +291,17 @@ class PixelCNN(Model):
         return self.net(self.standardize(x))
 
     def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        return classification_terms(self(x), y)
+        return classification_terms(self(x), y, self.label_smoothing if self.training else 0.0)
 
 
-def classification_terms(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    loss = F.cross_entropy(logits, y)
+def classification_terms(
+    logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Cross-entropy (`loss`) and accuracy. Classifiers smooth the labels only in training
+    mode: `train_loss` is the smoothed loss that was minimised, while `val_loss` (evaluation
+    runs in eval mode) stays the plain cross-entropy, comparable across smoothing values;
+    accuracy, what studies select on, is the same either way."""
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     return {"loss": loss, "accuracy": (logits.argmax(1) == y).float().mean()}
 
 

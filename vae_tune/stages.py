@@ -84,20 +84,22 @@ def _keys(
 
 
 _VAE_ONLY = {"model.beta", "model.likelihood", "model.sigma"}
+# A fine-tuned encoder's own rate, labels to smooth: a classifier's keys only.
+_CLASSIFIER_ONLY = {"train.encoder_lr", "train.label_smoothing"}
 _FROM_DATA = "model.image"  # set from the images (tasks.sized), never by a space
 _TRAINING = "train."
 
 AE = Stage(
     "ae",
     {"val_loss": "minimize", "val_mse": "minimize", PROBE: "maximize"},
-    _keys(("model.", _TRAINING), drop={"train.encoder_lr", _FROM_DATA, *_VAE_ONLY}),
+    _keys(("model.", _TRAINING), drop={*_CLASSIFIER_ONLY, _FROM_DATA, *_VAE_ONLY}),
     lambda splits, encoder: AutoencoderTask("ae", splits),
     objectives={"loss": ("val_loss", "minimize"), "probe": (PROBE, "maximize")},
 )
 VAE = Stage(
     "vae",
     {"val_neg_elbo": "minimize", "val_loss": "minimize", "val_mse": "minimize", PROBE: "maximize"},
-    _keys(("model.", _TRAINING), drop={"train.encoder_lr", _FROM_DATA}),
+    _keys(("model.", _TRAINING), drop={*_CLASSIFIER_ONLY, _FROM_DATA}),
     lambda splits, encoder: AutoencoderTask("vae", splits),
     epoch_rule=posterior_collapse,
     objectives={"elbo": ("val_neg_elbo", "minimize"), "probe": (PROBE, "maximize")},

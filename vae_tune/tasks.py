@@ -57,6 +57,8 @@ class AutoencoderTask:
     pictured = True  # each trial leaves a picture of its reconstructions
 
     def build(self, config: TrialConfig) -> Model:
+        # train.label_smoothing: an autoencoder has no labels to smooth. Its stages' spaces
+        # refuse the key (stages.py); set in Python, it is ignored here.
         model = build_model(self.stage, sized(config.model, self.splits))
         return model.standardize_with(self.splits.train_x)
 
@@ -121,7 +123,8 @@ class PixelTask:
     pictured = False
 
     def build(self, config: TrialConfig) -> Model:
-        model = PixelCNN(sized(config.model, self.splits), len(self.splits.classes))
+        smoothing = config.train.label_smoothing
+        model = PixelCNN(sized(config.model, self.splits), len(self.splits.classes), smoothing)
         return model.standardize_with(self.splits.train_x)
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
@@ -158,7 +161,8 @@ class HeadTask:
     _latents: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False, repr=False)
 
     def build(self, config: TrialConfig) -> Model:
-        head = MLPHead(self.encoder.cfg.latent_dim, config.head, len(self.splits.classes))
+        classes, smoothing = len(self.splits.classes), config.train.label_smoothing
+        head = MLPHead(self.encoder.cfg.latent_dim, config.head, classes, smoothing)
         head.standardize_with(self.latents()[0])
         if config.head.mode == "frozen":
             return head

@@ -13,11 +13,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from vae_tune.augment import augment
+from vae_tune.augment import ALTERNATING, alternating_flips, augment, first_flips
+from vae_tune.averaging import WeightAverage
 from vae_tune.config import TrainConfig
 from vae_tune.errors import ConfigError
 from vae_tune.models import Autoencoder, Model
@@ -55,6 +57,8 @@ def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Optimizer:
     if factor != 1.0:
         cfg = dataclasses.replace(cfg, lr=cfg.lr * factor, encoder_lr=cfg.encoder_lr * factor)
     params = model.param_groups(cfg)
+    if cfg.bn_lr_scale != 1.0:  # else the groups as they always were
+        params = norm_groups_scaled(model, params, cfg.lr, cfg.bn_lr_scale)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -64,6 +68,32 @@ def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
+def norm_groups_scaled(
+    model: nn.Module, params: Any, lr: float, scale: float
+) -> list[dict[str, Any]]:
+    """`params` (parameters, or groups of them) with each group's batch-norm weights and
+    biases split off into a group of their own at `scale` times the group's rate (airbench:
+    they tolerate a far higher rate than the convolutions they follow)."""
+    norms = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for p in m.parameters(recurse=False)
+    }
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    split = []
+    for group in groups:
+        members = list(group["params"])
+        rate = group.get("lr", lr)
+        split.append({**group, "params": [p for p in members if id(p) not in norms]})
+        split.append(
+            {**group, "params": [p for p in members if id(p) in norms], "lr": rate * scale}
+        )
+    return [group for group in split if group["params"]]
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -71,16 +101,21 @@ def make_scheduler(
 
     cosine: linear warm-up over the first 3 % of steps, then cosine decay to zero at the last
     step. Short studies gain most: the last epochs at a small rate settle into a minimum.
+    onecycle: the short triangle of the fastest trainers (airbench): linear warm-up over the
+    first 25 % of steps, then linear decay to 1/(decay steps) of the peak at the last step.
     """
     if cfg.schedule == "constant":
         return None
     total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = max(1, int(0.03 * total))
+    warmup = max(1, int((0.25 if cfg.schedule == "onecycle" else 0.03) * total))
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if cfg.schedule == "onecycle":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -99,7 +134,10 @@ def fit(
 
     `stop_after` ends the run after that many epochs of the same schedule: the learning rates
     and random streams of those epochs are the ones a full run has, so a trial selected at its
-    best epoch is reproduced there, not squeezed into a shorter schedule."""
+    best epoch is reproduced there, not squeezed into a shorter schedule.
+
+    With `train.ema` the moving average of the weights is what each epoch validates and the
+    callback sees, and what the model holds when the fit ends (averaging.py)."""
     if cfg.augment != "none" and train[0].dim() != 4:
         raise ConfigError("train.augment", "needs image inputs; a frozen head trains on latents")
     device = train[0].device
@@ -110,8 +148,12 @@ def fit(
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(train[0])
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-n // cfg.batch_size))
+    # Drawn only when used: the random streams of every other config stay as they were.
+    flips = first_flips(n, generator, device) if cfg.augment in ALTERNATING else None
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     history = []
-    for epoch in range(1, min(cfg.epochs, stop_after or cfg.epochs) + 1):
+    last = min(cfg.epochs, stop_after or cfg.epochs)
+    for epoch in range(1, last + 1):
         started = time.perf_counter()
         model.train()
         sums: dict[str, torch.Tensor] = {}
@@ -119,8 +161,9 @@ def fit(
         for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             inputs, *rest = (t[idx] for t in train)
+            mirror = alternating_flips(flips, idx, epoch) if flips is not None else None
             with autocast(cfg.precision, device):
-                terms = model.loss_terms(augment(cfg.augment, inputs, generator), *rest)
+                terms = model.loss_terms(augment(cfg.augment, inputs, generator, mirror), *rest)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:  # fp16: scaled so that small gradients do not underflow
                 scaler.scale(terms["loss"]).backward()
@@ -131,12 +174,15 @@ def fit(
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if average is not None:
+                average.update(model)
             # Sum on the device; one sync per epoch instead of one per batch.
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float() * len(idx)
         train_terms = {name: float(total) / n for name, total in sums.items()}  # syncs
         _check_finite(epoch, "train", train_terms)
         trained = time.perf_counter()
+        raw = average.swap_in(model) if average is not None else None
         val_terms = evaluate(model, val, precision=cfg.precision) if val is not None else {}
         _check_finite(epoch, "validation", val_terms)
         metrics = {f"train_{k}": v for k, v in train_terms.items()}
@@ -150,6 +196,8 @@ def fit(
         history.append(result)
         if on_epoch_end is not None:
             on_epoch_end(result)
+        if raw is not None and epoch < last:  # training goes on from the raw weights
+            WeightAverage.restore(model, raw)
     return history
 
 
