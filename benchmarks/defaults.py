@@ -26,7 +26,7 @@ ae.yaml's), so each is compared with `wide-finetune` of the same seeds:
 - `head-ls`: train.label_smoothing 0.1; `head-ema`: train.ema 0.999; `head-onecycle`:
   train.schedule onecycle; `head-flipalt`: train.augment flip_alt_shift (instead of auto's
   flip_shift); `head-bnlr`: train.bn_lr_scale 4 (the fine-tuned encoder's batch norm);
-  `head-tricks`: all five together;
+  `head-tricks`: all but the flips together (any dataset), `head-tricks-flipalt`: all five;
 - `enc-ema`: train.ema 0.99 (4 epochs: a shorter average); `enc-onecycle`; `enc-flipalt`:
   train.augment flip_alt (ae.yaml trains on unaugmented images); `enc-bnlr`: bn_lr_scale 4.
 Candidates that mirror images are refused on data whose mirror image is no image of its class
@@ -36,6 +36,14 @@ before each training), an encoder's training paid once.
 
     python benchmarks/defaults.py [--seeds 0,1,2] [--head-epochs 25] [--candidates ...]
         [--dataset mnist]
+
+The tricks, one seed per run (each run writes its own record; run alone on the machine):
+
+    python benchmarks/defaults.py --seeds 0 --candidates wide-finetune,head-ls,head-ema,\
+head-onecycle,head-flipalt,head-bnlr,head-tricks,head-tricks-flipalt,enc-ema,enc-onecycle,\
+enc-flipalt,enc-bnlr
+    python benchmarks/defaults.py --seeds 0 --dataset mnist --candidates wide-finetune,head-ls,\
+head-ema,head-onecycle,head-bnlr,head-tricks,enc-ema,enc-onecycle,enc-bnlr
 """
 
 from __future__ import annotations
@@ -72,7 +80,14 @@ HEAD_TRICKS: dict[str, dict[str, Any]] = {
     "head-flipalt": {"train.augment": "flip_alt_shift"},
     "head-bnlr": {"train.bn_lr_scale": 4.0},
 }
-HEAD_TRICKS["head-tricks"] = {k: v for values in HEAD_TRICKS.values() for k, v in values.items()}
+# Together: every head trick but the flips (any dataset), and with them (mirroring data only).
+HEAD_TRICKS["head-tricks"] = {
+    k: v
+    for name, values in HEAD_TRICKS.items()
+    if name != "head-flipalt"
+    for k, v in values.items()
+}
+HEAD_TRICKS["head-tricks-flipalt"] = {**HEAD_TRICKS["head-tricks"], **HEAD_TRICKS["head-flipalt"]}
 ENCODER_TRICKS: dict[str, dict[str, Any]] = {
     "enc-ema": {"train.ema": 0.99},  # ~100 steps: the encoder trains 4 epochs of 375
     "enc-onecycle": {"train.schedule": "onecycle"},
