@@ -128,3 +128,43 @@ def test_the_source_may_be_in_another_storage(source: Path, tmp_path: Path) -> N
     _, [parent], [run] = runs_of(tmp_path)
     assert parent.data.tags["vae_tune.warm_start"] == f"{journal}::{SOURCE}"
     assert run.data.tags["vae_tune.warm_start.storage"] == str(journal)
+
+
+def test_the_pipeline_takes_the_latest_other_study_of_each_stage(tmp_path: Path) -> None:
+    """Latest by the storage's order of creation; never the study itself, never another
+    stage's, never one without trials."""
+    import optuna
+
+    from vae_tune.ops.storage import open_storage
+    from vae_tune.warm_start import latest_other
+
+    storage = open_storage(str(tmp_path / "optuna.journal"), write=True)
+    for name, stage, trials in [
+        ("ae-old", "ae", 1),
+        ("ae-newer", "ae", 1),
+        ("ae-empty", "ae", 0),
+        ("vae-latest", "vae", 1),
+        ("ae-fashion-mnist", "ae", 1),
+    ]:
+        study = optuna.create_study(study_name=name, storage=storage)
+        study.set_user_attr("settings", {"stage": stage})
+        for _ in range(trials):
+            study.add_trial(optuna.trial.create_trial(value=1.0))
+    assert latest_other(storage, "ae", "ae-fashion-mnist") == "ae-newer"
+    assert latest_other(storage, "vae", "vae-fashion-mnist") == "vae-latest"
+    assert latest_other(storage, "mlp", "mlp-ae-fashion-mnist") is None
+
+
+@pytest.mark.slow
+def test_pipeline_warm_start_begins_with_the_latest_other_study(tmp_path: Path) -> None:
+    """`pipeline --warm-start`: the encoder study begins with the best configurations of the
+    AE study run before it and says so; the head, with no other head study, starts cold."""
+    earlier = invoke(tmp_path, "study", "ae", *TINY, "--n-trials", "2", "--study-name", "ae-old")
+    assert earlier.exit_code == 0, earlier.output
+    result = invoke(tmp_path, "pipeline", "--budget", "least", "--warm-start", *TINY[2:])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warm start: ae-fashion-mnist begins with the best configurations of ae-old" in text
+    assert "no other mlp study on this project; mlp-ae-fashion-mnist starts cold" in text
+    first = load_study(tmp_path, "ae-fashion-mnist").trials[0]
+    assert first.user_attrs["warm_start"]["study"] == "ae-old"

@@ -45,6 +45,7 @@ from vae_tune.stages import HEAD, stage
 from vae_tune.stopping import FINISHED
 from vae_tune.tasks import AutoencoderTask
 from vae_tune.train import encode
+from vae_tune.warm_start import latest_other
 
 Log = Callable[[str], None]
 N_TRIALS_CAP = 200  # the budget, not a trial count, ends a pipeline's studies
@@ -60,6 +61,12 @@ class PipelineRequest:
     workers: int = 1
     train_size: int | None = None
     val_size: int = 12_000
+    # Each study starts from the best configurations of the latest other study of its stage
+    # on this project (`--warm-start`); a stage with none starts cold, and the log says so.
+    warm_start: bool = False
+    encoder_target: float | None = None  # the encoder study stops once a trial reaches it
+    head_target: float | None = None  # the head study's
+    trial_timeout: str | float | None = None  # every trial of both studies
 
 
 @dataclass(frozen=True)
@@ -127,10 +134,13 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
         train_size=request.train_size,
         val_size=request.val_size,
         n_trials=N_TRIALS_CAP,
+        trial_timeout=request.trial_timeout,
     )
     # 1. The encoder study, until its share of the budget is spent.
     encoder_study = replace(
         studies,
+        warm_start=_warm_start(request, storage, request.encoder, encoder_name, log),
+        target=request.encoder_target,
         epochs=encoder_epochs,
         deadline=time.time() + plan.encoder_study_s,
         epoch_s_hint=costs.encoder_epoch_s,
@@ -147,6 +157,8 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
         studies,
         stage=HEAD.name,
         encoder=request.encoder,
+        warm_start=_warm_start(request, storage, HEAD.name, head_name, log),
+        target=request.head_target,
         epochs=plan.head_epochs,
         deadline=end - plan.promote_head_s - plan.overhead_s - plan.baselines_s,
         epoch_s_hint=costs.head_epoch_s,
@@ -168,6 +180,25 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     result.report = runner.report(request.dataset, project)
     result.wall_s = time.time() - started
     return result
+
+
+def _warm_start(
+    request: PipelineRequest,
+    storage: optuna.storages.BaseStorage,
+    stage_name: str,
+    study_name: str,
+    log: Log,
+) -> str | None:
+    """With --warm-start, the latest other study of the stage on this project, said; none for
+    a study that exists already (it was warm-started, or not, when it began)."""
+    if not request.warm_start or _existing(storage, study_name) is not None:
+        return None
+    source = latest_other(storage, stage_name, study_name)
+    if source is None:
+        log(f"warm start: no other {stage_name} study on this project; {study_name} starts cold")
+    else:
+        log(f"warm start: {study_name} begins with the best configurations of {source}")
+    return source
 
 
 def measure_costs(

@@ -134,3 +134,18 @@ def _load(source: Source) -> optuna.Study:
 
 def _values(trial: FrozenTrial) -> str:
     return ", ".join(f"{v:.5g}" for v in trial.values or [])
+
+
+def latest_other(storage: optuna.storages.BaseStorage, stage: str, study_name: str) -> str | None:
+    """The study of `stage` created last in `storage`, other than `study_name`: what
+    `pipeline --warm-start` starts each stage from. "Last" by the storage's own study ids,
+    which it hands out in order of creation (no clock is compared)."""
+    candidates = [
+        summary
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if summary.study_name != study_name
+        and StudyRecord(summary).stored_settings.get("stage") == stage
+        and summary.n_trials > 0
+    ]
+    latest = max(candidates, key=lambda summary: summary._study_id, default=None)
+    return latest.study_name if latest is not None else None

@@ -195,6 +195,10 @@ def pipeline(
     workers: int = 1,
     train_size: int | None = None,
     val_size: int = 12_000,
+    warm_start: bool = False,
+    encoder_target: float | None = None,
+    head_target: float | None = None,
+    trial_timeout: str | float | None = None,
     project: ProjectLike = None,
     log: Log | None = None,
 ) -> PipelineResult:
@@ -202,8 +206,11 @@ def pipeline(
 
     ``budget`` is wall time for all four stages: seconds, or text (``30m``, ``90s``, ``1.5h``,
     ``1h30m``), or ``"least"``/None (the least this machine needs for one trial of each study
-    and both promotions). Run it again to resume: ended stages are skipped. The other options
-    are ``study``'s. Raises VaeTuneError on a bad option or a stage with no complete trial.
+    and both promotions). Run it again to resume: ended stages are skipped. ``warm_start``
+    starts each new study from the best configurations of the latest other study of its stage
+    on this project; ``encoder_target`` and ``head_target`` are each study's ``target``;
+    ``trial_timeout`` applies to every trial. The other options are ``study``'s. Raises
+    VaeTuneError on a bad option or a stage with no complete trial.
     """
     if isinstance(budget, str):
         budget_s = parse_budget(budget)
@@ -223,6 +230,10 @@ def pipeline(
         workers=workers,
         train_size=train_size,
         val_size=val_size,
+        warm_start=warm_start,
+        encoder_target=encoder_target,
+        head_target=head_target,
+        trial_timeout=trial_timeout,
     )
     found = open_project(project, storage=storage, tracking_uri=tracking_uri, device=device)
     return run_pipeline(request, found, log=log_of(log))

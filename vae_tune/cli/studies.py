@@ -170,6 +170,28 @@ def pipeline(
     workers: WorkersOpt = 1,
     train_size: TrainSizeOpt = None,
     val_size: ValSizeOpt = 12_000,
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            help="Start each new study from the best configurations of the latest other "
+            "study of its stage on this project (says which; a stage with none starts cold)."
+        ),
+    ] = False,
+    encoder_target: Annotated[
+        float | None,
+        typer.Option(help="The encoder study stops starting trials once one reaches this value."),
+    ] = None,
+    head_target: Annotated[
+        float | None,
+        typer.Option(help="The head study stops starting trials once one reaches this value."),
+    ] = None,
+    trial_timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Every trial of both studies: a trial running longer (seconds, or 90s, 10m) "
+            "is interrupted, killed if it does not answer, failed and not retried."
+        ),
+    ] = None,
 ) -> None:
     """Encoder study, its promotion, head study, its promotion and the report, in a budget.
 
