@@ -275,8 +275,10 @@ def test_a_task_killed_mid_trial_is_healed_by_the_others_and_the_study_closes(
     assert not [t for t in trials if t.state == TrialState.RUNNING], logs
     assert trials[victim.number].state == TrialState.FAIL, logs
     [retry] = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    # Who repairs it depends on timing, both ways are the product's: a survivor still running
+    # trials sees it at its next trial (Optuna's heartbeat check, then the retry callback);
+    # one with no trial left waits for the last places and repairs it ("repaired: trials").
     assert retry.state in FINISHED and retry.params == victim.params, logs
-    assert f"repaired: trials [{victim.number}]" in logs, logs
     client = MlflowClient(server.url)
     runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
     [parent] = [r for r in runs if r.data.tags.get("vae_tune.role") == "study"]
