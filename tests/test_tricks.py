@@ -300,3 +300,18 @@ def test_a_space_searching_the_tricks_loads_and_samples_them() -> None:
         flat = flatten(config)  # what MLflow logs: the same dotted names Optuna samples
         assert {k: flat[k] for k in trial.params} == trial.params
     assert schedules == {"cosine", "onecycle"} and len(augments) >= 2
+
+
+@pytest.mark.parametrize(
+    ("augment", "mirrored"),
+    [("none", False), ("shift", False), ("flip_shift", True), ("flip_alt", True)],
+)
+def test_a_classifier_that_learned_mirrored_images_is_promoted_mirrored(
+    augment: str, mirrored: bool
+) -> None:
+    from vae_tune.config import build_config
+    from vae_tune.promote import mirrors
+
+    config = build_config({"train.augment": augment})
+    assert mirrors("mlp", config) is mirrored
+    assert mirrors("ae", config) is False  # an encoder has no classes to average
