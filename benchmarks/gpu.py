@@ -20,6 +20,7 @@ import torch
 
 from vae_tune.data import load_splits
 from vae_tune.project import Project
+from vae_tune.record import StudyRecord
 from vae_tune.tasks import AutoencoderTask
 
 from common import progress, run_cli, write_result
@@ -58,10 +59,10 @@ def pipeline(budget: str, folder: Path) -> dict:
     study = optuna.load_study(
         study_name="mlp-ae-fashion-mnist", storage=Project(root).open_storage()
     )
-    (record,) = study.user_attrs["promotions"].values()
+    (record,) = StudyRecord(study).promotions.values()
     return {
         **measured,
-        "test_accuracy": record["test"]["test_accuracy"],
+        "test_accuracy": record.test["test_accuracy"],
         "validation_accuracy": study.best_value,
         "wall_s": time.time() - started,
     }

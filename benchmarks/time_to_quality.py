@@ -26,6 +26,7 @@ from pathlib import Path
 import optuna
 
 from vae_tune.project import Project
+from vae_tune.record import StudyRecord
 from vae_tune.stages import HEAD, stage
 
 from common import print_table, progress, run_cli, write_result
@@ -149,11 +150,11 @@ def workflow(commands: list[list[str]], root: Path, seed: int, names: tuple[str,
     ]
     storage = Project(root).open_storage()
     study = optuna.load_study(study_name=names[1], storage=storage)
-    (record,) = study.user_attrs["promotions"].values()
+    (record,) = StudyRecord(study).promotions.values()
     return {
         "wall_s": sum(s["wall_s"] for s in steps),
         "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
-        "test_accuracy": record["test"]["test_accuracy"],
+        "test_accuracy": record.test["test_accuracy"],
         "validation": study.best_value,
         "trials": {
             name: len(optuna.load_study(study_name=name, storage=storage).trials) for name in names

@@ -264,7 +264,7 @@ def test_a_promotion_that_fails_after_its_read_ends_its_run_failed(tmp_path: Pat
     assert "out of memory" in failed.output and "Traceback" not in failed.output
     [run] = promotion_runs(tmp_path, "vae-fashion-mnist")
     assert run.info.status == "FAILED" and run.data.tags["fail_reason"]
-    assert len(load_study(tmp_path, "vae-fashion-mnist").user_attrs["test_reads"]) == 1
+    assert len(StudyRecord(load_study(tmp_path, "vae-fashion-mnist")).test_reads) == 1
 
 
 def test_vae_promotion_logs_the_test_elbo_density_baselines_and_2d_views(tmp_path: Path) -> None:
@@ -337,12 +337,12 @@ def test_learning_curve_retrains_the_champion_on_growing_subsets(curved: Path, s
     result = invoke(root, "curve", stage, "--sizes", "200,1500")
     assert result.exit_code == 0, result.output
     name = "ae-fashion-mnist" if stage == "ae" else "mlp-ae-fashion-mnist"
-    study = load_study(root, name)
-    [(trial, record)] = study.user_attrs["curves"].items()
-    assert trial in study.user_attrs["promotions"]  # the promoted configuration
-    assert [r["size"] for r in record["rows"]] == [200, 1500]
-    assert record["test_reads"] == 2
-    for row in record["rows"]:
+    study = StudyRecord(load_study(root, name))
+    [(trial, record)] = study.curves.items()
+    assert trial in study.promotions  # the promoted configuration
+    assert [r["size"] for r in record.rows] == [200, 1500]
+    assert record.test_reads == 2
+    for row in record.rows:
         assert 0.0 <= row["train_error"] < 0.9 and 0.0 < row["test_error"] < 0.9
     client = mlflow_client(root)
     experiment = client.get_experiment_by_name(name)
@@ -356,7 +356,7 @@ def test_learning_curve_retrains_the_champion_on_growing_subsets(curved: Path, s
     report = (root / "reports" / "fashion-mnist.md").read_text()
     assert f"### {name}, trial {trial}" in report
     expected = "logistic regression on the latents" if stage == "ae" else "classifier's own"
-    assert expected in record["evaluation"]
+    assert expected in record.evaluation
 
 
 def test_learning_curve_refuses_sizes_beyond_the_pool(curved: Path) -> None:
