@@ -55,6 +55,25 @@ def test_a_dead_worker_s_trial_on_this_host_frees_its_place_for_a_retry(
     assert any("their worker died" in line for line in said), said
 
 
+def test_a_killed_worker_not_yet_reaped_is_dead_too(tmp_path: Path, tracker: Tracker) -> None:
+    """A worker killed with SIGKILL stays a zombie until its parent reaps it, and its pid
+    still answers signal 0; the `--workers` parent may be waiting on the others, and they on
+    its trial. It counts as dead, or the survivors wait for ever."""
+    process = subprocess.Popen(["sleep", "60"])
+    try:
+        process.kill()
+        deadline = time.monotonic() + 10
+        stat = Path(f"/proc/{process.pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # killed, not reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        study = study_with_a_running_trial(tmp_path, {"host": HOST, "pid": process.pid})
+        assert await_places(study, tracker, n_trials=1, until=time.time() + 30, log=str) == 1
+        assert study.get_trials()[0].state == TrialState.FAIL
+    finally:
+        process.wait()
+
+
 def test_another_host_s_trial_on_a_journal_is_not_waited_for(
     tmp_path: Path, tracker: Tracker
 ) -> None:

@@ -17,6 +17,7 @@ import socket
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
@@ -213,4 +214,15 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    return not _exited(pid)
+
+
+def _exited(pid: int) -> bool:
+    """A process that has exited and waits for its parent to reap it (state Z in Linux's
+    /proc): dead, though its pid still answers signal 0. A worker killed with SIGKILL stays one
+    while the `--workers` parent waits on its other workers, and they on its trial."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or gone since
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
