@@ -3,13 +3,16 @@ land on the trials; checked in a real browser (headless Chromium through Playwri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,37 +188,24 @@ def test_trials_link_shows_metric_params_and_pruned_at_first_sight(project) -> N
     metric value, a searched parameter's value and PRUNED on screen without a click, the
     Assistant panel open beside them as MLflow opens it. The view is in the store: the same
     after the server restarts."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    executable = chromium()
-    root, ports = project
+    root, _ = project
     study = load_study(root)
     assert any(t.state.name == "PRUNED" for t in study.trials), "the fixture pruned no trial"
     best = study.best_trial
     wanted = [repr(best.value), str(best.params["model.latent_dim"])]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for attempt in ("first", "after a restart"):
-        terminal = start_ui(project)
-        url = _printed_urls(terminal.output)["trials in MLflow"]
-        assert "viewStateShareKey=vae-tune-trials" in url, attempt
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=executable)
-                page = browser.new_page(viewport={"width": 1920, "height": 1000})
-                page.goto(url)
-                pruned = page.get_by_text(re.compile(r"^PRUNED at epoch \d+$")).first
-                expect(pruned).to_be_visible(timeout=60_000)
-                for text in [*wanted, "COMPLETE"]:
-                    _assert_on_screen(page, page.get_by_text(text, exact=True).first, text)
-                _assert_on_screen(page, pruned, "PRUNED")
-                assert "orderByKey=metrics.%60val_loss%60" in page.url  # the view was applied
-                page.screenshot(path=SCREENSHOTS / "mlflow_trials_view.png")
-                browser.close()
-        finally:
-            tree = process_tree(terminal.process.pid)
-            terminal.ctrl_c()
-            assert_all_gone(tree, ports)
-            terminal.close()
+        with _printed_link_in_chromium(project, "trials in MLflow") as (page, url):
+            assert "viewStateShareKey=vae-tune-trials" in url, attempt
+            pruned = page.get_by_text(re.compile(r"^PRUNED at epoch \d+$")).first
+            expect(pruned).to_be_visible(timeout=60_000)
+            for text in [*wanted, "COMPLETE"]:
+                _assert_on_screen(page, page.get_by_text(text, exact=True).first, text)
+            _assert_on_screen(page, pruned, "PRUNED")
+            assert "orderByKey=metrics.%60val_loss%60" in page.url  # the view was applied
+            page.screenshot(path=SCREENSHOTS / "mlflow_trials_view.png")
 
 
 @pytest.mark.e2e
@@ -223,49 +213,57 @@ def test_topk_link_shows_values_and_pictures_at_first_sight(project) -> None:
     """The printed top-k link opens the study's top-k view (MLflow's saved-view and chart
     formats, not a public API) in chart mode at 1920x1000: each top trial's value (in full),
     number and state, and a picture of a top trial loaded, on screen without a click."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    executable = chromium()
-    root, ports = project
+    root, _ = project
     _, _, children = runs_of(root)
     top = {r.info.run_id: r for r in children if r.data.tags.get("trial.top_k") == "true"}
     complete = [t for t in load_study(root).trials if t.state.name == "COMPLETE"]
     assert complete and len(top) == len(complete)  # 3 trials: every complete one is in the top
+    with _printed_link_in_chromium(project, "side by side in MLflow") as (page, url):
+        assert "viewStateShareKey=vae-tune-topk" in url
+        expect(page.get_by_text("Value val_loss", exact=True)).to_be_visible(timeout=60_000)
+        for trial in complete:
+            value = page.get_by_text(f"{trial.value:.6g}", exact=True).first
+            _assert_on_screen(page, value, f"trial {trial.number}'s val_loss")
+        _assert_on_screen(page, page.get_by_text("COMPLETE", exact=True).first, "state")
+        # A top trial's reconstructions, logged by log_image, drawn from its run.
+        pictures = page.locator("img[src*='get-artifact?path=images%2Freconstructions']")
+        expect(pictures.first).to_be_visible(timeout=30_000)
+        loaded = "(img) => img.complete && img.naturalWidth > 0"
+        selector = "img[src*='images%2Freconstructions']"
+        page.wait_for_function(f"() => [...document.querySelectorAll({selector!r})].some({loaded})")
+        drawn = [
+            src
+            for img in pictures.element_handles()
+            if page.evaluate(loaded, img) and (src := img.get_attribute("src"))
+        ]
+        assert any(f"run_uuid={run_id}" in src for src in drawn for run_id in top), drawn
+        # Its top rows at least: the chart's card cuts a tall picture at its lower edge.
+        _assert_on_screen(page, pictures.first, "a picture", near_top=True)
+        page.screenshot(path=SCREENSHOTS / "mlflow_topk_view.png")
+
+
+@contextlib.contextmanager
+def _printed_link_in_chromium(project, name: str) -> Iterator[tuple[Any, str]]:
+    """`vae-tune ui` started, the link it prints as `name` opened in Chromium at 1920x1000;
+    afterwards the UI stopped with Ctrl-C and none of its processes left."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()  # none installed: skipped before anything starts
     terminal = start_ui(project)
-    url = _printed_urls(terminal.output)["side by side in MLflow"]
-    assert "viewStateShareKey=vae-tune-topk" in url
     try:
+        url = _printed_urls(terminal.output)[name]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable)
             page = browser.new_page(viewport={"width": 1920, "height": 1000})
             page.goto(url)
-            expect(page.get_by_text("Value val_loss", exact=True)).to_be_visible(timeout=60_000)
-            for trial in complete:
-                value = page.get_by_text(f"{trial.value:.6g}", exact=True).first
-                _assert_on_screen(page, value, f"trial {trial.number}'s val_loss")
-            _assert_on_screen(page, page.get_by_text("COMPLETE", exact=True).first, "state")
-            # A top trial's reconstructions, logged by log_image, drawn from its run.
-            pictures = page.locator("img[src*='get-artifact?path=images%2Freconstructions']")
-            expect(pictures.first).to_be_visible(timeout=30_000)
-            loaded = "(img) => img.complete && img.naturalWidth > 0"
-            selector = "img[src*='images%2Freconstructions']"
-            page.wait_for_function(
-                f"() => [...document.querySelectorAll({selector!r})].some({loaded})"
-            )
-            drawn = [
-                src
-                for img in pictures.element_handles()
-                if page.evaluate(loaded, img) and (src := img.get_attribute("src"))
-            ]
-            assert any(f"run_uuid={run_id}" in src for src in drawn for run_id in top), drawn
-            # Its top rows at least: the chart's card cuts a tall picture at its lower edge.
-            _assert_on_screen(page, pictures.first, "a picture", near_top=True)
-            page.screenshot(path=SCREENSHOTS / "mlflow_topk_view.png")
+            yield page, url
             browser.close()
     finally:
         tree = process_tree(terminal.process.pid)
         terminal.ctrl_c()
-        assert_all_gone(tree, ports)
+        assert_all_gone(tree, project[1])
         terminal.close()
 
 
