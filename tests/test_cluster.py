@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tests.helpers import (
     FINISHED,
@@ -187,6 +187,19 @@ def test_an_array_of_three_tasks_runs_one_study_of_nine_trials_then_promotes(
     assert champion.tags["study"] == "array"
 
 
+def trial_mid_epochs(url: str, study: str, timeout: float = 600.0) -> FrozenTrial:
+    """A RUNNING trial of the study with at least one epoch reported: one to stop mid-trial."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, "no trial started"
+        with contextlib.suppress(KeyError):  # the study is not created yet
+            running = study_of(url, study).get_trials(states=(TrialState.RUNNING,))
+            victim = next((t for t in running if len(t.intermediate_values) >= 1), None)
+            if victim is not None:
+                return victim
+        time.sleep(0.3)
+
+
 def test_a_cancelled_task_s_trial_runs_again_and_the_study_reaches_its_budget(
     tmp_path: Path, stores, cluster
 ) -> None:
@@ -206,14 +219,7 @@ def test_a_cancelled_task_s_trial_runs_again_and_the_study_reaches_its_budget(
     )
     assert result.exit_code == 0, result.output
     ids = job_ids(result.output)
-    deadline = time.monotonic() + 600
-    victim = None
-    while victim is None:  # a trial in the middle of its epochs
-        assert time.monotonic() < deadline, "no trial started"
-        with contextlib.suppress(KeyError):
-            running = study_of(url, "cancel").get_trials(states=(TrialState.RUNNING,))
-            victim = next((t for t in running if len(t.intermediate_values) >= 1), None)
-        time.sleep(0.5)
+    victim = trial_mid_epochs(url, "cancel")
     cancelled = subprocess.run(["scancel", victim.user_attrs["worker"]["slurm_job"]], env=cluster)
     assert cancelled.returncode == 0
     wait_for_jobs(ids[:1], cluster)  # the array; its promotion is another test's
@@ -257,14 +263,7 @@ def test_a_task_killed_mid_trial_is_healed_by_the_others_and_the_study_closes(
     )
     assert result.exit_code == 0, result.output
     ids = job_ids(result.output)
-    deadline = time.monotonic() + 600
-    victim = None
-    while victim is None:  # a trial in the middle of its epochs
-        assert time.monotonic() < deadline, "no trial started"
-        with contextlib.suppress(KeyError):
-            running = study_of(url, "killed").get_trials(states=(TrialState.RUNNING,))
-            victim = next((t for t in running if len(t.intermediate_values) >= 1), None)
-        time.sleep(0.3)
+    victim = trial_mid_epochs(url, "killed")
     os.kill(int(victim.user_attrs["worker"]["pid"]), signal.SIGKILL)
     wait_for_jobs(ids[:1], cluster)  # the array; its promotion is another test's
     subprocess.run(["scancel", ids[1]], env=cluster)
