@@ -14,7 +14,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from vae_tune import mlflow_view
+from vae_tune import links, mlflow_view
 from vae_tune.analysis.report import build_report
 from vae_tune.analysis.tables import study_rows, trials_table
 from vae_tune.data import Splits
@@ -266,3 +266,24 @@ def test_the_study_view_and_tags_tell_states_and_the_best(tmp_path: Path, tracke
     (tmp_path / "failed").mkdir()
     failed_study, _ = study_of(tmp_path / "failed", tracker, nan=True)
     assert run_of(tracker, failed_study.trials[0]).data.tags[mlflow_view.STATE_TAG] == "FAIL"
+
+
+def test_picture_parts_are_logged_only_for_trials_that_end_in_the_top_k(
+    tmp_path: Path, tracker
+) -> None:
+    """`log_image` costs a trial ~0.05 s, and only the top-k view shows its images: a trial
+    logs them when it ends among the k best so far, and no other does."""
+    n = 3 * links.TOP_K  # trials take ~0.15 s; of the last ten, some end outside the top k
+    study, _ = study_of(tmp_path, tracker, n_trials=n)
+    entered = set()
+    for trial in study.trials:
+        before = sorted(t.value for t in study.trials[: trial.number + 1])
+        if before.index(trial.value) < links.TOP_K:
+            entered.add(trial.number)
+    logged = {
+        t.number
+        for t in study.trials
+        if tracker.client.list_artifacts(run_of(tracker, t).info.run_id, "images")
+    }
+    assert logged == entered, (sorted(logged), sorted(entered))
+    assert len(entered) < n, "every trial entered the top k: the test proves nothing"

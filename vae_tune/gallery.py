@@ -2,12 +2,15 @@
 
 Each AE/VAE trial that completes or is pruned leaves its picture (`recon.png`: validation images,
 their reconstructions, a VAE's prior samples) in its MLflow run and in optuna-dashboard's
-artifact store, so the dashboard's trial page shows it. Its parts are also logged as MLflow
-images (`log_image`, one key each: `mlflow_view.IMAGE_KEYS`), which MLflow's charts draw for
-the study's top-k view (a small PNG and its thumbnail each). The study's parent run keeps
-`compare/recon_topk.png`, the same images reconstructed by its best trials, redrawn when they
-change (at most every TOPK_EVERY_S seconds, and when the study ends); `vae-tune compare` draws
-it for any trials.
+artifact store, so the dashboard's trial page shows it. A trial that ends among the top k also
+gets its parts logged as MLflow images (`log_image`, one key each: `mlflow_view.IMAGE_KEYS`),
+which MLflow's charts draw for the study's top-k view. Only then: each costs a small PNG, its
+thumbnail and their uploads (~0.05 s a trial), and a trial can enter the top k only as it ends
+(later trials only push it down), so no trial outside it ever needs them.
+
+The study's parent run keeps `compare/recon_topk.png`, the same images reconstructed by its
+best trials, redrawn when they change (at most every TOPK_EVERY_S seconds, and when the study
+ends); `vae-tune compare` draws it for any trials.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 from PIL import Image
 
+from vae_tune import links
 from vae_tune.analysis.pictures import read_rows, topk_png, trial_png, trial_rows
 from vae_tune.errors import VaeTuneError
 from vae_tune.mlflow_view import IMAGE_KEYS
@@ -68,9 +72,6 @@ class Gallery:
         self.rows[trial.number] = rows
         path.write_bytes(trial_png(rows))
         self.tracker.log_artifact(run_id, path)
-        for key, row in zip(IMAGE_KEYS, rows, strict=False):  # a 4 x 4 block each
-            block = Image.open(io.BytesIO(trial_png([row])))
-            self.tracker.client.log_image(run_id, block, key=key, step=0, synchronous=True)
         if self.store is not None:
             upload_artifact(
                 artifact_store=self.store,
@@ -78,6 +79,17 @@ class Gallery:
                 study_or_trial=trial,
                 mimetype="image/png",
             )
+
+    def trial_ended(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Log the trial's picture parts as MLflow images if it ends among the top k."""
+        rows, run_id = self.rows.get(trial.number), TrialRecord(trial).run_id
+        if rows is None or run_id is None:
+            return  # not drawn by this process, or no run
+        if trial.number not in {t.number for t in best_trials(study, links.TOP_K)}:
+            return
+        for key, row in zip(IMAGE_KEYS, rows, strict=False):  # a 4 x 4 block each
+            block = Image.open(io.BytesIO(trial_png([row])))
+            self.tracker.client.log_image(run_id, block, key=key, step=0, synchronous=True)
 
     def update_topk(self, study: optuna.Study, now: bool = False) -> None:
         """Redraw the parent run's top-k picture if the best trials changed, unless it was

@@ -222,10 +222,12 @@ def run_trials(
             tracker, task.splits.val_x[:SHOWN], opened.parent_run_id, metric, options.artifact_dir
         )
 
-    def redraw_topk(study: optuna.Study, now: bool = False) -> None:
+    def redraw_topk(study: optuna.Study, ended: FrozenTrial | None = None) -> None:
         if gallery is not None:
             try:
-                gallery.update_topk(study, now)
+                if ended is not None:
+                    gallery.trial_ended(study, ended)
+                gallery.update_topk(study, now=ended is None)
             except Exception as exc:  # a picture is a nicety: the study goes on without it
                 log(f"the top-{gallery.top_k} picture was not redrawn: {type(exc).__name__}: {exc}")
 
@@ -233,7 +235,7 @@ def run_trials(
         line = notes.trial_line(trial, metric)
         progress.trial_ended(trial.number, len(trial.intermediate_values), line)
         mlflow_view.mark_best(tracker, study, trial, log)
-        redraw_topk(study)
+        redraw_topk(study, trial)
 
     context = TrialContext(
         space,
@@ -270,7 +272,7 @@ def run_trials(
         raise
     finally:
         progress.close()
-    redraw_topk(study, now=True)  # the best trials as they ended, however recent the last redraw
+    redraw_topk(study)  # the best trials as they ended, however recent the last redraw
     timed_out = options.timeout and time.time() - started >= options.timeout
     if timed_out and not opened.record.stop_reason:
         opened.record.set_stop_reason(f"timeout: --timeout {options.timeout:.0f} s reached")
