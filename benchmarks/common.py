@@ -24,7 +24,7 @@ from results import write_run
 from rich.console import Console
 from rich.table import Table
 
-from vae_tune.data import default_data_dir
+from vae_tune.data.splits import default_data_dir
 from vae_tune.logs import quiet_libraries
 
 REPO = Path(__file__).resolve().parent.parent

@@ -56,17 +56,17 @@ from typing import Any
 
 import torch
 
-from vae_tune import stages
-from vae_tune.augment import MIRRORING
-from vae_tune.config import build_config
-from vae_tune.data import Splits, load_splits
-from vae_tune.datasets import source
-from vae_tune.datasets.defaults import data_defaults
-from vae_tune.models import Autoencoder
-from vae_tune.project import Project
-from vae_tune.space import load_space
-from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
-from vae_tune.train import EpochResult
+from vae_tune.data.catalog import source
+from vae_tune.data.defaults import data_defaults
+from vae_tune.data.splits import Splits, load_splits
+from vae_tune.evaluation.tasks import AutoencoderTask, HeadTask, retrain
+from vae_tune.models.augment import MIRRORING
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import Autoencoder
+from vae_tune.models.train import EpochResult
+from vae_tune.project.folder import Project
+from vae_tune.space import stages
+from vae_tune.space.spaces import load_space
 
 from common import print_table, progress, quiet, write_result
 

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from defaults import typical
 
-from vae_tune.config import build_config
-from vae_tune.data import load_splits
-from vae_tune.models import Autoencoder, Ensemble, Model
-from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
+from vae_tune.data.splits import load_splits
+from vae_tune.evaluation.tasks import AutoencoderTask, HeadTask, retrain
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import Autoencoder, Ensemble, Model
 
 from common import print_table, progress, quiet, write_result
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import optuna
 
-from vae_tune import runner
-from vae_tune.prepare import StudyRequest
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
 from vae_tune.record import TrialRecord
+from vae_tune.studies.plan import StudyRequest
+from vae_tune.usecases import runner
 
 from common import fixed_space, print_table, progress, quiet, show, spread, write_result
 
@@ -42,14 +42,15 @@ TINY = {
 }
 # Where the time beyond the epochs goes: (label, module path fragment, function name).
 PARTS = [
-    ("MLflow writes", "vae_tune/tracking.py", None),
-    ("trial picture", "vae_tune/gallery.py", "trial"),
-    ("top-k redraw", "vae_tune/gallery.py", "update_topk"),
+    ("MLflow writes", "vae_tune/tracking/tracker.py", None),
+    ("trial picture", "vae_tune/tracking/gallery.py", "trial"),
+    ("top-k images", "vae_tune/tracking/gallery.py", "_log_images"),
+    ("top-k redraw", "vae_tune/tracking/gallery.py", "update_topk"),
     ("Optuna bookkeeping", "vae_tune/record/trial.py", "_set"),
     ("dashboard notes", "optuna_dashboard/_note.py", "save_note"),
     # What `fit` calls after each epoch (metric writes, pruning, progress) is not training.
-    ("epoch callbacks", "vae_tune/objective.py", "on_epoch_end"),
-    ("epochs (fit)", "vae_tune/train.py", "fit"),
+    ("epoch callbacks", "vae_tune/studies/objective.py", "on_epoch_end"),
+    ("epochs (fit)", "vae_tune/models/train.py", "fit"),
 ]
 
 

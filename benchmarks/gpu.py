@@ -18,10 +18,10 @@ from pathlib import Path
 import optuna
 import torch
 
-from vae_tune.data import load_splits
-from vae_tune.project import Project
+from vae_tune.data.splits import load_splits
+from vae_tune.evaluation.tasks import AutoencoderTask
+from vae_tune.project.folder import Project
 from vae_tune.record import StudyRecord
-from vae_tune.tasks import AutoencoderTask
 
 from common import progress, run_cli, write_result
 from precision import run, typical

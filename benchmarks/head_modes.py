@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from vae_tune.config import HeadConfig, ModelConfig, TrainConfig, TrialConfig
-from vae_tune.data import load_splits
-from vae_tune.models import build_model
-from vae_tune.tasks import HeadTask
-from vae_tune.train import fit
+from vae_tune.data.splits import load_splits
+from vae_tune.evaluation.tasks import HeadTask
+from vae_tune.models.config import HeadConfig, ModelConfig, TrainConfig, TrialConfig
+from vae_tune.models.nets import build_model
+from vae_tune.models.train import fit
 
 from common import write_result
 

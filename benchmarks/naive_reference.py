@@ -26,13 +26,13 @@ import torchvision
 from optuna_integration.mlflow import MLflowCallback
 from torch.utils.data import DataLoader, random_split
 
-from vae_tune import runner
-from vae_tune.data import default_data_dir
-from vae_tune.models import build_model
-from vae_tune.prepare import StudyRequest
-from vae_tune.project import Project
-from vae_tune.space import load_space
-from vae_tune.train import make_optimizer
+from vae_tune.data.splits import default_data_dir
+from vae_tune.models.nets import build_model
+from vae_tune.models.train import make_optimizer
+from vae_tune.project.folder import Project
+from vae_tune.space.spaces import load_space
+from vae_tune.studies.plan import StudyRequest
+from vae_tune.usecases import runner
 
 from common import REPO, print_table, progress, quiet, show, spread, write_result
 

@@ -19,14 +19,14 @@ import optuna
 import torch
 from mlflow.tracking import MlflowClient
 
-from vae_tune import runner
-from vae_tune.config import build_config
-from vae_tune.data import Splits, load_splits
-from vae_tune.datasets.defaults import data_defaults
-from vae_tune.models import build_model
-from vae_tune.prepare import StudyRequest
-from vae_tune.project import Project
-from vae_tune.space import load_space
+from vae_tune.data.defaults import data_defaults
+from vae_tune.data.splits import Splits, load_splits
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import build_model
+from vae_tune.project.folder import Project
+from vae_tune.space.spaces import load_space
+from vae_tune.studies.plan import StudyRequest
+from vae_tune.usecases import runner
 
 from common import REPO, fixed_space, print_table, progress, quiet, show, spread, write_result
 

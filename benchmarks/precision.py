@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from vae_tune.config import build_config
-from vae_tune.data import load_splits
-from vae_tune.datasets.defaults import data_defaults
-from vae_tune.models import Autoencoder
-from vae_tune.project import Project
-from vae_tune.space import load_space
-from vae_tune.tasks import AutoencoderTask, HeadTask, retrain
+from vae_tune.data.defaults import data_defaults
+from vae_tune.data.splits import load_splits
+from vae_tune.evaluation.tasks import AutoencoderTask, HeadTask, retrain
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import Autoencoder
+from vae_tune.project.folder import Project
+from vae_tune.space.spaces import load_space
 
 from common import print_table, progress, quiet, show, spread, write_result
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
 
 from common import print_table, progress, run_cli, show, spread, write_result
 

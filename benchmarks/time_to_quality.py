@@ -25,9 +25,9 @@ from pathlib import Path
 
 import optuna
 
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
 from vae_tune.record import StudyRecord
-from vae_tune.stages import HEAD, stage
+from vae_tune.space.stages import HEAD, stage
 
 from common import print_table, progress, run_cli, write_result
 

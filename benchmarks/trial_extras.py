@@ -23,13 +23,13 @@ from pathlib import Path
 import optuna
 import torch
 
-from vae_tune.analysis.latents import posterior_stats, probe_accuracy, probe_subset
-from vae_tune.calibrate import epoch_seconds
-from vae_tune.data import load_splits
-from vae_tune.gallery import Gallery
-from vae_tune.models import Autoencoder, ConvVAE, build_model
-from vae_tune.space import load_space
-from vae_tune.tracking import Tracker
+from vae_tune.data.splits import load_splits
+from vae_tune.evaluation.calibrate import epoch_seconds
+from vae_tune.evaluation.latents import posterior_stats, probe_accuracy, probe_subset
+from vae_tune.models.nets import Autoencoder, ConvVAE, build_model
+from vae_tune.space.spaces import load_space
+from vae_tune.tracking.gallery import Gallery
+from vae_tune.tracking.tracker import Tracker
 
 from common import REPO, print_table, quiet, spread, write_result
 

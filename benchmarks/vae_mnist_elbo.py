@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from vae_tune.config import build_config
-from vae_tune.data import load_splits, load_test
-from vae_tune.models import build_model
-from vae_tune.space import load_space
-from vae_tune.train import evaluate, fit
+from vae_tune.data.splits import load_splits, load_test
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import build_model
+from vae_tune.models.train import evaluate, fit
+from vae_tune.space.spaces import load_space
 
 from common import write_result
 

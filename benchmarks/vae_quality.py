@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
 from vae_tune.record import StudyRecord
 
 from common import REPO, print_table, progress, run_cli, write_result

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner, Result
 
 from vae_tune.cli import app
-from vae_tune.ops.storage import open_storage
+from vae_tune.project.storage import open_storage
 
 REPO = Path(__file__).resolve().parent.parent
 VAE_TUNE = str(Path(sys.executable).parent / "vae-tune")

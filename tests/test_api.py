@@ -19,10 +19,10 @@ import vae_tune as vt
 from tests.helpers import data_dir, mlflow_client
 from vae_tune import api
 from vae_tune.cli import app
-from vae_tune.data import load_splits
+from vae_tune.data.splits import load_splits
 from vae_tune.errors import SpaceError, VaeTuneError
 from vae_tune.progress import EpochUpdate
-from vae_tune.registry import UntrustedModelError
+from vae_tune.tracking.registry import UntrustedModelError
 
 TINY = {"epochs": 1, "train_size": 500, "val_size": 200}
 # CLI defaults that are text a command line parses, where the API takes the parsed value.
@@ -52,7 +52,7 @@ def test_help_shows_every_option_as_a_typed_keyword() -> None:
     assert "n_trials: int | None = None" in text
     assert "dataset: str = 'fashion-mnist'" in text
     assert "val_size: int = 12000" in text
-    assert "-> vae_tune.runner.StudyResult" in text
+    assert "-> vae_tune.usecases.runner.StudyResult" in text
     assert "Args:" in text and "VaeTuneError" in text  # documented, errors included
 
 
@@ -72,10 +72,16 @@ def test_import_loads_no_torch_optuna_or_mlflow() -> None:
 
 
 def test_public_functions_win_over_modules_of_the_same_name() -> None:
-    """vae_tune/study.py, promote.py, pipeline.py and export.py are modules; importing one
-    must not turn `vae_tune.study` from the function into the module."""
+    """No module or package at the root shares a public name (0.4's study.py, promote.py,
+    pipeline.py and export.py did): importing one would turn `vae_tune.study` from the
+    function into the module. Importing the modules that now hold that code changes nothing."""
+    root = Path(vt.__file__).parent
+    housed = {p.stem for p in root.glob("*.py")} | {p.name for p in root.glob("*/__init__.py")}
+    housed |= {p.parent.name for p in root.glob("*/__init__.py")}
+    assert not housed & set(vt.__all__)
     shown = python(
-        "import vae_tune.study, vae_tune.promote, vae_tune.pipeline, vae_tune.export\n"
+        "import vae_tune.studies.lifecycle, vae_tune.promotion.promote\n"
+        "import vae_tune.usecases.pipeline, vae_tune.tracking.export\n"
         "import vae_tune as vt\n"
         "from vae_tune import study\n"
         "print(type(vt.study).__name__, type(vt.promote).__name__, "

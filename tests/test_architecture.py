@@ -1,17 +1,28 @@
-"""The package's shape, checked: imports run one way (no cycles), the core knows no Optuna or
-MLflow, modules stay small, and the study record is the only code that touches user_attrs."""
+"""The package's shape, checked: the layers written in pyproject.toml hold (import-linter), imports
+run one way (no cycles), the core knows no Optuna or MLflow, modules stay small, the root holds
+the face and little else, and the study record is the only code that touches user_attrs."""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
-PACKAGE = Path(__file__).resolve().parent.parent / "vae_tune"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "vae_tune"
 MAX_LINES = 350
-# Models, training and data know nothing of Optuna, MLflow, YAML or the stores.
-CORE = ("models", "layers", "train", "config", "data", "augment", "calibrate")
+MAX_ROOT_MODULES = 6  # the face (__init__) and the few modules every layer may use
+# Models, training, data and how a model is judged know nothing of Optuna, MLflow or the stores.
+CORE = sorted(
+    str(path.relative_to(PACKAGE))
+    for package in ("data", "models", "evaluation")
+    for path in (PACKAGE / package).glob("*.py")
+)
 TRACKERS = ("optuna", "optuna_dashboard", "mlflow")
 
 
@@ -77,14 +88,59 @@ def test_no_import_cycles() -> None:
 
 @pytest.mark.parametrize("module", CORE)
 def test_core_modules_know_no_trackers(module: str) -> None:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    tree = ast.parse((PACKAGE / module).read_text())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
-    assert not names & set(TRACKERS), f"{module}.py imports {names & set(TRACKERS)}"
+    assert not names & set(TRACKERS), f"{module} imports {names & set(TRACKERS)}"
+
+
+def layers() -> list[str]:
+    """The layers as pyproject.toml writes them, top first; siblings split."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [contract] = config["contracts"]
+    return [name.strip() for layer in contract["layers"] for name in layer.split("|")]
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter's own command on the package under `cwd`, with its pyproject.toml."""
+    command = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(command), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_layers_hold() -> None:
+    checked = lint_imports(ROOT)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 kept, 0 broken" in checked.stdout
+
+
+def test_every_package_and_root_module_has_a_layer() -> None:
+    """A package or root module left out of the layers would escape the check."""
+    housed = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    housed |= {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert housed == set(layers())
+
+
+def test_the_root_holds_the_face_and_little_else() -> None:
+    root_modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root_modules) <= MAX_ROOT_MODULES, root_modules
+
+
+def test_the_layer_check_catches_an_import_from_above(tmp_path: Path) -> None:
+    """The check itself: a copy of the package where the training loop imports the CLI."""
+    shutil.copytree(PACKAGE, tmp_path / "vae_tune", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    with (tmp_path / "vae_tune" / "models" / "train.py").open("a") as train:
+        train.write("\nfrom vae_tune.cli import app  # a layer climbed\n")
+    checked = lint_imports(tmp_path)
+    assert checked.returncode != 0
+    assert "vae_tune.models is not allowed to import vae_tune.cli" in checked.stdout
+    assert "vae_tune.models.train -> vae_tune.cli.app" in checked.stdout
 
 
 def test_modules_stay_small() -> None:
@@ -102,15 +158,16 @@ def test_only_the_record_touches_user_attrs() -> None:
 
 
 # The CLI is a shell over the public API (DESIGN rule 15): options in, one `vae_tune.api` call,
-# its result rendered. What an exception means for the exit code (errors, failures) is its own.
+# its result rendered. What an exception means for the exit code (errors, failures) is its own,
+# and so is how a running study is drawn in a terminal (progress).
 CLI_MAY_IMPORT = (
     "vae_tune.api",
-    "vae_tune.render",
+    "vae_tune.progress",
     "vae_tune.errors",
     "vae_tune.failures",
     "vae_tune.cli",
 )
-CLI_MAY_IMPORT_FROM_ROOT = {"api", "render", "__version__"}
+CLI_MAY_IMPORT_FROM_ROOT = {"api", "__version__"}
 
 
 def package_imports(path: Path) -> list[str]:
@@ -149,15 +206,16 @@ def test_the_cli_rule_catches_a_reach_past_the_api(tmp_path: Path) -> None:
     """The check itself: the imports the CLI made before it was a shell are refused."""
     module = tmp_path / "old.py"
     module.write_text(
-        "from vae_tune import runner\n"
+        "from vae_tune.usecases import runner\n"
         "def go():\n"
-        "    from vae_tune.prepare import StudyRequest\n"
+        "    from vae_tune.studies.plan import StudyRequest\n"
         "    import vae_tune.ops.ui\n"
-        "from vae_tune import api, render, __version__\n"
+        "from vae_tune import api, __version__\n"
+        "from vae_tune.cli import render\n"
     )
     names = package_imports(module)
     assert [n for n in names if not cli_may_import(n)] == [
-        "vae_tune.runner",
-        "vae_tune.prepare",
+        "vae_tune.usecases",
+        "vae_tune.studies.plan",
         "vae_tune.ops.ui",
     ]

@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import STUDY, TINY, invoke
 from vae_tune.ops.doctor import diagnose
-from vae_tune.ops.storage import open_storage
-from vae_tune.project import Project, artifact_root_of
-from vae_tune.tracking import Tracker
+from vae_tune.project.folder import Project, artifact_root_of
+from vae_tune.project.storage import open_storage
+from vae_tune.tracking.tracker import Tracker
 
 ORPHAN = "ab" * 16  # a run id no store has
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_tune.data import load_splits, load_test
-from vae_tune.datasets.idx import read_idx
+from vae_tune.data.idx import read_idx
+from vae_tune.data.splits import load_splits, load_test
 from vae_tune.errors import DataError
 
 

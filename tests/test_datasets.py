@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from tests.helpers import invoke, load_study
-from vae_tune.data import HOLDOUT, holdout_of, load_splits, load_test
-from vae_tune.datasets import short_name, source
-from vae_tune.datasets.defaults import binary_like, data_defaults
-from vae_tune.datasets.idx import FASHION_MNIST
+from vae_tune.data.catalog import short_name, source
+from vae_tune.data.defaults import binary_like, data_defaults
+from vae_tune.data.idx import FASHION_MNIST
+from vae_tune.data.splits import HOLDOUT, holdout_of, load_splits, load_test
 from vae_tune.errors import ConfigError, DataError
 
 

@@ -15,11 +15,11 @@ import pytest
 from optuna.trial import TrialState
 
 from vae_tune.errors import StoreError
-from vae_tune.ops.repair import HOST
-from vae_tune.ops.storage import heartbeat_settings, open_storage
+from vae_tune.project.storage import heartbeat_settings, open_storage
 from vae_tune.record import TrialRecord
-from vae_tune.stopping import await_places
-from vae_tune.tracking import Tracker
+from vae_tune.studies.repair import HOST
+from vae_tune.studies.stopping import await_places
+from vae_tune.tracking.tracker import Tracker
 
 
 def dead_pid() -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_tune.config import HeadConfig, ModelConfig, TrainConfig
 from vae_tune.errors import ConfigError
-from vae_tune.models import Classifier, Ensemble, MLPHead, PixelCNN, build_model
-from vae_tune.train import make_optimizer
+from vae_tune.models.config import HeadConfig, ModelConfig, TrainConfig
+from vae_tune.models.nets import Classifier, Ensemble, MLPHead, PixelCNN, build_model
+from vae_tune.models.train import make_optimizer
 
 
 @pytest.mark.parametrize("latent_dim", [2, 185])

@@ -15,9 +15,9 @@ import torch
 
 from tests.fixtures.make_project_0_4 import HERE, WRITTEN_AT
 from tests.helpers import invoke, load_study
-from vae_tune.data import load_splits
+from vae_tune.data.splits import load_splits
 from vae_tune.record import StudyRecord
-from vae_tune.tracking import Tracker
+from vae_tune.tracking.tracker import Tracker
 
 pytestmark = pytest.mark.slow  # real studies on real data
 

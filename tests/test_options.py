@@ -11,11 +11,11 @@ import pytest
 
 from tests.helpers import REPO, invoke
 from vae_tune.errors import SpaceError
-from vae_tune.ops.storage import open_storage
-from vae_tune.options import CommandLine, resolve
+from vae_tune.project.storage import open_storage
 from vae_tune.record import StudyRecord
-from vae_tune.space import load_space, parse_space
-from vae_tune.stopping import patience_spent
+from vae_tune.space.options import CommandLine, resolve
+from vae_tune.space.spaces import load_space, parse_space
+from vae_tune.studies.stopping import patience_spent
 
 SMALL = ["--epochs", "1", "--train-size", "300", "--val-size", "200"]
 SPACE = """

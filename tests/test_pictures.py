@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vae_tune.analysis.pictures import SHOWN, read_rows, topk_png, trial_png, trial_rows
-from vae_tune.config import ModelConfig
-from vae_tune.gallery import TOPK_PICTURE, Gallery, best_trials, compose
-from vae_tune.models import build_model
-from vae_tune.tracking import Tracker
+from vae_tune.evaluation.pictures import SHOWN, read_rows, topk_png, trial_png, trial_rows
+from vae_tune.models.config import ModelConfig
+from vae_tune.models.nets import build_model
+from vae_tune.tracking.gallery import TOPK_PICTURE, Gallery, best_trials, compose
+from vae_tune.tracking.tracker import Tracker
 
 
 @pytest.mark.parametrize("tile", [(28, 28), (32, 32), (64, 48)])

@@ -13,7 +13,15 @@ import pytest
 
 from tests.helpers import REPO, invoke, mlflow_client, promotion_runs
 from tests.test_datasets import write_folder
-from vae_tune.budget import (
+from vae_tune.data.splits import load_splits
+from vae_tune.errors import VaeTuneError
+from vae_tune.evaluation.tasks import AutoencoderTask
+from vae_tune.project.folder import Project
+from vae_tune.project.storage import open_storage
+from vae_tune.promotion.promote import Candidate, retrain_on_train_and_validation
+from vae_tune.record import StudyRecord
+from vae_tune.space.spaces import load_space
+from vae_tune.usecases.budget import (
     ENSEMBLE_HEAD_TRIALS,
     ENSEMBLE_MEMBERS,
     RETRAIN_SCALE,
@@ -22,15 +30,7 @@ from vae_tune.budget import (
     parse_budget,
     plan_budget,
 )
-from vae_tune.data import load_splits
-from vae_tune.errors import VaeTuneError
-from vae_tune.ops.storage import open_storage
-from vae_tune.pipeline import PipelineRequest, measure_costs
-from vae_tune.project import Project
-from vae_tune.promote import Candidate, retrain_on_train_and_validation
-from vae_tune.record import StudyRecord
-from vae_tune.space import load_space
-from vae_tune.tasks import AutoencoderTask
+from vae_tune.usecases.pipeline import PipelineRequest, measure_costs
 
 SUBSET = ["--train-size", "2000", "--val-size", "1000"]
 # A 2-core machine's measured costs, roughly: an AE epoch 11 s, a fine-tuning epoch 5.5 s,

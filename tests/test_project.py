@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vae_tune import links
 from vae_tune.errors import VaeTuneError
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
+from vae_tune.tracking import links
 
 
 def test_default_stores_live_in_the_project(tmp_path: Path) -> None:

@@ -33,10 +33,10 @@ from tests.helpers import (
     promotion_runs,
     start,
 )
-from vae_tune.data import load_test
-from vae_tune.models import Ensemble
+from vae_tune.data.splits import load_test
+from vae_tune.models.nets import Ensemble
 from vae_tune.record import StudyRecord
-from vae_tune.tracking import Tracker
+from vae_tune.tracking.tracker import Tracker
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 
@@ -202,7 +202,7 @@ def test_a_new_champion_after_a_top_up_is_the_studys_second_test_read(tmp_path: 
     """Reads belong to the study: another trial promoted after a top-up is read number 2."""
     import optuna
 
-    from vae_tune.ops.storage import open_storage
+    from vae_tune.project.storage import open_storage
 
     storage = open_storage(str(tmp_path / "studies" / "optuna.journal"), write=True)
     study = optuna.create_study(study_name="ae-fashion-mnist", storage=storage)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import invoke
-from vae_tune.tracking import Tracker
+from vae_tune.tracking.tracker import Tracker
 
 NAMES = ["o'brien", 'say "hi"', "both ' and \"", "back\\slash", "end\\", "plain"]
 

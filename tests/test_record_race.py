@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import REPO, env, free_port
 from tests.postgres import postgres_server
-from vae_tune.ops.storage import open_storage
+from vae_tune.project.storage import open_storage
 from vae_tune.record import CurveRecord, PromotionRecord, StudyRecord
 
 NAME = "ae-fashion-mnist"
@@ -79,7 +79,7 @@ def test_a_resumption_clears_only_the_stops_it_has_seen(tmp_path: Path) -> None:
 
 WRITER = """
 import sys, time
-from vae_tune.ops.storage import open_storage
+from vae_tune.project.storage import open_storage
 from vae_tune.record import StudyRecord
 record = StudyRecord.load(sys.argv[1], open_storage(sys.argv[2]))
 print("loaded", flush=True)

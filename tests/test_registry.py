@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_tune.config import build_config
-from vae_tune.export import SPEC_FILE
-from vae_tune.models import Classifier, Ensemble, MLPHead, PixelCNN, build_model
-from vae_tune.registry import UntrustedModelError
-from vae_tune.saving import model_from_spec, model_spec
-from vae_tune.tracking import Tracker
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import Classifier, Ensemble, MLPHead, PixelCNN, build_model
+from vae_tune.models.saving import model_from_spec, model_spec
+from vae_tune.tracking.export import SPEC_FILE
+from vae_tune.tracking.registry import UntrustedModelError
+from vae_tune.tracking.tracker import Tracker
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 IMAGE = torch.linspace(0, 1, 784).reshape(1, 1, 28, 28)

@@ -18,7 +18,7 @@ import torch
 from typer.testing import Result
 
 from tests.helpers import invoke, mlflow_client
-from vae_tune.registry import UntrustedModelError, load_model_folder
+from vae_tune.tracking.registry import UntrustedModelError, load_model_folder
 
 AE_MODEL = "vae-tune-fashion-mnist-ae"
 TINY = ["--n-trials", "1", "--epochs", "1", "--train-size", "300", "--val-size", "100"]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import invoke
-from vae_tune.datasets import source
+from vae_tune.data.catalog import source
 
 
 def write_folder(root: Path, n: int = 20, classes: int = 2) -> Path:

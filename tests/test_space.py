@@ -8,9 +8,9 @@ import optuna
 import pytest
 import yaml
 
-from vae_tune.config import build_config
 from vae_tune.errors import SpaceError
-from vae_tune.space import load_space, parse_space
+from vae_tune.models.config import build_config
+from vae_tune.space.spaces import load_space, parse_space
 
 REPO = Path(__file__).resolve().parent.parent
 AE_SPACE = REPO / "search_spaces" / "ae.yaml"

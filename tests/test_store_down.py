@@ -14,8 +14,8 @@ import pytest
 
 from tests.helpers import invoke
 from vae_tune.errors import StoreError
-from vae_tune.ops.storage import open_storage
-from vae_tune.tracking import Tracker
+from vae_tune.project.storage import open_storage
+from vae_tune.tracking.tracker import Tracker
 
 
 @pytest.fixture

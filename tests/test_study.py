@@ -10,14 +10,14 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.helpers import REPO, STUDY, invoke, load_study, mlflow_client, runs_of
-from vae_tune.data import Splits
-from vae_tune.datasets.idx import FASHION_CLASSES as CLASSES
-from vae_tune.objective import trial_seed
-from vae_tune.ops.storage import open_storage
-from vae_tune.space import load_space
-from vae_tune.study import StudyOptions, run_study
-from vae_tune.tasks import AutoencoderTask
-from vae_tune.tracking import Tracker
+from vae_tune.data.idx import FASHION_CLASSES as CLASSES
+from vae_tune.data.splits import Splits
+from vae_tune.evaluation.tasks import AutoencoderTask
+from vae_tune.project.storage import open_storage
+from vae_tune.space.spaces import load_space
+from vae_tune.studies.lifecycle import StudyOptions, run_study
+from vae_tune.studies.objective import trial_seed
+from vae_tune.tracking.tracker import Tracker
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 

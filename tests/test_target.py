@@ -12,10 +12,10 @@ from optuna.trial import TrialState, create_trial
 
 from tests.helpers import FINISHED, TINY, invoke, load_study, runs_of
 from vae_tune.errors import SpaceError, VaeTuneError
-from vae_tune.options import CommandLine, resolve
 from vae_tune.record import StudyRecord
-from vae_tune.space import load_space, parse_space
-from vae_tune.stopping import target_reached
+from vae_tune.space.options import CommandLine, resolve
+from vae_tune.space.spaces import load_space, parse_space
+from vae_tune.studies.stopping import target_reached
 
 REPO = Path(__file__).resolve().parent.parent
 

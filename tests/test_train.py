@@ -7,11 +7,11 @@ import itertools
 import pytest
 import torch
 
-from vae_tune.augment import flip_shift
-from vae_tune.config import ModelConfig, TrainConfig
 from vae_tune.errors import ConfigError
-from vae_tune.models import build_model
-from vae_tune.train import EpochResult, NonFiniteLossError, evaluate, fit, make_scheduler
+from vae_tune.models.augment import flip_shift
+from vae_tune.models.config import ModelConfig, TrainConfig
+from vae_tune.models.nets import build_model
+from vae_tune.models.train import EpochResult, NonFiniteLossError, evaluate, fit, make_scheduler
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:
@@ -152,7 +152,7 @@ def test_precisions_the_device_cannot_run_are_refused() -> None:
 
 
 def test_auto_precision_is_measured_once_per_kind_of_model() -> None:
-    from vae_tune.calibrate import _FASTEST, resolved
+    from vae_tune.evaluation.calibrate import _FASTEST, resolved
 
     model = build_model("ae", ModelConfig(latent_dim=4))
     cfg = TrainConfig(batch_size=32, precision="auto")

@@ -14,20 +14,20 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from vae_tune import links, mlflow_view
 from vae_tune.analysis.report import build_report
 from vae_tune.analysis.tables import study_rows, trials_table
-from vae_tune.data import Splits
-from vae_tune.datasets.idx import FASHION_CLASSES as CLASSES
-from vae_tune.objective import Objective, TrialContext, trial_seed
-from vae_tune.ops.storage import open_storage
+from vae_tune.data.idx import FASHION_CLASSES as CLASSES
+from vae_tune.data.splits import Splits
+from vae_tune.evaluation.tasks import AutoencoderTask
 from vae_tune.progress import PlainProgress
+from vae_tune.project.storage import open_storage
 from vae_tune.record import StudyRecord, TrialRecord
-from vae_tune.space import parse_space
-from vae_tune.stopping import stop_when_taken, surplus
-from vae_tune.study import StudyOptions, run_study
-from vae_tune.tasks import AutoencoderTask
-from vae_tune.tracking import MetricBuffer, Tracker
+from vae_tune.space.spaces import parse_space
+from vae_tune.studies.lifecycle import StudyOptions, run_study
+from vae_tune.studies.objective import Objective, TrialContext, trial_seed
+from vae_tune.studies.stopping import stop_when_taken, surplus
+from vae_tune.tracking import links, mlflow_view
+from vae_tune.tracking.tracker import MetricBuffer, Tracker
 
 SPACE = """
 stage: ae

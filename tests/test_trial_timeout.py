@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from tests.helpers import FINISHED, TINY, VAE_TUNE, alive, env, load_study, runs_of
 from vae_tune.errors import VaeTuneError
-from vae_tune.extras import parse_duration
+from vae_tune.space.extras import parse_duration
 
 HANG = Path(__file__).resolve().parent / "hang"
 TIMEOUT_S = 10  # a TINY one-epoch trial takes 2-4 s in a worker on 2 busy cores

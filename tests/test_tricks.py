@@ -14,15 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_tune.augment import alternating_flips, augment, first_flips
-from vae_tune.config import HeadConfig, ModelConfig, TrainConfig, build_config, flatten
-from vae_tune.data import Splits
+from vae_tune.data.splits import Splits
 from vae_tune.errors import ConfigError, SpaceError
-from vae_tune.models import Classifier, MLPHead, Model, build_model
-from vae_tune.saving import load_spec_file, save_spec_file
-from vae_tune.space import parse_space
-from vae_tune.tasks import HeadTask, PixelTask
-from vae_tune.train import EpochResult, evaluate, fit, make_optimizer, make_scheduler
+from vae_tune.evaluation.tasks import HeadTask, PixelTask
+from vae_tune.models.augment import alternating_flips, augment, first_flips
+from vae_tune.models.config import HeadConfig, ModelConfig, TrainConfig, build_config, flatten
+from vae_tune.models.nets import Classifier, MLPHead, Model, build_model
+from vae_tune.models.saving import load_spec_file, save_spec_file
+from vae_tune.models.train import EpochResult, evaluate, fit, make_optimizer, make_scheduler
+from vae_tune.space.spaces import parse_space
 
 
 def _latents(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,8 +309,8 @@ def test_a_space_searching_the_tricks_loads_and_samples_them() -> None:
 def test_a_classifier_that_learned_mirrored_images_is_promoted_mirrored(
     augment: str, mirrored: bool
 ) -> None:
-    from vae_tune.config import build_config
-    from vae_tune.promote import mirrors
+    from vae_tune.models.config import build_config
+    from vae_tune.promotion.promote import mirrors
 
     config = build_config({"train.augment": augment})
     assert mirrors("mlp", config) is mirrored

@@ -15,19 +15,19 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from tests.helpers import invoke
-from vae_tune.data import Splits, load_splits
-from vae_tune.datasets.idx import FASHION_CLASSES as CLASSES
+from vae_tune.data.idx import FASHION_CLASSES as CLASSES
+from vae_tune.data.splits import Splits, load_splits
 from vae_tune.errors import DataError, StudyMismatchError, VaeTuneError
+from vae_tune.evaluation.tasks import AutoencoderTask, retrain
 from vae_tune.ops.doctor import diagnose
-from vae_tune.ops.storage import open_storage
-from vae_tune.project import resolve_device
+from vae_tune.project.folder import resolve_device
+from vae_tune.project.storage import open_storage
 from vae_tune.record import StudyRecord, TrialRecord
-from vae_tune.samplers import make_pruner
-from vae_tune.sealed import read_test_split
-from vae_tune.space import parse_space
-from vae_tune.study import StudyOptions, run_study
-from vae_tune.tasks import AutoencoderTask, retrain
-from vae_tune.tracking import Tracker
+from vae_tune.record.sealed import read_test_split
+from vae_tune.space.samplers import make_pruner
+from vae_tune.space.spaces import parse_space
+from vae_tune.studies.lifecycle import StudyOptions, run_study
+from vae_tune.tracking.tracker import Tracker
 
 SPACE = """
 stage: STAGE

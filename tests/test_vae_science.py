@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from tests.helpers import invoke, load_study, mlflow_client, promotion_runs, runs_of
-from vae_tune.analysis.latents import iwae_nll, posterior_stats
 from vae_tune.analysis.pareto import pick
-from vae_tune.config import build_config
-from vae_tune.data import load_splits
+from vae_tune.data.splits import load_splits
 from vae_tune.errors import VaeTuneError
-from vae_tune.models import ConvVAE, build_model
-from vae_tune.train import evaluate, fit
+from vae_tune.evaluation.latents import iwae_nll, posterior_stats
+from vae_tune.models.config import build_config
+from vae_tune.models.nets import ConvVAE, build_model
+from vae_tune.models.train import evaluate, fit
 
 SMALL = ["--epochs", "2", "--train-size", "1000", "--val-size", "500"]
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from tests.helpers import TINY, invoke, load_study, runs_of
-from vae_tune import runner
 from vae_tune.analysis import tables
-from vae_tune.project import Project
-from vae_tune.runner import StudyRef
+from vae_tune.project.folder import Project
+from vae_tune.usecases import runner
+from vae_tune.usecases.runner import StudyRef
 
 pytestmark = pytest.mark.slow  # real studies on real data, subprocesses, servers
 

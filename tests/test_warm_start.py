@@ -10,9 +10,9 @@ from optuna.trial import TrialState
 
 from tests.helpers import TINY, invoke, load_study, runs_of
 from vae_tune.errors import VaeTuneError
-from vae_tune.extras import Source, located, parse_sources
-from vae_tune.space import Param
-from vae_tune.warm_start import fit_to_space
+from vae_tune.space.extras import Source, located, parse_sources
+from vae_tune.space.spaces import Param
+from vae_tune.studies.warm_start import fit_to_space
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = "ae-fashion-mnist"
@@ -135,8 +135,8 @@ def test_the_pipeline_takes_the_latest_other_study_of_each_stage(tmp_path: Path)
     stage's, never one without trials."""
     import optuna
 
-    from vae_tune.ops.storage import open_storage
-    from vae_tune.warm_start import latest_other
+    from vae_tune.project.storage import open_storage
+    from vae_tune.studies.warm_start import latest_other
 
     storage = open_storage(str(tmp_path / "optuna.journal"), write=True)
     for name, stage, trials in [

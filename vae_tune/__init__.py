@@ -18,8 +18,6 @@ use (PEP 562), so `import vae_tune` and `vae-tune --help` stay fast.
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -83,9 +81,6 @@ __all__ = [
     "trials",
     "ui",
 ]
-# The names that are also modules of this package (vae_tune/study.py, promote.py, ...):
-# importing such a module binds its name here, and a plain lazy name would then be the module.
-SHADOWED = ("study", "promote", "pipeline", "export")
 
 
 def __getattr__(name: str) -> Any:
@@ -94,30 +89,9 @@ def __getattr__(name: str) -> Any:
     from vae_tune import api
 
     value = api.load(name)
-    if name not in SHADOWED:
-        globals()[name] = value  # once: later lookups find it without coming back here
+    globals()[name] = value  # once: later lookups find it without coming back here
     return value
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-def _public(name: str) -> property:
-    def get(module: types.ModuleType) -> Any:
-        return __getattr__(name)
-
-    def keep(module: types.ModuleType, value: Any) -> None:
-        """The import system binding the submodule of the same name: the public function
-        keeps the name (the submodule stays in sys.modules, where imports find it)."""
-
-    return property(get, keep, doc=f"vae_tune.api.{name}")
-
-
-class _Face(types.ModuleType):
-    """This package, with its public functions winning over its submodules' names."""
-
-
-for _name in SHADOWED:
-    setattr(_Face, _name, _public(_name))
-sys.modules[__name__].__class__ = _Face

@@ -52,8 +52,7 @@ class _Budget:
         seconds = (time.perf_counter() - self.started) / self.done * self.left
         if self.deadline is not None:
             seconds = min(seconds, max(0.0, self.deadline - time.time()))
-        whole = round(seconds)
-        return f"ETA {whole // 60}:{whole % 60:02d}"
+        return f"ETA {clock(seconds)}"
 
 
 class PlainProgress:
@@ -139,3 +138,9 @@ class LiveProgress:
 
 
 StudyProgress = PlainProgress | LiveProgress
+
+
+def clock(seconds: float) -> str:
+    """A duration as minutes:seconds (`12:05`), as ETAs and budgets are shown."""
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"

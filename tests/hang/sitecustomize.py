@@ -41,12 +41,12 @@ def _hang_once(fit: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Hook(importlib.abc.MetaPathFinder):
-    """Wraps `fit` in vae_tune.objective as that module is loaded."""
+    """Wraps `fit` in vae_tune.studies.objective as that module is loaded."""
 
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if name != "vae_tune.objective":
+        if name != "vae_tune.studies.objective":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

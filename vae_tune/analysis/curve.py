@@ -22,13 +22,13 @@ import optuna
 import torch
 from sklearn.model_selection import train_test_split
 
-from vae_tune.analysis import plots
-from vae_tune.config import flatten
 from vae_tune.errors import VaeTuneError
+from vae_tune.evaluation import plots
+from vae_tune.evaluation.tasks import Task, retrain, with_splits
+from vae_tune.models.config import flatten
 from vae_tune.record import CurveRecord, StudyRecord, TrialRecord
-from vae_tune.sealed import read_test_split
-from vae_tune.tasks import Task, retrain, with_splits
-from vae_tune.tracking import Tracker
+from vae_tune.record.sealed import read_test_split
+from vae_tune.tracking.tracker import Tracker
 
 Log = Callable[[str], None]
 

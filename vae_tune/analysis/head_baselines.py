@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vae_tune.analysis.baselines import logistic_baselines
-from vae_tune.tasks import HeadTask
-from vae_tune.tracking import Tracker
+from vae_tune.evaluation.baselines import logistic_baselines
+from vae_tune.evaluation.tasks import HeadTask
+from vae_tune.tracking.tracker import Tracker
 
 
 def record_head_baselines(

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from vae_tune.analysis import pareto
 from vae_tune.record import StudyRecord, TrialRecord
-from vae_tune.stages import stage
-from vae_tune.tracking import Tracker
+from vae_tune.space.stages import stage
+from vae_tune.tracking.tracker import Tracker
 
 
 def studies_of(

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from vae_tune.errors import VaeTuneError
 from vae_tune.record import StudyRecord
-from vae_tune.tracking import Tracker
+from vae_tune.tracking.tracker import Tracker
 
 STATES = {
     "complete": TrialState.COMPLETE,

@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     )
     from vae_tune.errors import VaeTuneError
     from vae_tune.ops.doctor import Finding
-    from vae_tune.pipeline import PipelineResult
     from vae_tune.progress import EpochUpdate
-    from vae_tune.project import Project
-    from vae_tune.promote import Promotion
-    from vae_tune.runner import StudyResult
-    from vae_tune.space import SearchSpace
+    from vae_tune.project.folder import Project
+    from vae_tune.promotion.promote import Promotion
+    from vae_tune.space.spaces import SearchSpace
+    from vae_tune.usecases.pipeline import PipelineResult
+    from vae_tune.usecases.runner import StudyResult
 
 # Each public name and the module that defines it.
 WHERE = {
@@ -68,12 +68,12 @@ WHERE = {
     "Submitted": "vae_tune.api.cluster",
     "Log": "vae_tune.api._common",
     "dataset_name": "vae_tune.api._common",
-    "Project": "vae_tune.project",
-    "SearchSpace": "vae_tune.space",
+    "Project": "vae_tune.project.folder",
+    "SearchSpace": "vae_tune.space.spaces",
     "VaeTuneError": "vae_tune.errors",
-    "StudyResult": "vae_tune.runner",
-    "Promotion": "vae_tune.promote",
-    "PipelineResult": "vae_tune.pipeline",
+    "StudyResult": "vae_tune.usecases.runner",
+    "Promotion": "vae_tune.promotion.promote",
+    "PipelineResult": "vae_tune.usecases.pipeline",
     "Curve": "vae_tune.analysis.curve",
     "Finding": "vae_tune.ops.doctor",
     "EpochUpdate": "vae_tune.progress",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
 
 Log = Callable[[str], None]
 DEFAULT_DATASET = "fashion-mnist"

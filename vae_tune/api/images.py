@@ -9,9 +9,9 @@ import os
 import torch
 
 from vae_tune.api._common import dataset_name, optional_path
-from vae_tune.data import load_splits
+from vae_tune.data.splits import load_splits
 from vae_tune.errors import VaeTuneError
-from vae_tune.options import DEFAULT_SEED
+from vae_tune.space.options import DEFAULT_SEED
 
 DEFAULT_DATASET = "fashion-mnist"
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import torch
 
-from vae_tune import runner
 from vae_tune.analysis.curve import Curve
 from vae_tune.api._common import (
     DEFAULT_DATASET,
@@ -23,11 +22,12 @@ from vae_tune.api._common import (
 )
 from vae_tune.errors import VaeTuneError
 from vae_tune.logs import quiet_libraries
-from vae_tune.promote import Promotion
+from vae_tune.promotion.promote import Promotion
 from vae_tune.record import StudyRecord
-from vae_tune.registry import UntrustedModelError
-from vae_tune.runner import StudyRef
-from vae_tune.stages import stage as stage_of
+from vae_tune.space.stages import stage as stage_of
+from vae_tune.tracking.registry import UntrustedModelError
+from vae_tune.usecases import runner
+from vae_tune.usecases.runner import StudyRef
 
 CURVE_SIZES = (20_000, 30_000, 40_000, 50_000, 60_000)
 

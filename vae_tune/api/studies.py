@@ -8,7 +8,6 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vae_tune import runner
 from vae_tune.api._common import (
     DEFAULT_DATASET,
     Log,
@@ -18,15 +17,16 @@ from vae_tune.api._common import (
     open_project,
     optional_path,
 )
-from vae_tune.budget import parse_budget
 from vae_tune.errors import VaeTuneError
 from vae_tune.logs import quiet_libraries
-from vae_tune.pipeline import PipelineRequest, PipelineResult, run_pipeline
-from vae_tune.prepare import StudyRequest
 from vae_tune.progress import EpochUpdate, LiveProgress, PlainProgress, StudyProgress
-from vae_tune.runner import StudyResult
-from vae_tune.space import SearchSpace
-from vae_tune.stages import stage as stage_of
+from vae_tune.space.spaces import SearchSpace
+from vae_tune.space.stages import stage as stage_of
+from vae_tune.studies.plan import StudyRequest
+from vae_tune.usecases import runner
+from vae_tune.usecases.budget import parse_budget
+from vae_tune.usecases.pipeline import PipelineRequest, PipelineResult, run_pipeline
+from vae_tune.usecases.runner import StudyResult
 
 ProgressCallback = Callable[[EpochUpdate], None]
 

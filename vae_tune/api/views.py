@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from vae_tune import runner
 from vae_tune.analysis import tables
 from vae_tune.api._common import (
     DEFAULT_DATASET,
@@ -22,8 +21,9 @@ from vae_tune.api._common import (
 from vae_tune.errors import VaeTuneError
 from vae_tune.logs import quiet_libraries
 from vae_tune.ops.doctor import Finding, diagnose
-from vae_tune.runner import StudyRef
-from vae_tune.stages import stage as stage_of
+from vae_tune.space.stages import stage as stage_of
+from vae_tune.usecases import runner
+from vae_tune.usecases.runner import StudyRef
 
 TRIAL_STATES = tuple(tables.STATES)  # complete, pruned, fail, running
 FORMATS = ("csv", "parquet")
@@ -179,7 +179,7 @@ def doctor(
 
 def datasets() -> list[DatasetInfo]:
     """The datasets ``dataset=`` takes, and how each is trained by default."""
-    from vae_tune.datasets import BUILT_IN
+    from vae_tune.data.catalog import BUILT_IN
 
     rows = [
         DatasetInfo(s.name, str(len(s.classes)), "flip_shift" if s.mirror else "shift", s.about)

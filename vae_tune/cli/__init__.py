@@ -1,5 +1,5 @@
 """The command line: options in, a use case called, its result shown, an exit code out.
-No ML logic and no rendering live here (see `runner.py` and `render.py`)."""
+No ML logic and no rendering live here (see `usecases/` and `cli/render.py`)."""
 
 from vae_tune.cli import cluster, studies, views  # noqa: F401  (they register their commands)
 from vae_tune.cli.app import app, main

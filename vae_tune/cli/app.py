@@ -15,7 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from vae_tune import __version__, render
+from vae_tune import __version__
+from vae_tune.cli import render
 from vae_tune.errors import VaeTuneError
 from vae_tune.failures import out_of_memory
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vae_tune import api, render
+from vae_tune import api
+from vae_tune.cli import render
 from vae_tune.cli.app import (
     DEFAULT_DATASET,
     DataDirOpt,

@@ -3,8 +3,8 @@
 SLURM's own `sbatch`, not a library: the batch scripts are what a cluster user reads, edits and
 resubmits, so they are written into the project (`slurm/`) and submitted as they are. A study
 is a job array of `vae-tune study` processes on one shared study (the trial budget, the parent
-run and the retries belong to the study, see `study.py`), then `vae-tune promote` as a job
-that runs after the whole array (`afterany`: a task cancelled or preempted does not cancel the
+run and the retries belong to the study: `studies/lifecycle.py`), then `vae-tune promote` as a
+job that runs after the whole array (`afterany`: a task cancelled or preempted does not cancel the
 promotion; the other tasks finish the budget). `pipeline` chains the encoder's array and
 promotion, then the head's.
 
@@ -115,7 +115,7 @@ def plan_jobs(
     study_name: str | None = None,
 ) -> list[Job]:
     """The jobs `vae-tune submit study STAGE` or `vae-tune submit pipeline` sends."""
-    from vae_tune.stages import STAGES
+    from vae_tune.space.stages import STAGES
 
     extra = list(study_args)
     if what == "study":

@@ -3,11 +3,11 @@
 Checks: both stores open at the schema this version expects, trials whose worker died (zombies),
 finished trials whose MLflow run is still RUNNING, interrupted trials not yet retried, study runs
 left RUNNING by a killed process, and artifact folders of runs the tracking store no longer has.
-With `fix`, the same repairs a study start makes (see `repair.py`), plus closing stale study runs
-and removing orphaned artifact folders: those of runs the tracking store says it does not have
+With `fix`, the same repairs a study start makes (see `studies/repair.py`), plus closing stale study
+runs and removing orphaned artifact folders: those of runs the tracking store says it does not have
 (nothing can read them), each named before it is deleted. Only folders provably this store's are
-deleted: under its own experiments' locations, and referenced by no other MLflow store beside it.
-A store that cannot answer deletes nothing.
+deleted: under its own experiments' locations, and referenced by no other MLflow store beside it. A
+store that cannot answer deletes nothing.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
-from vae_tune.ops.repair import open_runs, repair, to_retry, zombie_trials
-from vae_tune.project import SQLITE
+from vae_tune.project.folder import SQLITE
 from vae_tune.record import StudyRecord
-from vae_tune.tracking import Tracker
+from vae_tune.studies.repair import open_runs, repair, to_retry, zombie_trials
+from vae_tune.tracking.tracker import Tracker
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 Log = Callable[[str], None]

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vae_tune import links
 from vae_tune.errors import VaeTuneError
 from vae_tune.ops import servers
+from vae_tune.tracking import links
 
 if TYPE_CHECKING:
-    from vae_tune.project import Project
+    from vae_tune.project.folder import Project
 
 Log = Callable[[str], None]
 TOP_K = links.TOP_K  # trials the top-k link puts side by side

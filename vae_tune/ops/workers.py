@@ -5,7 +5,7 @@ create it, then starts the workers with the CPU threads divided between them. Ea
 its own data, waits for the others, and runs trials until the study holds `n_trials` finished
 ones. Ctrl-C or a kill of
 the parent is forwarded once as SIGTERM, so every worker closes its running trial and run.
-With --trial-timeout the parent also watches the trials (`ops/timeouts.py`) and replaces a
+With --trial-timeout the parent also watches the trials (`studies/timeouts.py`) and replaces a
 worker it had to kill; one worker runs this way too.
 """
 
@@ -28,27 +28,31 @@ import optuna
 import torch
 
 from vae_tune.logs import quiet_libraries
-from vae_tune.ops.repair import repair
-from vae_tune.ops.timeouts import POLL_S, Supervisor, install
-from vae_tune.prepare import Log, StudyRequest, StudySetup, prepare
 from vae_tune.progress import PlainProgress
-from vae_tune.project import Project
+from vae_tune.project.folder import Project
 from vae_tune.record import StudyRecord
-from vae_tune.stopping import FINISHED
-from vae_tune.study import StudySummary, close_study, join_study, open_study, study_settings
-from vae_tune.study import run_trials as run_trials_here
+from vae_tune.studies.lifecycle import (
+    StudySummary,
+    close_study,
+    join_study,
+    open_study,
+    study_settings,
+)
+from vae_tune.studies.lifecycle import run_trials as run_trials_here
+from vae_tune.studies.plan import Log, StudyPlan, StudyRequest, plan_study
+from vae_tune.studies.repair import repair
+from vae_tune.studies.stopping import FINISHED
+from vae_tune.studies.timeouts import POLL_S, Supervisor, install
 
 JOIN_TIMEOUT_S = 120  # a worker closing its trial after SIGTERM; then it is killed
 READY_TIMEOUT_S = 300  # the slowest worker's data and encoder loading
 
 
-def run_workers(
-    request: StudyRequest, project: Project, setup: StudySetup, log: Log
-) -> StudySummary:
+def run_workers(request: StudyRequest, project: Project, plan: StudyPlan, log: Log) -> StudySummary:
     """Prepare the study here, run it in `request.workers` processes, then close it."""
-    space, task, tracker, options = setup.space, setup.task, setup.tracker, setup.options
+    space, task, tracker, options = plan.space, plan.task, plan.tracker, plan.options
     settings = study_settings(space, task, options)
-    opened = open_study(space, settings, setup.storage, tracker, options, log)
+    opened = open_study(space, settings, plan.storage, tracker, options, log)
     threads = threads_per_worker(request.workers)
     finished = len(opened.study.get_trials(deepcopy=False, states=FINISHED))
     log(
@@ -199,8 +203,8 @@ def _worker_main(
         print(f"{prefix}{line}", flush=True)
 
     try:
-        setup = prepare(request, project, log)
-        opened = join_study(setup.space, setup.storage, setup.options)
+        plan = plan_study(request, project, log)
+        opened = join_study(plan.space, plan.storage, plan.options)
         # Every worker starts trials once all have loaded: the first one ready would otherwise
         # take the start-up trials alone, sampled one after another instead of side by side.
         with contextlib.suppress(threading.BrokenBarrierError):  # a worker that died: go on
@@ -209,10 +213,10 @@ def _worker_main(
         progress = PlainProgress(log)
         run_trials_here(
             opened,
-            setup.space,
-            setup.task,
-            setup.tracker,
-            setup.options,
+            plan.space,
+            plan.task,
+            plan.tracker,
+            plan.options,
             progress,
             log,
             workers=request.workers,

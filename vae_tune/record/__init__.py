@@ -29,12 +29,12 @@ from optuna.storages import BaseStorage
 from optuna.study import StudySummary
 from optuna.trial import FrozenTrial
 
-from vae_tune.config import TrialConfig
-from vae_tune.data import Splits, load_splits
+from vae_tune.data.splits import Splits, load_splits
 from vae_tune.errors import VaeTuneError
+from vae_tune.models.config import TrialConfig
 from vae_tune.record.schema import CurveRecord, PromotionRecord, Settings, TestRead
 from vae_tune.record.trial import TrialRecord
-from vae_tune.space import SearchSpace, parse_space
+from vae_tune.space.spaces import SearchSpace, parse_space
 
 TEST_READ = "test_read:"
 PROMOTION = "promotion:"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vae_tune.tasks import Lineage
+from vae_tune.evaluation.tasks import Lineage
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""A project folder: where everything of it lives, and its Optuna storage."""

@@ -1,0 +1,1 @@
+"""Promotion: the champion chosen on validation, retrained, tested once, registered."""
