@@ -150,6 +150,12 @@ def test_an_array_of_three_tasks_runs_one_study_of_nine_trials_then_promotes(
         "--n-trials",
         "9",
         *TINY,
+        # Each task then keeps its trials from a supervising process (ops/workers.py), and the
+        # target is one no AE reaches: both travel to the tasks and are recorded on the study.
+        "--trial-timeout",
+        "5m",
+        "--target",
+        "0.0001",
     )
     assert result.exit_code == 0, result.output
     ids = job_ids(result.output)
@@ -182,6 +188,8 @@ def test_an_array_of_three_tasks_runs_one_study_of_nine_trials_then_promotes(
     [parent] = [r for r in runs if r.data.tags.get("vae_tune.role") == "study"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.info.status == "FINISHED" and all(r.info.status != "RUNNING" for r in runs)
+    assert parent.data.tags["vae_tune.trial_timeout"] == "300 s"
+    assert parent.data.tags["vae_tune.target"] == "0.0001"
     assert parent.info.end_time >= max(r.info.end_time for r in children), "closed after all"
     champion = client.get_model_version_by_alias("vae-tune-fashion-mnist-ae", "champion")
     assert champion.tags["study"] == "array"

@@ -87,6 +87,18 @@ def test_submit_study_passes_a_short_option_and_refuses_a_misspelt_one(tmp_path:
     assert code == 0, output
     (script,) = (project / "slurm").glob("study-vae-*.sbatch")
     assert "study vae -n 5 --epochs 3" in script.read_text()
+    extras = tmp_path / "extras"
+    extras.mkdir()
+    code, output = submit(
+        extras,
+        {},
+        "study",
+        "ae",
+        *("--trial-timeout", "90s", "--target", "0.05", "--warm-start", "old-ae", "--dry-run"),
+    )
+    assert code == 0, output
+    (script,) = (extras / "slurm").glob("study-ae-*.sbatch")
+    assert "--trial-timeout 90s --target 0.05 --warm-start old-ae" in script.read_text()
     again = tmp_path / "again"
     again.mkdir()
     code, output = submit(again, {}, "study", "vae", "--n-trails", "5", "--dry-run")

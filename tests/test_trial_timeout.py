@@ -1,5 +1,6 @@
 """`--trial-timeout`: a trial that hangs beyond the reach of signals is killed at its time-out,
-failed with the reason, not retried, and the study still reaches its budget.
+failed with the reason, not retried, and the study still reaches its budget; a slow trial that
+a signal can reach is interrupted instead, and its worker goes on with the next trial.
 
 The hang is a real one in a real worker: tests/hang/sitecustomize.py, put on the subprocess's
 PYTHONPATH, makes the first trial to start training block every signal and sleep. vae-tune
@@ -71,3 +72,41 @@ def test_a_hung_trial_is_killed_at_its_timeout_and_not_retried(
     assert run.info.status == "FAILED"
     assert run.data.tags["fail_reason"] == reason
     assert not [r.info.run_id for r in children if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_a_slow_trial_is_interrupted_at_its_timeout_and_its_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The graceful path: SIGUSR1 fails the slow trial inside its worker, which lives on and
+    runs the next trial; nothing is killed and no worker is replaced."""
+    marker = tmp_path / "slow.pid"
+    command = [VAE_TUNE, "study", "ae", *TINY, "--epochs", "1", "--n-trials", "2"]
+    command += ["--trial-timeout", str(TIMEOUT_S)]
+    hooked = {
+        **env(),
+        "PYTHONPATH": str(HANG),
+        "VAE_TUNE_TEST_HANG": str(marker),
+        "VAE_TUNE_TEST_HANG_SIGNALS": "reach",
+    }
+    done = subprocess.run(
+        command, cwd=tmp_path, env=hooked, text=True, capture_output=True, timeout=300
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "did not answer its interrupt" not in output
+    assert "in place of" not in output, "no worker was replaced"
+
+    slow_pid = int(marker.read_text())
+    trials = load_study(tmp_path).get_trials()
+    # The failed trial takes one of the two places, as a failed trial does; none is retried.
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    [slow] = [t for t in trials if t.user_attrs["worker"]["pid"] == slow_pid and t.number == 0]
+    reason = f"timed out after {TIMEOUT_S} s (--trial-timeout)"
+    assert slow.state == TrialState.FAIL and slow.user_attrs["fail_reason"] == reason
+    after = [t for t in trials if t.number > slow.number]
+    assert after and all(t.user_attrs["worker"]["pid"] == slow_pid for t in after)
+    assert [t.state for t in after] == [TrialState.COMPLETE] * len(after)
+    _, _, children = runs_of(tmp_path)
+    [run] = [r for r in children if r.info.run_id == slow.user_attrs["mlflow_run_id"]]
+    assert run.info.status == "FAILED" and run.data.tags["fail_reason"] == reason

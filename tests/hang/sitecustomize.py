@@ -5,7 +5,9 @@ Python imports `sitecustomize` at start-up, in the CLI process and in every spaw
 first trial to start training, in any of them, claims the marker file named by
 VAE_TUNE_TEST_HANG (created exclusively: one trial in all), writes its pid there, blocks every
 signal it can (`pthread_sigmask`) and sleeps: a deadlock that SIGTERM, SIGINT and SIGUSR1 cannot
-reach. Only a kill ends it. The product code is the same as a user's.
+reach. Only a kill ends it. With VAE_TUNE_TEST_HANG_SIGNALS=reach it sleeps with its signals left
+as they are: a slow trial (a stuck read) that an interrupt can still stop. The product code is
+the same as a user's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 MARKER = os.environ.get("VAE_TUNE_TEST_HANG")
+REACHABLE = os.environ.get("VAE_TUNE_TEST_HANG_SIGNALS") == "reach"
 
 
 def _hang_once(fit: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,7 +36,8 @@ def _hang_once(fit: Callable[..., Any]) -> Callable[..., Any]:
             return fit(*args, **kwargs)
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        if not REACHABLE:
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         time.sleep(3600)
         return fit(*args, **kwargs)
 

@@ -93,18 +93,20 @@ class TrialRecord:
 
     def set_failed(
         self, reason: str, interrupted: bool = False, oom_batch: int | None = None
-    ) -> None:
+    ) -> str:
         """`interrupted`: not the config's fault (Ctrl-C, a dead worker): it runs again.
         `oom_batch`: it ran out of memory at this batch size: it runs again at half of it.
         A trial already timed out keeps that reason: whatever its worker says as it is
-        stopped (an interrupt, its death) is the time-out's doing, not a reason to retry."""
+        stopped (an interrupt, its death) is the time-out's doing, not a reason to retry.
+        Returns the reason that stands, for the trial's MLflow run to say the same."""
         if self._stored("timed_out_after_s") is not None:
-            return
+            return str(self._stored("fail_reason") or reason)
         self._set("fail_reason", reason)
         if interrupted:
             self._set("interrupted", True)
         if oom_batch is not None:
             self._set("oom_batch_size", oom_batch)
+        return reason
 
     @property
     def timed_out_after_s(self) -> float | None:

@@ -122,7 +122,7 @@ class Objective:
             kind = infrastructure(exc)  # not the config's fault: it runs again
             reason = f"{type(exc).__name__}: {exc}" + (f" ({kind})" if kind else "")
             oom = config.train.batch_size if kind == OUT_OF_MEMORY else None
-            record.set_failed(reason, interrupted=kind is not None, oom_batch=oom)
+            reason = record.set_failed(reason, interrupted=kind is not None, oom_batch=oom)
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None
             self._end(trial, run_id, epoch_log, "FAIL", {"fail_reason": reason}, status=status)
             raise
