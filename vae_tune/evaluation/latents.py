@@ -89,7 +89,7 @@ def log_weights(
     mu, logvar = model.posterior(target)
     eps = torch.randn(n, k, d, generator=generator, device=target.device)
     z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps
-    logits = model.decoder(z.reshape(n * k, d))
+    logits = model.logits(z.reshape(n * k, d))
     repeated = target.repeat_interleave(k, dim=0)
     log_px = model.log_likelihood(repeated, logits).reshape(n, k)
     log_2pi = math.log(2 * math.pi)

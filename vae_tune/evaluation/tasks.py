@@ -32,6 +32,7 @@ from vae_tune.evaluation.latents import (
     probe_subset,
 )
 from vae_tune.models.config import ModelConfig, TrialConfig
+from vae_tune.models.factory import build_autoencoder
 from vae_tune.models.nets import (
     Autoencoder,
     Classifier,
@@ -40,7 +41,6 @@ from vae_tune.models.nets import (
     MLPHead,
     Model,
     PixelCNN,
-    build_model,
 )
 from vae_tune.models.train import EpochCallback, EpochResult, Tensors, encode, fit, predict
 
@@ -63,7 +63,7 @@ class AutoencoderTask:
     def build(self, config: TrialConfig) -> Model:
         # train.label_smoothing: an autoencoder has no labels to smooth. Its stages' spaces
         # refuse the key (stages.py); set in Python, it is ignored here.
-        model = build_model(self.stage, sized(config.model, self.splits))
+        model = build_autoencoder(self.stage, sized(config.model, self.splits))
         return model.standardize_with(self.splits.train_x)
 
     def data(self, config: TrialConfig) -> tuple[Tensors, Tensors]:
@@ -220,6 +220,12 @@ class HeadTask:
 
 
 Task = AutoencoderTask | HeadTask | PixelTask
+
+
+def deployed(task: Task, model: Model) -> Model:
+    """What a promotion registers for `model`: images in, as it is served (a frozen head is
+    put behind its encoder)."""
+    return task.classifier(model) if isinstance(task, HeadTask) else model
 
 
 def sized(config: ModelConfig, splits: Splits) -> ModelConfig:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from vae_tune.errors import ConfigError
+from vae_tune.models import contract
 from vae_tune.models.augment import AUGMENTATIONS
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # see precision.py
@@ -23,7 +24,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli", "auto")
 HEAD_MODES = ("frozen", "finetune")
 SCHEDULES = ("constant", "cosine", "onecycle")
-FAMILIES = ("conv", "mlp")
+FAMILIES = contract.BUILT_IN
 HEAD_FAMILIES = ("mlp", "linear")
 MIN_SIDE = 12  # the conv encoder's three stride-2 layers need 12 pixels a side
 
@@ -32,7 +33,9 @@ MIN_SIDE = 12  # the conv encoder's three stride-2 layers need 12 pixels a side
 class ModelConfig:
     """The AE/VAE: conv or fully connected layers, the bottleneck; likelihood terms (VAE)."""
 
-    family: str = "conv"  # conv, or mlp: fully connected (hidden [, hidden2] units)
+    # conv, or mlp: fully connected (hidden [, hidden2] units); or a user's own model
+    # (`package.module:Class`, or an installed entry point's name: models/contract.py)
+    family: str = "conv"
     latent_dim: int = 32
     dropout: float = 0.0
     channels: tuple[int, int, int] = (8, 16, 32)
@@ -46,6 +49,8 @@ class ModelConfig:
     sigma: float = 0.1  # VAE: standard deviation of the gaussian likelihood
     # The images' (channels, height, width): set from the data, never searched.
     image: tuple[int, int, int] = (1, 28, 28)
+    # A user's model's own keys (`model.<name>` in a space), checked against its factory.
+    options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         _check("model.latent_dim", self.latent_dim >= 1, "must be >= 1")
@@ -55,7 +60,13 @@ class ModelConfig:
             len(self.channels) == 3 and all(c >= 1 for c in self.channels),
             "must be three positive channel widths",
         )
-        _check("model.family", self.family in FAMILIES, f"must be one of {FAMILIES}")
+        own = contract.is_own(self.family)
+        contract.check_family(self.family)
+        _check(
+            f"model.{self.options[0][0] if self.options else ''}",
+            own or not self.options,
+            f"unknown key for the built-in {self.family!r} family",
+        )
         _check("model.hidden", self.hidden >= 1, "must be >= 1")
         _check("model.hidden2", self.hidden2 >= 0, "must be >= 0 (0: one hidden layer)")
         _check("model.beta", self.beta >= 0, "must be >= 0")
@@ -162,23 +173,37 @@ _SECTIONS: dict[str, type] = {"model": ModelConfig, "head": HeadConfig, "train":
 
 
 def config_keys() -> dict[str, Any]:
-    """Every valid dotted key with its declared type (`train.lr` -> float)."""
+    """Every valid dotted key with its declared type (`train.lr` -> float); a user's model
+    adds its own `model.` keys (`contract.own_keys`)."""
     keys: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         for name, hint in get_type_hints(cls).items():
             keys[f"{section}.{name}"] = hint
+    del keys[OPTIONS]
     return keys
 
 
+OPTIONS = "model.options"  # a user's model's own keys travel inside ModelConfig under this
+
+
 def build_config(flat: Mapping[str, Any]) -> TrialConfig:
-    """Turn `{"train.lr": 0.01, ...}` into a TrialConfig; missing keys keep their defaults."""
+    """Turn `{"train.lr": 0.01, ...}` into a TrialConfig; missing keys keep their defaults.
+    With a user's model (`model.family`), the `model.` keys vae-tune does not know are its
+    own, checked against its factory's."""
     known = config_keys()
+    family = flat.get("model.family", ModelConfig.family)
     per_section: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
+    own: dict[str, Any] = {}
     for key, value in flat.items():
+        if key not in known and key.startswith("model.") and contract.is_own(str(family)):
+            own[key.removeprefix("model.")] = value
+            continue
         if key not in known:
             raise ConfigError(key, f"unknown key; known keys: {', '.join(sorted(known))}")
         section, name = key.split(".", 1)
         per_section[section][name] = _coerce(key, value, known[key])
+    if contract.is_own(str(family)):
+        per_section["model"]["options"] = contract.check_keys(str(family), own)
     return TrialConfig(
         **{section: _SECTIONS[section](**values) for section, values in per_section.items()}
     )
@@ -190,6 +215,8 @@ def flatten(config: TrialConfig) -> dict[str, Any]:
     for section in _SECTIONS:
         for name, value in dataclasses.asdict(getattr(config, section)).items():
             flat[f"{section}.{name}"] = value
+    for name, value in flat.pop(OPTIONS):
+        flat[f"model.{name}"] = value
     return flat
 
 

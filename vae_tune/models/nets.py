@@ -79,6 +79,10 @@ class Autoencoder(Model):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """What a fine-tuned classifier trains of it (at train.encoder_lr)."""
+        return list(self.encoder.parameters())
+
 
 class ConvAutoencoder(Autoencoder):
     """Deterministic AE (conv, or fully connected) trained on mean squared reconstruction error.
@@ -122,6 +126,10 @@ class ConvVAE(Autoencoder):
         """The posterior mean: the representation heads are trained on."""
         return self.posterior(x)[0]
 
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's output before its sigmoid: what the likelihood scores."""
+        return self.decoder(z)
+
     def sample(self, n: int) -> torch.Tensor:
         device = next(self.parameters()).device
         return self.decode(torch.randn(n, self.cfg.latent_dim, device=device))
@@ -145,7 +153,7 @@ class ConvVAE(Autoencoder):
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.posterior(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        logits = self.decoder(z)
+        logits = self.logits(z)
         recon = -self.log_likelihood(self.target(x), logits)
         kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(1)
         return {
@@ -220,7 +228,7 @@ class Classifier(Model):
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
         """The encoder learns at its own (smaller) rate; the decoder is not trained."""
         return [
-            {"params": self.autoencoder.encoder.parameters(), "lr": cfg.encoder_lr},
+            {"params": self.autoencoder.encoder_parameters(), "lr": cfg.encoder_lr},
             {"params": self.head.parameters()},
         ]
 

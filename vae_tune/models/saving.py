@@ -13,17 +13,18 @@ from typing import Any
 
 import torch
 
-from vae_tune.models.config import HeadConfig, ModelConfig, build_config
+from vae_tune.models import contract
+from vae_tune.models.config import OPTIONS, HeadConfig, ModelConfig, build_config
+from vae_tune.models.factory import build_autoencoder
 from vae_tune.models.nets import (
-    AUTOENCODERS,
     Autoencoder,
     Classifier,
+    ConvVAE,
     Ensemble,
     MLPHead,
     Model,
     PixelCNN,
     PixelStandardizer,
-    build_model,
 )
 
 
@@ -48,8 +49,10 @@ def model_spec(model: Model) -> dict[str, Any]:
     if isinstance(model, PixelCNN):
         return {"kind": "cnn", "config": _plain(model.cfg), "n_classes": model.n_classes}
     assert isinstance(model, Autoencoder)
-    kind = next(k for k, cls in AUTOENCODERS.items() if type(model) is cls)
-    return {"kind": kind, "config": _plain(model.cfg)}
+    spec = {"kind": "vae" if isinstance(model, ConvVAE) else "ae", "config": _plain(model.cfg)}
+    if contract.is_own(model.cfg.family):  # which code it was trained with: a record only
+        spec["source_sha256"] = contract.source_hash(model.cfg.family)
+    return spec
 
 
 def model_from_spec(spec: dict[str, Any]) -> Model:
@@ -68,7 +71,7 @@ def model_from_spec(spec: dict[str, Any]) -> Model:
     config = build_config({f"model.{k}": v for k, v in spec["config"].items()}).model
     if kind == "cnn":
         return PixelCNN(config, spec["n_classes"])
-    return build_model(kind, config)
+    return build_autoencoder(kind, config)
 
 
 def save_spec_file(model: Model, path: Path, format: str) -> None:
@@ -110,4 +113,7 @@ def with_identity_standardizers(model: Model) -> Model:
 
 
 def _plain(config: ModelConfig | HeadConfig) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    """The config as plain data; a user's model's own keys beside vae-tune's."""
+    plain = asdict(config)
+    own = dict(plain.pop(OPTIONS.removeprefix("model."), ()))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in {**plain, **own}.items()}

@@ -28,15 +28,17 @@ from optuna.trial import FrozenTrial, TrialState
 from vae_tune.analysis import pareto
 from vae_tune.errors import VaeTuneError
 from vae_tune.evaluation.latents import IWAE_K
-from vae_tune.evaluation.tasks import HeadTask, Task, retrain, with_splits
+from vae_tune.evaluation.tasks import HeadTask, Task, deployed, retrain, with_splits
 from vae_tune.models.augment import MIRRORING
 from vae_tune.models.config import TrialConfig, flatten
+from vae_tune.models.factory import own_family
 from vae_tune.models.nets import Ensemble, Model
 from vae_tune.progress import clock
 from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.record.sealed import read_test_split
 from vae_tune.space.stages import stage
 from vae_tune.studies.objective import trial_seed
+from vae_tune.tracking.export import check_exportable
 from vae_tune.tracking.tracker import Tracker
 
 Log = Callable[[str], None]
@@ -136,6 +138,8 @@ def promote(
     members = len(models)
     model = averaged(models, mirror, final_task) if mirror or members > 1 else models[0]
     why = "re-promotion" if earlier else "promotion"
+    if family := own_family(served := deployed(final_task, model)):  # the user's code
+        check_exportable(served, final_task.splits.train_x[:4], f"model {family}")
     device = task.splits.train_x.device
     test_x, test_y, reads = read_test_split(
         record, number, "promote", why, data_dir=data_dir, device=device, log=log

@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial
 
 from vae_tune.data.splits import Splits, load_splits
 from vae_tune.errors import VaeTuneError
+from vae_tune.models import contract
 from vae_tune.models.config import TrialConfig
 from vae_tune.record.schema import CurveRecord, PromotionRecord, Settings, TestRead
 from vae_tune.record.trial import TrialRecord
@@ -53,11 +54,17 @@ class StudyRecord:
     @classmethod
     def load(cls, name: str, storage: BaseStorage) -> StudyRecord:
         try:
-            return cls(optuna.load_study(study_name=name, storage=storage))
+            record = cls(optuna.load_study(study_name=name, storage=storage))
         except KeyError:
             raise VaeTuneError(
                 f"no study {name!r} in the storage: run `vae-tune study` for it first"
             ) from None
+        # The user's own study names the model its space named: that code may be imported to
+        # rebuild it (a promotion, a head's encoder), as the space's own (models/contract.py).
+        family = record.stored_settings.get("fixed", {}).get("model.family")
+        if isinstance(family, str):
+            contract.trust(family)
+        return record
 
     @property
     def live(self) -> optuna.Study:

@@ -25,6 +25,7 @@ from optuna.trial import BaseTrial
 
 from vae_tune.errors import ConfigError, SpaceError, VaeTuneError
 from vae_tune.models.config import TrialConfig, build_config
+from vae_tune.space import own_model
 from vae_tune.space.extras import Source, space_keys
 from vae_tune.space.samplers import make_pruner, make_sampler
 from vae_tune.space.stages import STAGES, CollapseLimits, Stage
@@ -196,11 +197,12 @@ def parse_space(text: str, source: str = "<string>") -> SearchSpace:
     fixed = dict(_mapping(source, "fixed", doc.get("fixed", {})))
     search = _mapping(source, "search", doc.get("search", {}))
 
+    keys = own_model.space_keys(source, stage, fixed, search)
     for key in [*fixed, *search]:
-        if key not in stage.keys:
+        if key not in keys:
             section = "fixed" if key in fixed else "search"
             raise SpaceError(
-                source, f"{section}.{key}", f"unknown key for {name}; known: {sorted(stage.keys)}"
+                source, f"{section}.{key}", f"unknown key for {name}; known: {sorted(keys)}"
             )
     for key in set(fixed) & set(search):
         raise SpaceError(source, key, "is both fixed and searched")

@@ -25,7 +25,9 @@ from vae_tune.evaluation.calibrate import resolved
 from vae_tune.evaluation.latents import PROBE
 from vae_tune.evaluation.tasks import Task
 from vae_tune.failures import OUT_OF_MEMORY, infrastructure
+from vae_tune.models import contract
 from vae_tune.models.config import TrialConfig
+from vae_tune.models.contract import UserModelError
 from vae_tune.models.nets import Autoencoder, Model
 from vae_tune.models.train import EpochResult, fit
 from vae_tune.progress import EpochUpdate, StudyProgress
@@ -121,6 +123,8 @@ class Objective:
         except BaseException as exc:  # KeyboardInterrupt too: no run may stay RUNNING
             kind = infrastructure(exc)  # not the config's fault: it runs again
             reason = f"{type(exc).__name__}: {exc}" + (f" ({kind})" if kind else "")
+            if contract.is_own(config.model.family) and not isinstance(exc, UserModelError):
+                reason = f"{config.model.family} {dict(config.model.options)}: {reason}"
             oom = config.train.batch_size if kind == OUT_OF_MEMORY else None
             reason = record.set_failed(reason, interrupted=kind is not None, oom_batch=oom)
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else None

@@ -18,6 +18,7 @@ model, decoder included, for fine-tuning from a champion.
 from __future__ import annotations
 
 import copy
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vae_tune.errors import VaeTuneError
 from vae_tune.models.nets import Autoencoder, Model
 from vae_tune.models.saving import save_spec_file
 
@@ -106,6 +108,24 @@ def save_parts(model: Model, images: torch.Tensor, folder: Path) -> list[str]:
         )
         names.append(part.name)
     return names
+
+
+class ExportError(VaeTuneError):
+    """A model that torch.export cannot trace: it cannot be registered."""
+
+
+def check_exportable(model: Model, images: torch.Tensor, what: str) -> None:
+    """Save `model`'s parts as registering it would, into a folder that is then dropped: a
+    model that cannot be exported is refused before its promotion reads the test split."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            save_parts(model, images, Path(tmp))
+        except Exception as exc:
+            raise ExportError(
+                f"{what} cannot be exported as a pt2 MLflow Model (torch.export), so it cannot be "
+                f"registered: {type(exc).__name__}: {exc}. Refused before the test split was "
+                "read; make its forward pass traceable (no data-dependent Python control flow)."
+            ) from exc
 
 
 def _spec_file(model: Model, folder: Path) -> Path:
