@@ -16,14 +16,14 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from tests.helpers import REPO, TINY, data_dir, invoke, mlflow_client
+from tests.helpers import REPO, TINY, data_dir, invoke, load_study, mlflow_client
 from tests.test_promote import MLFLOW_ALONE
 from tests.test_trial_states import CLASSES
 from vae_tune.data.splits import Splits
 from vae_tune.evaluation.tasks import AutoencoderTask
 from vae_tune.models.factory import OwnAutoencoder
 from vae_tune.project.storage import open_storage
-from vae_tune.record import TrialRecord
+from vae_tune.record import StudyRecord, TrialRecord
 from vae_tune.space.spaces import parse_space
 from vae_tune.studies.lifecycle import StudyOptions, run_study
 from vae_tune.tracking.tracker import Tracker
@@ -61,6 +61,14 @@ class TinyAE(nn.Module):
     def decode(self, z):
         x = self.decoder(z).reshape(len(z), *self.image)
         return x * float("nan") if self.mode == "nan" and self.training else x
+
+
+class Untraceable(TinyAE):
+    """Python control flow on the data: torch.export cannot trace it."""
+
+    def encode(self, x):
+        z = self.encoder(x)
+        return z if float(z.detach().sum()) > -1e9 else -z
 
 
 class NeedsWidth(TinyAE):
@@ -232,6 +240,23 @@ def test_an_installed_entry_point_names_the_same_model(user_module, tmp_path: Pa
     [trial] = optuna.load_study(study_name="ep", storage=storage).trials
     assert trial.state == TrialState.COMPLETE
     assert summary.best_run_id == TrialRecord(trial).run_id
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_be_exported_is_refused_before_the_test_split_is_read(
+    user_module, tmp_path: Path
+) -> None:
+    space = tmp_path / "untraceable.yaml"
+    space.write_text(SPACE.replace(":TinyAE", ":Untraceable"))
+    study = invoke(tmp_path, "study", "ae", "--space", str(space), "--n-trials", "1", *TINY)
+    assert study.exit_code == 0, study.output
+    result = invoke(tmp_path, "promote", "ae")
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in output, output
+    assert f"model {MODULE}:Untraceable cannot be exported as a pt2 MLflow Model" in output
+    assert "Refused before the test split was read" in output
+    assert StudyRecord(load_study(tmp_path)).test_reads == []
+    assert mlflow_client(tmp_path).search_registered_models() == []
 
 
 # Neither vae-tune nor the user's package may be imported: MLflow alone reads the champions.
