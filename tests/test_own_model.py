@@ -192,6 +192,23 @@ def test_an_import_path_from_a_spec_alone_is_not_imported(tmp_path: Path) -> Non
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_class_that_can_no_longer_be_imported_says_how_to_get_it_back() -> None:
+    """A study of the user's recorded its model (so it is trusted), but the package is gone:
+    rebuilding it (a fine-tuned head, a promotion) says what to do."""
+    from vae_tune.errors import ConfigError
+    from vae_tune.models import contract
+    from vae_tune.models.saving import model_from_spec
+
+    contract.trust("uninstalled_nets:ResNetAE")
+    with pytest.raises(ConfigError) as refused:
+        model_from_spec({"kind": "ae", "config": {"family": "uninstalled_nets:ResNetAE"}})
+    assert refused.value.key == "model.family"
+    assert "cannot import uninstalled_nets:ResNetAE: ModuleNotFoundError" in refused.value.message
+    assert "Install the package that holds it, or put its folder on PYTHONPATH" in str(
+        refused.value
+    )
+
+
 def test_ones_own_model_failing_fails_its_trial_and_the_study_goes_on(
     user_module, tmp_path: Path
 ) -> None:
