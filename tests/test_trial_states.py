@@ -6,6 +6,7 @@ rules and the journal's torn-record healing work on their own."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import optuna
@@ -19,6 +20,7 @@ from vae_tune.analysis.tables import study_rows, trials_table
 from vae_tune.data.idx import FASHION_CLASSES as CLASSES
 from vae_tune.data.splits import Splits
 from vae_tune.evaluation.tasks import AutoencoderTask
+from vae_tune.logs import quiet_libraries
 from vae_tune.progress import PlainProgress
 from vae_tune.project.storage import open_storage
 from vae_tune.record import StudyRecord, TrialRecord
@@ -287,3 +289,24 @@ def test_picture_parts_are_logged_only_for_trials_that_end_in_the_top_k(
     }
     assert logged == entered, (sorted(logged), sorted(entered))
     assert len(entered) < n, "every trial entered the top k: the test proves nothing"
+
+
+def test_a_failed_trial_is_told_by_vae_tune_alone_not_again_by_optuna_with_a_traceback() -> None:
+    """Optuna warns of each failed trial with its traceback; vae-tune tells each failure itself
+    (its reason in both stores, one log line), so a surplus trial at the end of a SLURM array
+    printed a traceback into a healthy job's log. quiet_libraries drops that warning only."""
+    quiet_libraries()
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        study = optuna.create_study()
+        study.optimize(
+            lambda t: 1 / 0 if t.number == 0 else 1.0, n_trials=2, catch=(ZeroDivisionError,)
+        )
+        logging.getLogger("optuna.study").warning("another warning")
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert [r.getMessage() for r in seen] == ["another warning"]

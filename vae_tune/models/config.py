@@ -60,13 +60,10 @@ class ModelConfig:
             len(self.channels) == 3 and all(c >= 1 for c in self.channels),
             "must be three positive channel widths",
         )
-        own = contract.is_own(self.family)
         contract.check_family(self.family)
-        _check(
-            f"model.{self.options[0][0] if self.options else ''}",
-            own or not self.options,
-            f"unknown key for the built-in {self.family!r} family",
-        )
+        if self.options and not contract.is_own(self.family):
+            key = f"model.{self.options[0][0]}"
+            raise ConfigError(key, f"unknown key for the built-in {self.family!r} family")
         _check("model.hidden", self.hidden >= 1, "must be >= 1")
         _check("model.hidden2", self.hidden2 >= 0, "must be >= 0 (0: one hidden layer)")
         _check("model.beta", self.beta >= 0, "must be >= 0")
@@ -172,6 +169,9 @@ class TrialConfig:
 _SECTIONS: dict[str, type] = {"model": ModelConfig, "head": HeadConfig, "train": TrainConfig}
 
 
+OPTIONS = "model.options"  # a user's model's own keys travel inside ModelConfig under this
+
+
 def config_keys() -> dict[str, Any]:
     """Every valid dotted key with its declared type (`train.lr` -> float); a user's model
     adds its own `model.` keys (`contract.own_keys`)."""
@@ -181,9 +181,6 @@ def config_keys() -> dict[str, Any]:
             keys[f"{section}.{name}"] = hint
     del keys[OPTIONS]
     return keys
-
-
-OPTIONS = "model.options"  # a user's model's own keys travel inside ModelConfig under this
 
 
 def build_config(flat: Mapping[str, Any]) -> TrialConfig:

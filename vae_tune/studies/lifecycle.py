@@ -288,12 +288,13 @@ def _retry_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def close_study(opened: OpenStudy, tracker: Tracker, log: Log = print) -> StudySummary:
     """Log the study's totals on its parent run and close it FINISHED, once: by the last
-    process to leave, when no trial runs elsewhere. One that leaves while other processes
-    still run trials leaves the run open to them."""
-    summary = summarize(opened.study)
+    process to leave, when no trial runs elsewhere (one that leaves earlier leaves it open to
+    the others). First the runs of trials that others ended (a stale heartbeat) are closed."""
     if others_running(opened.study):
         log(f"study {opened.study.study_name}: other processes go on; the last one closes it")
-        return summary
+        return summarize(opened.study)
+    repair(opened.study, tracker, retry=False)
+    summary = summarize(opened.study)
     if summary.stop_reason and opened.note:
         optuna_dashboard.save_note(
             opened.study, notes.stopped_note(opened.note, summary.stop_reason)
