@@ -20,6 +20,7 @@ from tests.helpers import REPO, TINY, data_dir, invoke, load_study, mlflow_clien
 from tests.test_promote import MLFLOW_ALONE
 from tests.test_trial_states import CLASSES
 from vae_tune.data.splits import Splits
+from vae_tune.errors import SpaceError
 from vae_tune.evaluation.tasks import AutoencoderTask
 from vae_tune.models.factory import OwnAutoencoder
 from vae_tune.project.storage import open_storage
@@ -336,3 +337,10 @@ def test_the_example_model_is_studied_promoted_and_served_by_mlflow_alone(
     assert alone["imported_vae_tune"] is False
     assert abs(alone["accuracy"] - logged) < 0.001, (alone["accuracy"], logged)
     assert alone["decoded"] == [8, 1, 28, 28]
+
+
+def test_a_malformed_family_search_is_refused_by_the_parameter_parser() -> None:
+    """`search: {model.family: conv}` is no parameter spec: a SpaceError naming the key, not
+    an AttributeError from the own-model check that reads its choices."""
+    with pytest.raises(SpaceError, match=r"x\.yaml: model\.family: must be a mapping, got str"):
+        parse_space("stage: ae\nsearch:\n  model.family: conv\n", "x.yaml")

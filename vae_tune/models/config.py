@@ -200,7 +200,7 @@ def build_config(flat: Mapping[str, Any]) -> TrialConfig:
         section, name = key.split(".", 1)
         per_section[section][name] = _coerce(key, value, known[key])
     if contract.is_own(str(family)):
-        per_section["model"]["options"] = contract.check_keys(str(family), own)
+        per_section["model"]["options"] = _own_options(str(family), own)
     return TrialConfig(
         **{section: _SECTIONS[section](**values) for section, values in per_section.items()}
     )
@@ -217,7 +217,19 @@ def flatten(config: TrialConfig) -> dict[str, Any]:
     return flat
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
+def _own_options(family: str, given: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A user's model's own keys as given (without `model.`), checked against its factory's
+    and coerced as vae-tune's own keys are."""
+    keys = contract.own_keys(family)
+    checked = []
+    for name, value in sorted(given.items()):
+        if name not in keys:
+            raise contract.not_a_key(family, name)
+        checked.append((name, _coerce(f"model.{name}", value, keys[name].type, f"{family} takes")))
+    return tuple(checked)
+
+
+def _coerce(key: str, value: Any, hint: Any, expected: str = "expected") -> Any:
     """Accept the value if it fits the declared type; ints are fine where floats are expected."""
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -231,7 +243,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if is_tuple and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(value)
     type_name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(key, f"expected {type_name}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(key, f"{expected} {type_name}, got {value!r} ({type(value).__name__})")
 
 
 def _check(key: str, ok: bool, message: str) -> None:

@@ -154,26 +154,10 @@ def own_keys(family: str) -> dict[str, Key]:
     return keys
 
 
-def check_keys(family: str, given: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The model's own keys as given (without `model.`), checked and coerced: an unknown key
-    or a wrong type is refused, naming the key and the model."""
-    keys = own_keys(family)
-    checked = []
-    for name, value in sorted(given.items()):
-        if name not in keys:
-            known = ", ".join(sorted(keys)) or "none"
-            raise ConfigError(f"model.{name}", f"is not a key of {family} (its keys: {known})")
-        wanted = keys[name].type
-        ok = isinstance(value, wanted) and not (wanted is not bool and isinstance(value, bool))
-        if wanted is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise ConfigError(
-                f"model.{name}",
-                f"{family} takes {wanted.__name__}, got {value!r} ({type(value).__name__})",
-            )
-        checked.append((name, value))
-    return tuple(checked)
+def not_a_key(family: str, name: str) -> ConfigError:
+    """The refusal of a key the model does not take, naming its keys."""
+    known = ", ".join(sorted(own_keys(family))) or "none"
+    return ConfigError(f"model.{name}", f"is not a key of {family} (its keys: {known})")
 
 
 def missing_keys(family: str, given: set[str]) -> list[str]:

@@ -25,8 +25,11 @@ def space_keys(
 ) -> frozenset[str]:
     """The keys this space may use: its stage's, or, with a model of the user's own, the common
     ones and the model's."""
-    choices = search.get(FAMILY, {}).get("choices", []) if isinstance(search, Mapping) else []
-    if any(isinstance(c, str) and contract.is_own(c) for c in choices or []):
+    spec = search.get(FAMILY)  # a malformed one is the parameter parser's to refuse
+    choices = spec.get("choices") if isinstance(spec, Mapping) else None
+    if isinstance(choices, list) and any(
+        isinstance(c, str) and contract.is_own(c) for c in choices
+    ):
         raise SpaceError(source, f"search.{FAMILY}", "a model of your own is fixed, not searched")
     family = fixed.get(FAMILY)
     if not (isinstance(family, str) and contract.is_own(family)):
@@ -47,9 +50,8 @@ def space_keys(
                 wrong = f"is for the built-in conv and mlp layers, not {family}"
                 raise SpaceError(source, f"{section}.{key}", wrong)
             if key.startswith("model.") and key not in allowed:
-                known = ", ".join(sorted(own)) or "none"
-                wrong = f"is not a key of {family} (its keys: {known})"
-                raise SpaceError(source, f"{section}.{key}", wrong)
+                refused = contract.not_a_key(family, key.removeprefix("model."))
+                raise SpaceError(source, f"{section}.{key}", refused.message)
     given = {k.removeprefix("model.") for k in [*fixed, *search] if k.startswith("model.")}
     for name in contract.missing_keys(family, given):
         raise SpaceError(
