@@ -29,26 +29,17 @@ from vae_tune.models.nets import (
 EPS = 1e-6
 
 
-def _own(cfg: ModelConfig, vae: bool) -> nn.Module:
-    """The user's module for `cfg`, held to the contract."""
-    return contract.build(
-        cfg.family, cfg.image, cfg.latent_dim, cfg.dropout, dict(cfg.options), vae=vae
-    )
-
-
-class OwnAutoencoder(ConvAutoencoder):
-    """The user's autoencoder, trained on mean squared reconstruction error."""
+class _Own(Autoencoder):
+    """What both wrappers share: the standardizer, the user's module and its decoder."""
 
     net: Any  # the user's module: its methods are the contract's, not nn.Module's
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def _hold(self, cfg: ModelConfig, vae: bool) -> None:
         Model.__init__(self)
         self.cfg = cfg
         self.standardize = PixelStandardizer(cfg.image[0])
-        self.net = _own(cfg, vae=False)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.encode(self.standardize(x))
+        own = dict(cfg.options)
+        self.net = contract.build(cfg.family, cfg.image, cfg.latent_dim, cfg.dropout, own, vae)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.net.decode(z)
@@ -57,31 +48,30 @@ class OwnAutoencoder(ConvAutoencoder):
         return list(self.net.parameters())
 
 
-class OwnVAE(ConvVAE):
-    """The user's VAE: its posterior and decoder under vae-tune's ELBO."""
+class OwnAutoencoder(_Own, ConvAutoencoder):
+    """The user's autoencoder, trained on mean squared reconstruction error."""
 
-    net: Any
+    def __init__(self, cfg: ModelConfig) -> None:
+        self._hold(cfg, vae=False)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.encode(self.standardize(x))
+
+
+class OwnVAE(_Own, ConvVAE):
+    """The user's VAE: its posterior and decoder under vae-tune's ELBO."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         if cfg.likelihood not in ("gaussian", "bernoulli"):
             raise ValueError(f"model.likelihood {cfg.likelihood!r} is resolved before training")
-        Model.__init__(self)
-        self.cfg = cfg
-        self.standardize = PixelStandardizer(cfg.image[0])
-        self.net = _own(cfg, vae=True)
+        self._hold(cfg, vae=True)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.net.posterior(self.standardize(x))
         return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net.decode(z)
-
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         return torch.logit(self.decode(z).clamp(EPS, 1 - EPS))
-
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.net.parameters())
 
 
 OWN: dict[str, type[OwnAutoencoder] | type[OwnVAE]] = {"ae": OwnAutoencoder, "vae": OwnVAE}
