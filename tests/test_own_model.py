@@ -16,7 +16,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from tests.helpers import REPO, TINY, data_dir, invoke, load_study, mlflow_client
+from tests.helpers import REPO, TINY, data_dir, invoke, load_study, mlflow_client, runs_of
 from tests.test_promote import MLFLOW_ALONE
 from tests.test_trial_states import CLASSES
 from vae_tune.data.splits import Splits
@@ -296,7 +296,11 @@ def test_the_example_model_is_studied_promoted_and_served_by_mlflow_alone(
 ) -> None:
     """examples/own_model through study, promote, study mlp (fine-tuning its encoder) and
     promote mlp; then, in a process that cannot import vae-tune or the example, the head's
-    champion predicts the test split with the accuracy its promotion logged."""
+    champion predicts the test split with the accuracy its promotion logged.
+
+    Then the example's package is gone (uninstalled, or another machine): a frozen head is
+    studied and promoted on the encoder's exported graph, and MLflow alone serves that head's
+    champion too; a fine-tuned head, which needs the class, is refused before any trial."""
     monkeypatch.syspath_prepend(str(EXAMPLE))
     space = EXAMPLE / "own_model" / "ae.yaml"
     steps = [
@@ -308,20 +312,82 @@ def test_the_example_model_is_studied_promoted_and_served_by_mlflow_alone(
     for step in steps:
         result = invoke(tmp_path, *step)
         assert result.exit_code == 0, f"{step}: {result.output}"
-
     client = mlflow_client(tmp_path)
-    version = client.get_model_version_by_alias("vae-tune-fashion-mnist-mlp", "champion")
-    logged = client.get_run(version.run_id).data.metrics["test_accuracy"]
     encoder = client.get_model_version_by_alias("vae-tune-fashion-mnist-ae", "champion")
     assert client.get_run(encoder.run_id).data.params["model.family"] == ("own_model.nets:ResNetAE")
+    assert_served_by_mlflow_alone(tmp_path)
 
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
+    sys.path.remove(str(EXAMPLE))
+    for name in [m for m in sys.modules if m.split(".")[0] == "own_model"]:
+        monkeypatch.delitem(sys.modules, name)
+    frozen = ["--space", str(REPO / "search_spaces" / "mlp_frozen.yaml")]
+    result = invoke(
+        tmp_path, "study", "mlp", "--study-name", "frozen", "--n-trials", "2", *frozen, *TINY
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "vae-tune-fashion-mnist-ae version 1 as its exported graph, frozen" in output
+    assert "cannot import own_model.nets:ResNetAE: ModuleNotFoundError" in output
+    result = invoke(tmp_path, "promote", "mlp", "--study-name", "frozen")
+    assert result.exit_code == 0, result.output
+    assert_served_by_mlflow_alone(tmp_path)
+
+    refused = invoke(tmp_path, "study", "mlp", "--study-name", "fine-tuned", *TINY)
+    output = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "Traceback" not in output, refused.output
+    assert "mlp.yaml fine-tunes the encoder (head.mode: finetune), but the encoder " in output
+    assert "Make own_model.nets:ResNetAE importable again" in output
+    journal = open_storage(str(tmp_path / "studies" / "optuna.journal"))
+    assert "fine-tuned" not in optuna.get_all_study_names(journal)
+
+
+@pytest.mark.slow
+def test_the_example_vae_is_trained_under_vae_tunes_elbo_and_promoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's VAE: its posterior and decoder under vae-tune's ELBO (the likelihood
+    resolved for the data, the terms and collapse metrics logged), promoted, and loaded back
+    as vae-tune's module whose posterior and decoder work."""
+    import vae_tune as vt
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    space = EXAMPLE / "own_model" / "vae.yaml"
+    for step in (
+        ["study", "vae", "--space", str(space), "--n-trials", "1", *TINY],
+        ["promote", "vae"],
+    ):
+        result = invoke(tmp_path, *step)
+        assert result.exit_code == 0, f"{step}: {result.output}"
+    _, _, children = runs_of(tmp_path, "vae-fashion-mnist")
+    trial = children[0].data
+    assert trial.params["model.family"] == "own_model.nets:ResNetVAE"
+    assert trial.params["model.likelihood"] in ("gaussian", "bernoulli")  # resolved, not auto
+    assert {"val_neg_elbo", "val_kl", "active_units"} <= set(trial.metrics), trial.metrics
+    assert torch.isfinite(torch.tensor(trial.metrics["val_neg_elbo"]))
+
+    champion = vt.load_champion("vae", project=tmp_path)
+    assert type(champion).__name__ == "OwnVAE"
+    images = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        mu, logvar = champion.posterior(images)
+        decoded = champion.decode(mu)
+    assert mu.shape == logvar.shape == (4, int(trial.params["model.latent_dim"]))
+    assert decoded.shape == images.shape and decoded.min() >= 0 and decoded.max() <= 1
+
+
+def assert_served_by_mlflow_alone(root: Path) -> None:
+    """The head's champion, in a process that cannot import vae-tune or the example, predicts
+    the test split with the accuracy its promotion logged; the encoder's decoder decodes."""
+    client = mlflow_client(root)
+    version = client.get_model_version_by_alias("vae-tune-fashion-mnist-mlp", "champion")
+    logged = client.get_run(version.run_id).data.metrics["test_accuracy"]
+    blocker = root / "blocker"
+    blocker.mkdir(exist_ok=True)
     (blocker / "sitecustomize.py").write_text(BLOCKER)
     (blocker / "mlflow_alone.py").write_text(MLFLOW_ALONE)
     environment = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "PYTHONPATH": str(blocker),
     }
     done = subprocess.run(

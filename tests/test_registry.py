@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from vae_tune.models.config import build_config
-from vae_tune.models.nets import Classifier, Ensemble, MLPHead, PixelCNN, build_model
+from vae_tune.models.nets import Classifier, Ensemble, MLPHead, Model, PixelCNN, build_model
 from vae_tune.models.saving import model_from_spec, model_spec
-from vae_tune.tracking.export import SPEC_FILE
+from vae_tune.tracking.export import SPEC_FILE, exported
 from vae_tune.tracking.registry import UntrustedModelError
 from vae_tune.tracking.tracker import Tracker
 
@@ -61,13 +61,24 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Tracker:
     return Tracker(f"sqlite:///{root / 'mlflow.db'}", artifact_root=root / "mlartifacts")
 
 
+def register(
+    store: Tracker,
+    run_id: str,
+    model: Model,
+    name: str,
+    images: torch.Tensor = IMAGE,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """`model` exported as a promotion exports it, then registered as a version of `name`."""
+    with exported(model, images, name) as parts:
+        return store.register_model(run_id, parts, name, tags=tags or {})
+
+
 def test_registered_classifier_loads_without_pickle(store: Tracker) -> None:
     run_id = store.start_run(store.experiment_id("x"), "promote")
     model = small_models()["classifier"].eval()
     images = torch.rand(4, 1, 28, 28)
-    version = store.register_model(
-        run_id, model, "vae-tune-test-mlp", tags={"stage": "mlp"}, images=images
-    )
+    version = register(store, run_id, model, "vae-tune-test-mlp", images, tags={"stage": "mlp"})
     assert store.artifact_root is not None
     folder = next(p.parent for p in store.artifact_root.rglob("MLmodel") if run_id in str(p))
     assert (folder / "data" / "model.pt2").is_file()
@@ -85,7 +96,7 @@ def test_an_autoencoder_is_registered_as_its_encoder_with_its_decoder_beside(
 ) -> None:
     run_id = store.start_run(store.experiment_id("x"), "promote")
     model = small_models()["vae"].eval()
-    version = store.register_model(run_id, model, "vae-tune-test-vae", tags={}, images=IMAGE)
+    version = register(store, run_id, model, "vae-tune-test-vae")
     registered = store.client.get_model_version("vae-tune-test-vae", version)
     assert registered.source.endswith(f"{run_id}/artifacts/model")
     assert registered.tags["vae_tune.decoder"] == f"runs:/{run_id}/decoder"
@@ -140,9 +151,7 @@ def test_a_version_registered_by_the_previous_release_loads_behind_allow_pickle(
 
 def test_a_version_from_another_run_than_its_lineage_is_refused(store: Tracker) -> None:
     run_id = store.start_run(store.experiment_id("x"), "promote")
-    version = store.register_model(
-        run_id, small_models()["ae"].eval(), "vae-tune-test-lineage", tags={}, images=IMAGE
-    )
+    version = register(store, run_id, small_models()["ae"].eval(), "vae-tune-test-lineage")
     with pytest.raises(UntrustedModelError, match="not from run other-run"):
         store.load_model("vae-tune-test-lineage", version, run_id="other-run")
     assert store.load_model("vae-tune-test-lineage", version, run_id=run_id) is not None

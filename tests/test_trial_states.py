@@ -29,7 +29,8 @@ from vae_tune.studies.lifecycle import StudyOptions, run_study
 from vae_tune.studies.objective import Objective, TrialContext, trial_seed
 from vae_tune.studies.stopping import stop_when_taken, surplus
 from vae_tune.tracking import links, mlflow_view
-from vae_tune.tracking.tracker import MetricBuffer, Tracker
+from vae_tune.tracking.metrics import MetricBuffer
+from vae_tune.tracking.tracker import Tracker
 
 SPACE = """
 stage: ae

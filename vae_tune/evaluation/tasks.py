@@ -33,6 +33,7 @@ from vae_tune.evaluation.latents import (
 )
 from vae_tune.models.config import ModelConfig, TrialConfig
 from vae_tune.models.factory import build_autoencoder
+from vae_tune.models.graph import GraphEncoder
 from vae_tune.models.nets import (
     Autoencoder,
     Classifier,
@@ -156,7 +157,7 @@ class PixelTask:
 class HeadTask:
     """The MLP head on a trained encoder: frozen (on cached latents) or fine-tuned with it."""
 
-    encoder: Autoencoder
+    encoder: Autoencoder | GraphEncoder  # a graph: a registered encoder whose class is not here
     splits: Splits
     lineage: Lineage = field(default_factory=dict)  # where the encoder came from
     stage: str = "mlp"
@@ -166,7 +167,7 @@ class HeadTask:
 
     def build(self, config: TrialConfig) -> Model:
         classes, smoothing = len(self.splits.classes), config.train.label_smoothing
-        head = MLPHead(self.encoder.cfg.latent_dim, config.head, classes, smoothing)
+        head = MLPHead(self.encoder.latent_dim, config.head, classes, smoothing)
         head.standardize_with(self.latents()[0])
         if config.head.mode == "frozen":
             return head
@@ -213,7 +214,7 @@ class HeadTask:
         return _classifier_errors(self.classifier(model), self.splits, test_x, test_y)
 
     def latent_dim(self, model: Model) -> int | None:
-        return self.encoder.cfg.latent_dim
+        return self.encoder.latent_dim
 
     def epoch_metrics(self, model: Model, probe: bool) -> tuple[dict[str, float], list[float]]:
         return {}, []

@@ -60,6 +60,11 @@ class UntrustedCodeError(VaeTuneError):
     """An import path that neither the user's space nor an installed entry point names."""
 
 
+class MissingCodeError(ConfigError):
+    """A model whose code is not here: its module does not import, or no installed package
+    names it."""
+
+
 @dataclass(frozen=True)
 class Key:
     """One of a model's own keys: its type, and its default (REQUIRED if it has none)."""
@@ -94,7 +99,7 @@ def check_family(family: str) -> None:
 def _entry_point(family: str) -> EntryPoint:
     found = [ep for ep in entry_points(group=GROUP) if ep.name == family]
     if not found:
-        raise ConfigError(
+        raise MissingCodeError(
             "model.family",
             f"{family!r} is not built in ({', '.join(BUILT_IN)}), not an import path "
             f"(package.module:Class), and no installed package names it in the {GROUP!r} "
@@ -121,7 +126,7 @@ def _callable(family: str, load: Callable[[], Any]) -> Factory:
     try:
         found = load()
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(
+        raise MissingCodeError(
             "model.family",
             f"cannot import {family}: {type(exc).__name__}: {exc}. Install the package that "
             "holds it, or put its folder on PYTHONPATH",

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_tune.models.config import HeadConfig, ModelConfig, TrainConfig
+from vae_tune.models.graph import GraphEncoder
 from vae_tune.models.layers import decoder_for, encoder_for, norm
 
 
@@ -69,6 +70,10 @@ class Autoencoder(Model):
     def standardize_with(self, images: torch.Tensor) -> Autoencoder:
         self.standardize.fit(images)
         return self
+
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.latent_dim
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.standardize(x))
@@ -213,7 +218,7 @@ class MLPHead(Model):
 class Classifier(Model):
     """An autoencoder's encoder and an MLP head, fine-tuned together on images."""
 
-    def __init__(self, autoencoder: Autoencoder, head: MLPHead) -> None:
+    def __init__(self, autoencoder: Autoencoder | GraphEncoder, head: MLPHead) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.head = head

@@ -16,6 +16,7 @@ import torch
 from vae_tune.models import contract
 from vae_tune.models.config import OPTIONS, HeadConfig, ModelConfig, build_config
 from vae_tune.models.factory import build_autoencoder
+from vae_tune.models.graph import GraphEncoder, GraphOnlyError
 from vae_tune.models.nets import (
     Autoencoder,
     Classifier,
@@ -28,7 +29,7 @@ from vae_tune.models.nets import (
 )
 
 
-def model_spec(model: Model) -> dict[str, Any]:
+def model_spec(model: Model | GraphEncoder) -> dict[str, Any]:
     """What rebuilds `model`'s layers: plain data only."""
     if isinstance(model, Classifier):
         return {
@@ -48,6 +49,8 @@ def model_spec(model: Model) -> dict[str, Any]:
         }
     if isinstance(model, PixelCNN):
         return {"kind": "cnn", "config": _plain(model.cfg), "n_classes": model.n_classes}
+    if isinstance(model, GraphEncoder):  # a record of which graph: the graph is MLflow's part
+        return {"kind": "graph", "latent_dim": model.latent_dim, "origin": dict(model.origin)}
     assert isinstance(model, Autoencoder)
     spec = {"kind": "vae" if isinstance(model, ConvVAE) else "ae", "config": _plain(model.cfg)}
     if contract.is_own(model.cfg.family):  # which code it was trained with: a record only
@@ -68,6 +71,13 @@ def model_from_spec(spec: dict[str, Any]) -> Model:
     if kind == "head":
         cfg = HeadConfig(**spec["config"])
         return MLPHead(spec["in_features"], cfg, spec["n_classes"])
+    if kind == "graph":
+        o = spec["origin"]
+        raise GraphOnlyError(
+            f"this model's encoder was {o['model']} version {o['version']} as its exported graph "
+            f"({o['family']} could not be used: {o['why']}); vae-tune cannot rebuild it. "
+            "MLflow loads the whole model as its own pt2 graph (mlflow.pytorch.load_model)"
+        )
     config = build_config({f"model.{k}": v for k, v in spec["config"].items()}).model
     if kind == "cnn":
         return PixelCNN(config, spec["n_classes"])

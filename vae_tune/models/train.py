@@ -22,6 +22,7 @@ from vae_tune.errors import ConfigError
 from vae_tune.models.augment import ALTERNATING, alternating_flips, augment, first_flips
 from vae_tune.models.averaging import WeightAverage
 from vae_tune.models.config import TrainConfig
+from vae_tune.models.graph import GraphEncoder
 from vae_tune.models.nets import Autoencoder, Model
 from vae_tune.models.precision import autocast, grad_scaler
 from vae_tune.models.precision import check as check_precision
@@ -243,11 +244,13 @@ def _check_finite(epoch: int, split: str, terms: dict[str, float]) -> None:
 
 
 @torch.no_grad()  # not inference_mode: the latents are inputs of head training later
-def encode(model: Autoencoder, images: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+def encode(
+    model: Autoencoder | GraphEncoder, images: torch.Tensor, batch_size: int = 4096
+) -> torch.Tensor:
     """The latents of `images` under an autoencoder's `encode`, a batch at a time."""
     model.eval()
     if len(images) == 0:
-        return images.new_zeros(0, model.cfg.latent_dim)
+        return images.new_zeros(0, model.latent_dim)
     device = next(model.parameters()).device
     parts = [
         model.encode(images[i : i + batch_size].to(device))

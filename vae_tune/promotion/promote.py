@@ -38,7 +38,7 @@ from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.record.sealed import read_test_split
 from vae_tune.space.stages import stage
 from vae_tune.studies.objective import trial_seed
-from vae_tune.tracking.export import check_exportable
+from vae_tune.tracking.export import exported
 from vae_tune.tracking.tracker import Tracker
 
 Log = Callable[[str], None]
@@ -138,60 +138,60 @@ def promote(
     members = len(models)
     model = averaged(models, mirror, final_task) if mirror or members > 1 else models[0]
     why = "re-promotion" if earlier else "promotion"
-    if family := own_family(served := deployed(final_task, model)):  # the user's code
-        check_exportable(served, final_task.splits.train_x[:4], f"model {family}")
-    device = task.splits.train_x.device
-    test_x, test_y, reads = read_test_split(
-        record, number, "promote", why, data_dir=data_dir, device=device, log=log
-    )
-    run_id = tracker.start_run(
-        tracker.experiment_id(study.study_name),
-        f"promote-trial-{number:03d}",
-        params={**flatten(champion.config), "train.stop_after": epochs},
-        tags={
-            "vae_tune.role": "promotion",
-            "vae_tune.stage": settings.stage,
-            "optuna.study_name": study.study_name,
-            "optuna.trial_number": number,
-            "source.run_id": TrialRecord(champion.trial).run_id,
-            "promotion.selection_rule": rule,
-            "promotion.seeds": json.dumps([c.values for c in candidates]),
-            "promotion.forced": str(bool(earlier)).lower(),
-            "promotion.test_reads": reads,
-            "promotion.members": members,
-            "promotion.mirrored": str(mirror).lower(),
-            **task.lineage,
-        },
-    )
-    with tracker.closed_on_error(run_id):
-        final_model, evaluation = final_task.evaluate_test(model, test_x, test_y, log, iwae_k)
-        if len(study.directions) > 1:
-            front = pareto.front_figure(study, record.metrics, number)
-            evaluation.figures["pareto_front.png"] = front
-        metrics = evaluation.metrics | {
-            f"val_{metric}_mean": champion.mean,
-            f"val_{metric}_std": champion.spread,
-        }
-        tracker.log_metrics(run_id, metrics, step=0)
-        for name, figure in evaluation.figures.items():
-            tracker.log_figure(run_id, figure, f"plots/{name}")
-        texts = {**evaluation.texts, "candidates.json": _candidates_json(candidates)}
-        for name, text in texts.items():
-            tracker.log_text(run_id, text, name)
-        model_name = stage(settings.stage).registry_name(settings.dataset)
-        split_tags = {f"split.{k}": str(v) for k, v in settings.split.items()}
-        version = tracker.register_model(
-            run_id,
-            final_model.cpu(),
-            model_name,
-            images=final_task.splits.train_x[:4],
+    served = deployed(final_task, model)  # what is registered, exported before the test read
+    what = f"trial {number}'s model {own_family(served) or settings.stage}"
+    with exported(served, final_task.splits.train_x[:4], what) as parts:
+        device = task.splits.train_x.device
+        test_x, test_y, reads = read_test_split(
+            record, number, "promote", why, data_dir=data_dir, device=device, log=log
+        )
+        run_id = tracker.start_run(
+            tracker.experiment_id(study.study_name),
+            f"promote-trial-{number:03d}",
+            params={**flatten(champion.config), "train.stop_after": epochs},
             tags={
-                "study": study.study_name,
-                "trial": str(number),
-                "stage": settings.stage,
-                **split_tags,
+                "vae_tune.role": "promotion",
+                "vae_tune.stage": settings.stage,
+                "optuna.study_name": study.study_name,
+                "optuna.trial_number": number,
+                "source.run_id": TrialRecord(champion.trial).run_id,
+                "promotion.selection_rule": rule,
+                "promotion.seeds": json.dumps([c.values for c in candidates]),
+                "promotion.forced": str(bool(earlier)).lower(),
+                "promotion.test_reads": reads,
+                "promotion.members": members,
+                "promotion.mirrored": str(mirror).lower(),
+                **task.lineage,
             },
         )
+        with tracker.closed_on_error(run_id):
+            _, evaluation = final_task.evaluate_test(model, test_x, test_y, log, iwae_k)
+            if len(study.directions) > 1:
+                front = pareto.front_figure(study, record.metrics, number)
+                evaluation.figures["pareto_front.png"] = front
+            metrics = evaluation.metrics | {
+                f"val_{metric}_mean": champion.mean,
+                f"val_{metric}_std": champion.spread,
+            }
+            tracker.log_metrics(run_id, metrics, step=0)
+            for name, figure in evaluation.figures.items():
+                tracker.log_figure(run_id, figure, f"plots/{name}")
+            texts = {**evaluation.texts, "candidates.json": _candidates_json(candidates)}
+            for name, text in texts.items():
+                tracker.log_text(run_id, text, name)
+            model_name = stage(settings.stage).registry_name(settings.dataset)
+            split_tags = {f"split.{k}": str(v) for k, v in settings.split.items()}
+            version = tracker.register_model(
+                run_id,
+                parts,  # exported before the test read: the model that was evaluated
+                model_name,
+                tags={
+                    "study": study.study_name,
+                    "trial": str(number),
+                    "stage": settings.stage,
+                    **split_tags,
+                },
+            )
     tracker.end_run(run_id, "FINISHED")
     promoted = PromotionRecord(
         run_id=run_id,

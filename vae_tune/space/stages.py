@@ -17,9 +17,10 @@ from vae_tune.errors import VaeTuneError
 from vae_tune.evaluation.latents import PROBE
 from vae_tune.evaluation.tasks import AutoencoderTask, HeadTask, Lineage, PixelTask, Task
 from vae_tune.models.config import config_keys
+from vae_tune.models.graph import GraphEncoder
 from vae_tune.models.nets import Autoencoder
 
-Encoder = tuple[Autoencoder, Lineage]
+Encoder = tuple[Autoencoder | GraphEncoder, Lineage]
 # A stage's own reason to stop a trial after an epoch: (metrics, epoch, settings) -> reason.
 EpochRule = Callable[[Mapping[str, float], int, "CollapseLimits"], str | None]
 

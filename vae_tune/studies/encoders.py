@@ -10,6 +10,8 @@ A registered encoder is taken only when vae-tune's own record vouches for it: th
 version and run are a promotion recorded on the encoder study (tags prove nothing: anyone who
 can register a model can set them), and a head study's stored lineage names the run its
 version must still come from. Nothing is unpickled unless the user passes --allow-pickle.
+A registered user's model whose class cannot be used here comes as its exported graph: a frozen
+head trains on it, a fine-tuned one is refused before any trial.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ import torch
 
 from vae_tune.errors import VaeTuneError
 from vae_tune.evaluation.tasks import AutoencoderTask, Lineage, retrain
+from vae_tune.models.config import HeadConfig
+from vae_tune.models.graph import GraphEncoder, GraphOnlyError
 from vae_tune.models.nets import Autoencoder
 from vae_tune.models.saving import load_spec_file, save_spec_file
 from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.space.spaces import SearchSpace
 from vae_tune.space.stages import stage
 from vae_tune.tracking.registry import UntrustedModelError
 from vae_tune.tracking.tracker import Tracker
 
 Log = Callable[[str], None]
+Encoder = Autoencoder | GraphEncoder  # a graph: the registered one, where its class is not here
 
 
 def resolve_encoder(
@@ -47,7 +53,7 @@ def resolve_encoder(
     device: torch.device,
     log: Log = print,
     allow_pickle: bool = False,
-) -> tuple[Autoencoder, Lineage]:
+) -> tuple[Encoder, Lineage]:
     """The encoder of `study_name`: its registered champion, else its best trial retrained.
 
     `split` ({dataset, val_size, seed}) is the head study's: it must be the encoder's too, or
@@ -91,11 +97,9 @@ def resolve_encoder(
             "encoder.run_id": str(champion.run_id),
             "encoder.stage": settings.stage,
         }
-        model = tracker.load_model(
-            model_name, str(champion.version), run_id=champion.run_id, allow_pickle=allow_pickle
+        model = _registered(
+            tracker, model_name, str(champion.version), str(champion.run_id), allow_pickle, log
         )
-        if not isinstance(model, Autoencoder):
-            raise UntrustedModelError(f"{model_name} holds a {type(model).__name__}, no encoder")
         return model.to(device), lineage
     if os.environ.get("SLURM_JOB_ID"):  # every task would retrain its own, and each differently
         raise VaeTuneError(
@@ -116,17 +120,13 @@ def encoder_from_lineage(
     device: torch.device,
     log: Log = print,
     allow_pickle: bool = False,
-) -> Autoencoder:
+) -> Encoder:
     """The very encoder a head study was run on, from the lineage stored on that study: a
     registered version only if it still comes from the run the lineage recorded."""
     if lineage["encoder.source"] == "registry":
         name, version = lineage["encoder.model"], lineage["encoder.version"]
         log(f"encoder: {name} version {version}")
-        model = tracker.load_model(
-            name, version, run_id=lineage["encoder.run_id"], allow_pickle=allow_pickle
-        )
-        if not isinstance(model, Autoencoder):
-            raise UntrustedModelError(f"{name} holds a {type(model).__name__}, no encoder")
+        model = _registered(tracker, name, version, lineage["encoder.run_id"], allow_pickle, log)
         return model.to(device)
     record = StudyRecord.load(lineage["encoder.study"], storage)
     model, current = best_trial_encoder(
@@ -137,6 +137,29 @@ def encoder_from_lineage(
             f"the head study used trial {lineage['encoder.trial']} of {lineage['encoder.study']}"
             f" as its encoder, but that study's best trial is now {current['encoder.trial']}: "
             "run the head study again (with --force) on the new encoder"
+        )
+    return model
+
+
+def refuse_fine_tuning(space: SearchSpace, encoder: Encoder) -> None:
+    """An encoder that is here only as its graph cannot be fine-tuned: a space whose trials
+    may fine-tune it is refused before any of them trains."""
+    searched = next((p.choices for p in space.params if p.name == "head.mode"), None)
+    modes = searched or (space.fixed.get("head.mode", HeadConfig.mode),)
+    if isinstance(encoder, GraphEncoder) and "finetune" in modes:
+        what = f"{space.source} fine-tunes the encoder (head.mode: finetune)"
+        raise GraphOnlyError(encoder.why_frozen(what))
+
+
+def _registered(
+    tracker: Tracker, name: str, version: str, run_id: str, allow_pickle: bool, log: Log
+) -> Encoder:
+    """A registered encoder; its exported graph, said so, where its class cannot be used."""
+    model = tracker.load_encoder(name, version, run_id=run_id, allow_pickle=allow_pickle)
+    if isinstance(model, GraphEncoder):
+        log(
+            f"encoder: {name} version {version} as its exported graph, frozen "
+            f"({model.origin['why']})"
         )
     return model
 

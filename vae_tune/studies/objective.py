@@ -38,7 +38,8 @@ from vae_tune.studies.repair import duplicate_retry, worker_identity
 from vae_tune.studies.stopping import surplus
 from vae_tune.tracking import links, mlflow_view, notes
 from vae_tune.tracking.gallery import Gallery
-from vae_tune.tracking.tracker import RUN_STATUS, MetricBuffer, Tracker
+from vae_tune.tracking.metrics import MetricBuffer
+from vae_tune.tracking.tracker import RUN_STATUS, Tracker
 
 
 class SurplusTrialError(VaeTuneError):

@@ -28,7 +28,7 @@ from vae_tune.space.extras import located
 from vae_tune.space.options import CommandLine, RunOptions, resolve
 from vae_tune.space.spaces import SearchSpace, load_space
 from vae_tune.space.stages import stage
-from vae_tune.studies.encoders import resolve_encoder
+from vae_tune.studies.encoders import refuse_fine_tuning, resolve_encoder
 from vae_tune.studies.lifecycle import StudyOptions
 from vae_tune.tracking.tracker import Tracker
 
@@ -126,6 +126,7 @@ def plan_study(request: StudyRequest, project: Project, log: Log) -> StudyPlan:
             log=log,
             allow_pickle=request.allow_pickle,
         )
+        refuse_fine_tuning(space, encoder[0])
     log(f"loading {request.dataset} on {device}")
     splits = load_splits(
         request.dataset,

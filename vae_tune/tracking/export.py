@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,18 +116,29 @@ class ExportError(VaeTuneError):
     """A model that torch.export cannot trace: it cannot be registered."""
 
 
-def check_exportable(model: Model, images: torch.Tensor, what: str) -> None:
-    """Save `model`'s parts as registering it would, into a folder that is then dropped: a
-    model that cannot be exported is refused before its promotion reads the test split."""
+@dataclass(frozen=True)
+class Exported:
+    """A model's parts, saved as MLflow Models under `folder/NAME`: ready to be logged."""
+
+    folder: Path
+    names: list[str]
+
+
+@contextmanager
+def exported(model: Model, images: torch.Tensor, what: str) -> Iterator[Exported]:
+    """`model`'s parts, saved into a folder that lasts for the block. A model that cannot be
+    exported is refused (ExportError) before the block runs: a promotion reads the test split
+    in it, and registers the very files checked here."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            save_parts(model, images, Path(tmp))
+            names = save_parts(model, images, Path(tmp))
         except Exception as exc:
             raise ExportError(
                 f"{what} cannot be exported as a pt2 MLflow Model (torch.export), so it cannot be "
                 f"registered: {type(exc).__name__}: {exc}. Refused before the test split was "
                 "read; make its forward pass traceable (no data-dependent Python control flow)."
             ) from exc
+        yield Exported(Path(tmp), names)
 
 
 def _spec_file(model: Model, folder: Path) -> Path:

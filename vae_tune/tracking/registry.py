@@ -5,23 +5,31 @@ beside the MLflow Model, 0.2 alone) without unpickling anything; any other folde
 pytorch flavour, a model someone else registered) would run the code its pickle names, so it is
 refused unless the user passes --allow-pickle. MLflow's own switch
 (MLFLOW_ALLOW_PICKLE_DESERIALIZATION) is on by default in 3.17 and guards nothing here.
+
+An encoder whose class (a user's model) cannot be used here is read as its exported pt2 graph,
+with that switch turned off for the read, so that MLflow checks the archive for pickles first.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from mlflow.exceptions import MlflowException
 
 from vae_tune.errors import VaeTuneError
 from vae_tune.models import config, nets
-from vae_tune.models.nets import Model
+from vae_tune.models.contract import MissingCodeError, UntrustedCodeError
+from vae_tune.models.graph import GraphEncoder
+from vae_tune.models.nets import Autoencoder, Model
 from vae_tune.models.saving import load_spec_file, with_identity_standardizers
 from vae_tune.tracking.export import SPEC_FILE
 
+PICKLE_SWITCH = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 LEGACY_MODEL_FILE = "model.pt"  # 0.2: the spec and state_dict were the registered model
 ALLOW_PICKLE = "--allow-pickle"
 
@@ -57,6 +65,52 @@ def load_model_folder(path: Path, *, allow_pickle: bool = False, label: str = ""
     if not isinstance(pickled, Model):
         raise UntrustedModelError(f"{label} holds a {type(pickled).__name__}, not a vae-tune model")
     return with_identity_standardizers(pickled)
+
+
+def load_encoder_folder(
+    path: Path, *, allow_pickle: bool, label: str, origin: Mapping[str, str]
+) -> Autoencoder | GraphEncoder:
+    """A registered autoencoder's `model/` folder as an encoder for a head. When its class (a
+    user's model) cannot be used here, its exported graph (images in, latents out) stands in,
+    frozen: enough for a head on its latents. `origin`: the version's model, version, run_id."""
+    try:
+        model = load_model_folder(path, allow_pickle=allow_pickle, label=label)
+    except (MissingCodeError, UntrustedCodeError) as exc:
+        return _graph_encoder(path, label, {**origin, "why": str(exc)})
+    if not isinstance(model, Autoencoder):
+        raise UntrustedModelError(f"{label} holds a {type(model).__name__}, no encoder")
+    return model
+
+
+def _graph_encoder(path: Path, label: str, origin: dict[str, str]) -> GraphEncoder:
+    """The folder's pt2 graph, read with MLflow's pickle switch off: MLflow then checks that
+    nothing in the archive would be unpickled before torch reads it (torch.export.load falls
+    back to unpickling what it cannot read otherwise)."""
+    import mlflow.pytorch
+
+    spec = torch.load(path / "extra_files" / SPEC_FILE, map_location="cpu", weights_only=True)
+    config = spec["spec"]["config"]
+    try:
+        with _pickle_refused():
+            graph = mlflow.pytorch.load_model(str(path))
+    except MlflowException as exc:
+        raise UntrustedModelError(f"{label}: its exported graph is refused: {exc.message}") from exc
+    origin["family"] = config["family"]
+    return GraphEncoder(graph, int(config["latent_dim"]), origin)
+
+
+@contextmanager
+def _pickle_refused() -> Iterator[None]:
+    """MLflow's pickle switch off while a graph is read (it is read at each load)."""
+    before = os.environ.get(PICKLE_SWITCH)
+    os.environ[PICKLE_SWITCH] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PICKLE_SWITCH]
+        else:
+            os.environ[PICKLE_SWITCH] = before
 
 
 @contextmanager

@@ -1,13 +1,18 @@
 """MLflow's ways that vae-tune works around: a filter grammar without escapes, "not found"
 told apart from a store that fails, and a server or database that does not answer (MLflow's
-clients retry it for minutes), probed once with a short timeout.
+clients retry it for minutes), probed once with a short timeout; and a new SQLite store
+created by one process at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
@@ -107,3 +112,20 @@ def filter_literal(value: str) -> str | None:
     if '"' not in value:
         return f'"{value}"'
     return None
+
+
+@contextlib.contextmanager
+def creation_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time opens a local SQLite store: the first one creates its tables, and
+    two that migrate a new database at once fail ("Online migration expected to match one row",
+    seen with two studies started in the same second)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -14,14 +14,11 @@ fails or does not answer is an error naming its address, never "nothing there" (
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -29,18 +26,28 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from vae_tune.errors import StoreError
-from vae_tune.models.nets import Model
+from vae_tune.models.graph import GraphEncoder
+from vae_tune.models.nets import Autoencoder, Model
 from vae_tune.tracking import links
-from vae_tune.tracking.export import MAIN, save_parts, usage
-from vae_tune.tracking.registry import UntrustedModelError, load_model_folder
-from vae_tune.tracking.rules import filter_literal, not_found, probe_store, reason, store_error
+from vae_tune.tracking.export import MAIN, Exported, usage
+from vae_tune.tracking.metrics import MetricBuffer, metric_entities
+from vae_tune.tracking.registry import (
+    UntrustedModelError,
+    load_encoder_folder,
+    load_model_folder,
+)
+from vae_tune.tracking.rules import (
+    creation_lock,
+    filter_literal,
+    not_found,
+    probe_store,
+    reason,
+    store_error,
+)
 
 # Optuna's terminal trial states and the MLflow run status each one closes its run with.
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PARENT_TAG = "mlflow.parentRunId"
-# A trial's epoch metrics reach the store at most this often (and when its run ends): an 11 s
-# CPU epoch still shows at once, and sub-second epochs do not each wait on a write.
-METRIC_FLUSH_S = 5.0
 
 
 class Tracker:
@@ -54,7 +61,7 @@ class Tracker:
         self.ui_url = ui_url  # where the MLflow UI serves this store: links point there
         probe_store(tracking_uri)  # seconds, where MLflow's own client would retry for minutes
         try:
-            with _creation_lock(tracking_uri):
+            with creation_lock(tracking_uri):
                 self.client = MlflowClient(tracking_uri=tracking_uri)
                 self.client.search_experiments(max_results=1)
         except Exception as exc:  # every backend raises its own type; all mean "unusable"
@@ -228,16 +235,14 @@ class Tracker:
             raise
 
     def register_model(
-        self, run_id: str, model: Model, name: str, tags: Mapping[str, str], images: torch.Tensor
+        self, run_id: str, parts: Exported, name: str, tags: Mapping[str, str]
     ) -> str:
-        """Log `model` as the run's MLflow Models (`model/`, and `decoder/` for an autoencoder;
-        traced on a few `images`), register `model/` as a new version of `name` and move the
-        alias `champion` to it. Returns the version."""
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            names = save_parts(model, images, folder)
-            for part in names:
-                self.client.log_artifacts(run_id, str(folder / part), part)
+        """Log a model's exported parts as the run's MLflow Models (`model/`, and `decoder/`
+        for an autoencoder), register `model/` as a new version of `name` and move the alias
+        `champion` to it. Returns the version."""
+        names = parts.names
+        for part in names:
+            self.client.log_artifacts(run_id, str(parts.folder / part), part)
         try:
             self.client.create_registered_model(name)
         except MlflowException as exc:
@@ -274,6 +279,23 @@ class Tracker:
     ) -> Model:
         """A registered version, from its run's `model/` folder: refused if registered from
         another run than `run_id` (its lineage), or pickled without `allow_pickle`."""
+        with self._model_folder(name, version, run_id) as (path, label):
+            return load_model_folder(path, allow_pickle=allow_pickle, label=label)
+
+    def load_encoder(
+        self, name: str, version: str, *, run_id: str, allow_pickle: bool = False
+    ) -> Autoencoder | GraphEncoder:
+        """A registered autoencoder as a head's encoder (refused as `load_model` refuses): its
+        exported graph, frozen, where its class (a user's model) cannot be used here."""
+        origin = {"model": name, "version": version, "run_id": run_id}
+        with self._model_folder(name, version, run_id) as (path, label):
+            return load_encoder_folder(path, allow_pickle=allow_pickle, label=label, origin=origin)
+
+    @contextlib.contextmanager
+    def _model_folder(
+        self, name: str, version: str, run_id: str | None
+    ) -> Iterator[tuple[Path, str]]:
+        """A registered version's `model/` folder, downloaded for the block, and its label."""
         label = f"{name} version {version}"
         try:
             found = self.client.get_model_version(name, version)
@@ -285,8 +307,7 @@ class Tracker:
                 "vae-tune recorded for it: someone else registered it; vae-tune does not load it"
             )
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(self.client.download_artifacts(found.run_id, "model", folder))
-            return load_model_folder(path, allow_pickle=allow_pickle, label=label)
+            yield Path(self.client.download_artifacts(found.run_id, "model", folder)), label
 
     def run_link(self, experiment_id: str, run_id: str) -> str:
         """The run's page in the MLflow UI: an absolute URL when the UI's address is known."""
@@ -296,54 +317,8 @@ class Tracker:
         return self.runs(experiment_id, {PARENT_TAG: parent_run_id})
 
 
-class MetricBuffer:
-    """A run's metrics, written together every METRIC_FLUSH_S seconds; the rest when the run
-    ends (`Tracker.end_run`). Each keeps the time it was logged at, as MLflow shows it."""
-
-    def __init__(self, tracker: Tracker, run_id: str, every_s: float = METRIC_FLUSH_S) -> None:
-        self.tracker, self.run_id, self.every_s = tracker, run_id, every_s
-        self.pending: list[Metric] = []
-        self.flushed = time.monotonic()
-
-    def log(self, metrics: Mapping[str, float], step: int) -> None:
-        self.pending.extend(metric_entities(metrics, step))
-        if time.monotonic() - self.flushed >= self.every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        self.tracker.log_batch(self.run_id, metrics=self.drain())
-
-    def drain(self) -> list[Metric]:
-        pending, self.pending = self.pending, []
-        self.flushed = time.monotonic()
-        return pending
-
-
-@contextlib.contextmanager
-def _creation_lock(tracking_uri: str) -> Iterator[None]:
-    """One process at a time opens a local SQLite store: the first one creates its tables, and
-    two that migrate a new database at once fail ("Online migration expected to match one row",
-    seen with two studies started in the same second)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
-    with open(database.with_name(database.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _str_values(tags: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in tags.items()}
-
-
-def metric_entities(metrics: Mapping[str, float], step: int) -> list[Metric]:
-    """The metrics at `step`, stamped with the time they were logged at."""
-    now = int(time.time() * 1000)
-    return [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
 
 def tag_entities(tags: Mapping[str, Any]) -> list[RunTag]:

@@ -35,7 +35,7 @@ from vae_tune.promotion.promote import Promotion
 from vae_tune.promotion.promote import promote as promote_study
 from vae_tune.record import StudyRecord
 from vae_tune.space.stages import stage
-from vae_tune.studies.encoders import encoder_from_lineage
+from vae_tune.studies.encoders import encoder_from_lineage, refuse_fine_tuning
 from vae_tune.studies.lifecycle import StudySummary, run_study, summarize
 from vae_tune.studies.plan import StudyRequest, check_workers, plan_study
 from vae_tune.tracking import links
@@ -241,6 +241,7 @@ def _finished_study(
             log=log,
             allow_pickle=ref.allow_pickle,
         )
+        refuse_fine_tuning(record.space(), model)
         encoder = (model, settings.encoder)
     splits = record.splits(ref.data_dir, device)
     return record, stage(ref.stage).make_task(splits, encoder)
