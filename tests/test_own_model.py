@@ -5,9 +5,6 @@ and loaded by MLflow alone."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,8 +13,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from tests.helpers import REPO, TINY, data_dir, invoke, load_study, mlflow_client, runs_of
-from tests.test_promote import MLFLOW_ALONE
+from tests.helpers import REPO, TINY, invoke, load_study, mlflow_client, runs_of
+from tests.test_promote import mlflow_alone
 from tests.test_trial_states import CLASSES
 from vae_tune.data.splits import Splits
 from vae_tune.errors import SpaceError
@@ -381,26 +378,7 @@ def assert_served_by_mlflow_alone(root: Path) -> None:
     client = mlflow_client(root)
     version = client.get_model_version_by_alias("vae-tune-fashion-mnist-mlp", "champion")
     logged = client.get_run(version.run_id).data.metrics["test_accuracy"]
-    blocker = root / "blocker"
-    blocker.mkdir(exist_ok=True)
-    (blocker / "sitecustomize.py").write_text(BLOCKER)
-    (blocker / "mlflow_alone.py").write_text(MLFLOW_ALONE)
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "PYTHONPATH": str(blocker),
-    }
-    done = subprocess.run(
-        [sys.executable, str(blocker / "mlflow_alone.py"), str(data_dir() / "fashion-mnist")],
-        cwd=blocker,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    alone = json.loads(done.stdout.strip().splitlines()[-1])
-    assert alone["imported_vae_tune"] is False
+    alone = mlflow_alone(root, root / "blocker", BLOCKER)
     assert abs(alone["accuracy"] - logged) < 0.001, (alone["accuracy"], logged)
     assert alone["decoded"] == [8, 1, 28, 28]
 

@@ -420,6 +420,32 @@ print(json.dumps({
 """
 
 
+def mlflow_alone(root: Path, blocker: Path, block: str) -> dict:
+    """MLFLOW_ALONE's facts on the project at `root`, from a fresh process whose imports
+    `block` (a sitecustomize.py) refuses; it must not have imported vae-tune."""
+    blocker.mkdir(exist_ok=True)
+    (blocker / "sitecustomize.py").write_text(block)
+    script = blocker / "mlflow_alone.py"
+    script.write_text(MLFLOW_ALONE)
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "PYTHONPATH": str(blocker),
+    }
+    done = subprocess.run(
+        [sys.executable, str(script), str(data_dir() / "fashion-mnist")],
+        cwd=blocker,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["imported_vae_tune"] is False
+    return facts
+
+
 def serve(root: Path, model: str, blocker: Path, images: list) -> list:
     """`mlflow models serve` of a registered champion, one REST request, its predictions."""
     port = free_port()
@@ -461,26 +487,7 @@ def serve(root: Path, model: str, blocker: Path, images: list) -> list:
 def test_champions_load_predict_and_serve_with_mlflow_alone(promoted, tmp_path: Path) -> None:
     root, _ = promoted
     blocker = tmp_path / "blocker"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(BLOCK_VAE_TUNE)
-    script = blocker / "mlflow_alone.py"
-    script.write_text(MLFLOW_ALONE)
-    environment = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "PYTHONPATH": str(blocker),
-    }
-    done = subprocess.run(
-        [sys.executable, str(script), str(data_dir() / "fashion-mnist")],
-        cwd=blocker,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    facts = json.loads(done.stdout.strip().splitlines()[-1])
-    assert facts["imported_vae_tune"] is False
+    facts = mlflow_alone(root, blocker, BLOCK_VAE_TUNE)
     [run] = promotion_runs(root, "mlp-ae-fashion-mnist")
     assert facts["accuracy"] == pytest.approx(run.data.metrics["test_accuracy"], abs=0.001)
     assert facts["pyfunc_shape"] == [64, 10]

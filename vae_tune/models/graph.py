@@ -52,7 +52,6 @@ class GraphEncoder(nn.Module):
         return (
             f"{what}, but the encoder {o['model']} version {o['version']} is here only as its "
             f"exported graph: {o['why']}. Make {o['family']} importable again (install the "
-            "package that holds it, or put its folder on PYTHONPATH, and name it in your space "
-            "or an entry point) to fine-tune it; a frozen head (search_spaces/mlp_frozen.yaml) "
-            "trains on the graph as it is"
+            "package that holds it, or put its folder on PYTHONPATH) to fine-tune it; a frozen "
+            "head (search_spaces/mlp_frozen.yaml) trains on the graph as it is"
         )
