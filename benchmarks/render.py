@@ -115,8 +115,12 @@ def time_to_quality(f: Doc, seeds: list[int]) -> list[Measure]:
     return out
 
 
+DEFAULTS_TABLE = "candidates on the validation split"
+WARM_TABLE = "`study ae`, cold against warm-started (validation split)"
+
+
 def defaults(f: Doc, seeds: list[int]) -> list[Measure]:
-    table = "candidates on the validation split"
+    table = DEFAULTS_TABLE
     return [
         m
         for r in f["runs"]
@@ -129,6 +133,28 @@ def defaults(f: Doc, seeds: list[int]) -> list[Measure]:
             ),
         )
     ]
+
+
+def warm_start(f: Doc, seeds: list[int]) -> list[Measure]:
+    out = []
+    for kind, k in f["kinds"].items():
+        row = f"{kind} (from `{k['source']}`)" if k["source"] else kind
+        for seed, r in zip(seeds, k["runs"], strict=False):
+            out += [
+                Measure(WARM_TABLE, row, "best val_loss", r["best"], seed, ".5f"),
+                Measure(WARM_TABLE, row, "s to its best", r["time_to_best_s"], seed, ".0f"),
+            ]
+            if r.get("time_to_cold_best_s") is not None:  # None: never reached it
+                out.append(
+                    Measure(
+                        WARM_TABLE, row, "s to the cold best", r["time_to_cold_best_s"], seed, ".0f"
+                    )
+                )
+            out += [
+                Measure(WARM_TABLE, row, "trials", r["trials"], seed, ".0f"),
+                Measure(WARM_TABLE, row, "study wall s", r["wall_s"], seed, ".0f"),
+            ]
+    return out
 
 
 def ensemble(f: Doc, seeds: list[int]) -> list[Measure]:
@@ -281,6 +307,7 @@ def generic(f: Doc, seeds: list[int]) -> list[Measure]:
 READERS: dict[str, Callable[[Doc, list[int]], list[Measure]]] = {
     "time_to_quality": time_to_quality,
     "defaults": defaults,
+    "warm_start": warm_start,
     "ensemble": ensemble,
     "precision": precision,
     "pruning_control": pruning_control,
@@ -288,6 +315,35 @@ READERS: dict[str, Callable[[Doc, list[int]], list[Measure]]] = {
     "vae_mnist_elbo": vae_mnist_elbo,
     "head_modes": head_modes,
     "fixed_costs": fixed_costs,
+}
+
+
+# Tables where each row is one change to a reference row, run with the same seeds: a column of
+# per-seed differences to it (table -> reference row, column, format) says more than two
+# overlapping mean ± std, since the seed moves every row together.
+PAIRED = {
+    DEFAULTS_TABLE: ("wide-finetune", "validation accuracy, %", "+.2f"),
+    WARM_TABLE: ("cold", "best val_loss", "+.5f"),
+}
+
+# What a page's tables measure, where the numbers alone cannot say.
+NOTES = {
+    "warm_start": (
+        "For each seed, three Fashion-MNIST studies with that seed and budget: cold, "
+        "warm-started from an MNIST study (`ae-mnist`) and from a Fashion-MNIST study of another "
+        "seed (`ae-fm-other-seed`); the sources run first and are not timed. *s to its best* is "
+        "the time from the study's first trial to the end of the trial that first reached its "
+        "best; *s to the cold best* the time to the first trial at or below the cold study's "
+        "best of the same seed, blank where it never came (its n counts the runs that did). "
+        "The Δ column is the difference to the cold study of the same seed: below zero is a "
+        "better loss."
+    ),
+    "defaults": (
+        "Each candidate is one change to `wide-finetune` (the shipped spaces' fixed values), "
+        "trained with the same seeds and scored on the validation split only. The Δ column is "
+        "the difference to `wide-finetune` of the same seed, mean ± std over the seeds both "
+        "ran: the seed moves every candidate together, so this is the figure to choose on."
+    ),
 }
 
 
@@ -313,9 +369,8 @@ def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
 def summary(values: list[float], digits: str) -> str:
     if len(values) == 1:
         return format(values[0], digits)
-    return (
-        f"{format(statistics.fmean(values), digits)} ± {format(statistics.stdev(values), digits)}"
-    )
+    spread = format(statistics.stdev(values), digits.lstrip("+"))  # a sign is for the mean
+    return f"{format(statistics.fmean(values), digits)} ± {spread}"
 
 
 def group_lines(runs: list[Run]) -> list[str]:
@@ -330,6 +385,8 @@ def group_lines(runs: list[Run]) -> list[str]:
     lines: list[str] = []
     for (title, setup), rows in tables.items():
         columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+        paired = PAIRED.get(title)
+        paired = paired if paired and paired[0] in rows else None
         body = []
         for label, by_column in rows.items():
             who = list(dict.fromkeys((r.name, m.seed) for ms in by_column.values() for r, m in ms))
@@ -340,11 +397,42 @@ def group_lines(runs: list[Run]) -> list[str]:
                 cells.append(
                     text + (f" (n={len(found)})" if found and len(found) != len(who) else "")
                 )
+            if paired:
+                cells.append(paired_cell(rows, label, *paired, len(who)))
             cells += [str(len(who)), run_list(who, runs)]
             body.append(cells)
+        if paired:
+            columns.append(f"Δ vs {paired[0]}, same seed")
         lines += ["", f"### {title}", "", f"Options: `{setup}`.", ""]
         lines += markdown_table(["", *columns, "n", "runs"], body)
     return lines
+
+
+def paired_cell(
+    rows: Mapping[str, Mapping[str, list[tuple[Run, Measure]]]],
+    label: str,
+    reference: str,
+    column: str,
+    digits: str,
+    n_row: int,
+) -> str:
+    """The row's `column` minus the reference row's, seed by seed, as mean ± std; blank for the
+    reference itself or where no seed ran both."""
+    if label == reference:
+        return ""
+
+    def by_seed(row: str) -> dict[int | None, float]:
+        seen: dict[int | None, list[float]] = {}
+        for _, m in rows[row].get(column, []):
+            seen.setdefault(m.seed, []).append(m.value)
+        return {seed: statistics.fmean(values) for seed, values in seen.items()}
+
+    mine, ref = by_seed(label), by_seed(reference)
+    deltas = [mine[s] - ref[s] for s in mine if s is not None and s in ref]
+    if not deltas:
+        return ""
+    text = summary(deltas, digits)
+    return text + (f" (n={len(deltas)})" if len(deltas) != n_row else "")
 
 
 def run_list(who: list[tuple[str, int | None]], runs: list[Run]) -> str:
@@ -401,6 +489,8 @@ def page(benchmark: str, runs: list[Run], transcribed: list[Run]) -> str:
         "(sample std) over them, n is the number of runs (seeds) in its row, and every run is "
         "named by its file.",
     ]
+    if benchmark in NOTES:
+        lines += ["", NOTES[benchmark]]
     machines: dict[str, list[Run]] = {}
     for run in mine:
         machines.setdefault(machine_label(run.doc["machine"]), []).append(run)

@@ -448,14 +448,16 @@ def mlflow_alone(root: Path, blocker: Path, block: str) -> dict:
 
 def serve(root: Path, model: str, blocker: Path, images: list) -> list:
     """`mlflow models serve` of a registered champion, one REST request, its predictions."""
-    port = free_port()
+    port, bin_dir = free_port(), Path(sys.executable).parent
     environment = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "PYTHONPATH": str(blocker),
+        # MLflow starts uvicorn by name: this venv's, even when pytest runs un-activated.
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     command = [
-        str(Path(sys.executable).parent / "mlflow"),
+        str(bin_dir / "mlflow"),
         "models",
         "serve",
         "-m",
@@ -465,13 +467,14 @@ def serve(root: Path, model: str, blocker: Path, images: list) -> list:
         "-p",
         str(port),
     ]
-    server = subprocess.Popen(
-        command, cwd=blocker, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
+    log = blocker / f"serve-{model}.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=blocker, env=environment, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 180
         while not listening(port):
-            assert server.poll() is None and time.monotonic() < deadline, "the server ended"
+            alive = server.poll() is None and time.monotonic() < deadline
+            assert alive, f"the server ended or never listened:\n{log.read_text()[-3000:]}"
             time.sleep(0.5)
         body = json.dumps({"inputs": images}).encode()
         request = urllib.request.Request(
