@@ -393,12 +393,12 @@ def group_lines(runs: list[Run]) -> list[str]:
             cells = [label]
             for column in columns:
                 found = by_column.get(column, [])
-                text = summary([m.value for _, m in found], found[0][1].digits) if found else ""
-                cells.append(
-                    text + (f" (n={len(found)})" if found and len(found) != len(who) else "")
-                )
+                digits = found[0][1].digits if found else ""
+                cells.append(counted([m.value for _, m in found], digits, len(who)))
             if paired:
-                cells.append(paired_cell(rows, label, *paired, len(who)))
+                reference, column, digits = paired
+                deltas = [] if label == reference else seed_deltas(rows, label, reference, column)
+                cells.append(counted(deltas, digits, len(who)))
             cells += [str(len(who)), run_list(who, runs)]
             body.append(cells)
         if paired:
@@ -408,31 +408,31 @@ def group_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
-def paired_cell(
+def counted(values: list[float], digits: str, n_row: int) -> str:
+    """A cell: mean ± std of `values`, "(n=k)" where fewer than the row's runs gave one."""
+    if not values:
+        return ""
+    return summary(values, digits) + (f" (n={len(values)})" if len(values) != n_row else "")
+
+
+def seed_deltas(
     rows: Mapping[str, Mapping[str, list[tuple[Run, Measure]]]],
     label: str,
     reference: str,
     column: str,
-    digits: str,
-    n_row: int,
-) -> str:
-    """The row's `column` minus the reference row's, seed by seed, as mean ± std; blank for the
-    reference itself or where no seed ran both."""
-    if label == reference:
-        return ""
+) -> list[float]:
+    """The row's `column` minus the reference row's, for each seed both ran (a seed run twice
+    counts by its mean)."""
 
-    def by_seed(row: str) -> dict[int | None, float]:
-        seen: dict[int | None, list[float]] = {}
+    def by_seed(row: str) -> dict[int, float]:
+        seen: dict[int, list[float]] = {}
         for _, m in rows[row].get(column, []):
-            seen.setdefault(m.seed, []).append(m.value)
+            if m.seed is not None:
+                seen.setdefault(m.seed, []).append(m.value)
         return {seed: statistics.fmean(values) for seed, values in seen.items()}
 
     mine, ref = by_seed(label), by_seed(reference)
-    deltas = [mine[s] - ref[s] for s in mine if s is not None and s in ref]
-    if not deltas:
-        return ""
-    text = summary(deltas, digits)
-    return text + (f" (n={len(deltas)})" if len(deltas) != n_row else "")
+    return [mine[seed] - ref[seed] for seed in mine if seed in ref]
 
 
 def run_list(who: list[tuple[str, int | None]], runs: list[Run]) -> str:
