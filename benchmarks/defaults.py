@@ -28,7 +28,8 @@ ae.yaml's), so each is compared with `wide-finetune` of the same seeds:
   flip_shift); `head-bnlr`: train.bn_lr_scale 4 (the fine-tuned encoder's batch norm);
   `head-tricks`: all but the flips together (any dataset), `head-tricks-flipalt`: all five;
 - `enc-ema`: train.ema 0.99 (4 epochs: a shorter average); `enc-onecycle`; `enc-flipalt`:
-  train.augment flip_alt (ae.yaml trains on unaugmented images); `enc-bnlr`: bn_lr_scale 4.
+  train.augment flip_alt (ae.yaml trains on unaugmented images); `enc-bnlr`: bn_lr_scale 4;
+  `enc-tricks`: EMA and batch-norm lr together.
 Candidates that mirror images are refused on data whose mirror image is no image of its class
 (`--dataset mnist`). Head candidates reuse the encoder a same-seed candidate has already
 trained with the same encoder config: the same weights a retrain would give (the seed is set
@@ -94,6 +95,8 @@ ENCODER_TRICKS: dict[str, dict[str, Any]] = {
     "enc-flipalt": {"train.augment": "flip_alt"},
     "enc-bnlr": {"train.bn_lr_scale": 4.0},
 }
+# The two that led alone on Fashion-MNIST (EMA and batch-norm lr), together.
+ENCODER_TRICKS["enc-tricks"] = {**ENCODER_TRICKS["enc-ema"], **ENCODER_TRICKS["enc-bnlr"]}
 # name -> (encoder stage, overrides of its space's fixed values, head space, the head's)
 CANDIDATES: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
     "wide-finetune": ("ae", {}, "mlp", {}),
