@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -18,6 +19,7 @@ from vae_tune.data.splits import Splits
 from vae_tune.errors import ConfigError, SpaceError
 from vae_tune.evaluation.tasks import HeadTask, PixelTask
 from vae_tune.models.augment import alternating_flips, augment, first_flips
+from vae_tune.models.averaging import effective_decay
 from vae_tune.models.config import HeadConfig, ModelConfig, TrainConfig, build_config, flatten
 from vae_tune.models.nets import Classifier, MLPHead, Model, build_model
 from vae_tune.models.saving import load_spec_file, save_spec_file
@@ -104,9 +106,10 @@ def test_ema_weights_are_validated_and_returned_and_training_goes_on_from_the_ra
     def keep_seen(result: EpochResult) -> None:
         seen.append((_floats(ema_model), evaluate(ema_model, val)["loss"]))
 
-    train_cfg = TrainConfig(lr=1e-2, epochs=4, batch_size=32)
+    # Ten steps: a decay of 0.5 is the most a run of ten keeps (effective_decay).
+    train_cfg = TrainConfig(lr=1e-2, epochs=10, batch_size=32)
     raw_history = fit(raw_model, train, val, train_cfg, seed=3, on_epoch_end=keep_raw)
-    ema_cfg = TrainConfig(lr=1e-2, epochs=4, batch_size=32, ema=0.5)
+    ema_cfg = TrainConfig(lr=1e-2, epochs=10, batch_size=32, ema=0.5)
     ema_history = fit(ema_model, train, val, ema_cfg, seed=3, on_epoch_end=keep_seen)
 
     # Training went on from the raw weights: the same training losses every epoch.
@@ -126,6 +129,36 @@ def test_ema_weights_are_validated_and_returned_and_training_goes_on_from_the_ra
     assert any(not torch.equal(final[k], raw_states[-1][k]) for k in final)
     assert any("running_mean" in k and not torch.equal(final[k], raw_states[-1][k]) for k in final)
     assert ema_history[-1].metrics["val_loss"] != raw_history[-1].metrics["val_loss"]
+
+
+def test_a_run_too_short_for_its_decay_lets_the_starting_weights_fade() -> None:
+    """0.999 over ten steps would end 99 % the starting weights; the run averages over at
+    most a fifth of its steps instead, whatever `stop_after` cuts."""
+    torch.manual_seed(0)
+    start = nn.Linear(6, 3)
+    inputs, targets = torch.randn(40, 6), torch.randn(40, 3)
+    raw_states: list[dict[str, torch.Tensor]] = []
+
+    class Regression(Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = copy.deepcopy(start)
+
+        def loss_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"loss": nn.functional.mse_loss(self.linear(x), y)}
+
+    raw, averaged = Regression(), Regression()
+    cfg = TrainConfig(lr=0.1, epochs=20, batch_size=40)  # one step an epoch
+    fit(raw, (inputs, targets), None, cfg, on_epoch_end=lambda _: raw_states.append(_floats(raw)))
+    fit(averaged, (inputs, targets), None, replace(cfg, ema=0.999), stop_after=12)
+
+    assert effective_decay(0.999, 20) == 0.75 and effective_decay(0.999, 9375) == 0.999
+    expected = raw_states[0]
+    for state in raw_states[1:12]:
+        expected = {k: 0.75 * expected[k] + 0.25 * state[k] for k in state}
+    final = _floats(averaged)
+    for key in expected:
+        torch.testing.assert_close(final[key], expected[key], rtol=1e-5, atol=1e-6)
 
 
 def test_an_averaged_classifier_is_the_same_class_and_round_trips(tmp_path: Path) -> None:
