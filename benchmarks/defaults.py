@@ -22,8 +22,9 @@ Candidates:
 The AE candidates run by default; `--candidates vae-narrow-finetune,vae-wide-finetune` compares
 the VAE's. Every `auto` (augmentation, likelihood) is decided as a study decides it.
 
-The fastest trainers' tricks (issue 44), each one change to `wide-finetune`: on the head (`head-*`: mlp.yaml's fixed values overridden) or on the encoder (`enc-*`:
-ae.yaml's), so each is compared with `wide-finetune` of the same seeds:
+The fastest trainers' tricks (issue 44), each one change to `wide-finetune`: on the head
+(`head-*`: its fixed values overridden) or on the encoder (`enc-*`), so each is compared with
+`wide-finetune` of the same seeds:
 - `head-ls`: train.label_smoothing 0.1; `head-ema`: train.ema 0.999; `head-onecycle`:
   train.schedule onecycle; `head-flipalt`: train.augment flip_alt_shift (instead of random
   flips); `head-bnlr`: train.bn_lr_scale 4 (the fine-tuned encoder's batch norm);

@@ -339,8 +339,10 @@ NOTES = {
         "better loss."
     ),
     "defaults": (
-        "Each candidate is one change to `wide-finetune` (the shipped spaces' fixed values), "
-        "trained with the same seeds and scored on the validation split only. The Δ column is "
+        "Each trick is one change to `wide-finetune` (the spaces' fixed values before issue 44); "
+        "`shipped` is the spaces as committed since they took the winners (`enc-tricks` and "
+        "`head-tricks-flipalt` together). All are trained with the same seeds and scored on the "
+        "validation split only. The Δ column is "
         "the difference to `wide-finetune` of the same seed, mean ± std over the seeds both "
         "ran: the seed moves every candidate together, so this is the figure to choose on."
     ),

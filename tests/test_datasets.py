@@ -155,7 +155,7 @@ def test_auto_defaults_follow_the_data(tmp_path: Path, real_data: Path) -> None:
         "model.likelihood": "bernoulli",
     }
     assert data_defaults(fixed, fashion) == {
-        "train.augment": "flip_shift",
+        "train.augment": "flip_alt_shift",
         "model.likelihood": "gaussian",
     }
     with pytest.raises(ConfigError, match=r"model\.likelihood: bernoulli fits binary-like"):

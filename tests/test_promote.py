@@ -144,7 +144,7 @@ def test_classifier_test_metrics_pictures_and_report(promoted) -> None:
         assert 0.4 < metrics[f"test_accuracy_{name}"] <= 1.0, name
     assert "Ankle boot" in outputs[3]  # the per-class F1 table names the classes
     # --members 2: the champion retrained with two seeds, averaged, tested once as one model.
-    # Trained on mirrored images (train.augment auto: flip_shift), it averages mirrors too.
+    # Trained on mirrored images (train.augment auto: flip_alt_shift), it averages mirrors too.
     assert "2 seeds averaged, with mirrored images" in outputs[3] and "member 2 of 2" in outputs[3]
     assert run.data.tags["promotion.mirrored"] == "true"
     assert (

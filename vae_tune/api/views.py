@@ -180,9 +180,10 @@ def doctor(
 def datasets() -> list[DatasetInfo]:
     """The datasets ``dataset=`` takes, and how each is trained by default."""
     from vae_tune.data.catalog import BUILT_IN
+    from vae_tune.data.defaults import auto_augment
 
     rows = [
-        DatasetInfo(s.name, str(len(s.classes)), "flip_shift" if s.mirror else "shift", s.about)
+        DatasetInfo(s.name, str(len(s.classes)), auto_augment(s.mirror), s.about)
         for s in BUILT_IN.values()
     ]
     return [

@@ -242,7 +242,7 @@ def promote(
         typer.Option(
             "--mirror/--no-mirror",
             help="A classifier: average each test image with its mirror (default: where it "
-            "was trained on mirrored images, train.augment flip_shift).",
+            "was trained on mirrored images: train.augment flip_shift or flip_alt*).",
         ),
     ] = None,
     storage: StorageOpt = None,

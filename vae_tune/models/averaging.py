@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-
 # The starting weights' share of the average at the run's end is at most exp(-HORIZONS).
 HORIZONS = 5
 
