@@ -340,7 +340,7 @@ NOTES = {
     ),
     "defaults": (
         "Each trick is one change to `wide-finetune` (the spaces' fixed values before issue 44); "
-        "`shipped` is the spaces as committed since they took the winners (`enc-tricks` and "
+        "`shipped` is the spaces as committed since they took the winners (`enc-bnlr` and "
         "`head-tricks-flipalt` together). All are trained with the same seeds and scored on the "
         "validation split only. The Δ column is "
         "the difference to `wide-finetune` of the same seed, mean ± std over the seeds both "

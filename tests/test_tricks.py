@@ -132,8 +132,8 @@ def test_ema_weights_are_validated_and_returned_and_training_goes_on_from_the_ra
 
 
 def test_a_run_too_short_for_its_decay_lets_the_starting_weights_fade() -> None:
-    """0.999 over ten steps would end 99 % the starting weights; the run averages over at
-    most a fifth of its steps instead, whatever `stop_after` cuts."""
+    """0.999 over twelve steps would leave 99 % of the starting weights; the run averages over
+    at most a fifth of its steps instead (of the whole schedule, whatever `stop_after` cuts)."""
     torch.manual_seed(0)
     start = nn.Linear(6, 3)
     inputs, targets = torch.randn(40, 6), torch.randn(40, 3)
