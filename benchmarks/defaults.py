@@ -31,7 +31,8 @@ The fastest trainers' tricks (issue 44), each one change to `wide-finetune`: on 
   `head-tricks`: all but the flips together (any dataset), `head-tricks-flipalt`: all five;
 - `enc-ema`: train.ema 0.99 (4 epochs: a shorter average); `enc-onecycle`; `enc-flipalt`:
   train.augment flip_alt (ae.yaml trains on unaugmented images); `enc-bnlr`: bn_lr_scale 4;
-  `enc-tricks`: EMA and batch-norm lr together.
+  `enc-tricks`: EMA and batch-norm lr together; `enc-dirac`: model.init dirac (identity-like
+  convs).
 Candidates that mirror images are refused on data whose mirror image is no image of its class
 (`--dataset mnist`). Head candidates reuse the encoder a same-seed candidate has already
 trained with the same encoder config: the same weights a retrain would give (the seed is set
@@ -78,12 +79,15 @@ from common import print_table, progress, quiet, write_result
 # spaces now fix. `random flips` is what `train.augment: auto` chose then.
 RANDOM_FLIPS = "random flips"  # flip_shift where a mirrored image keeps its class, else shift
 BASE_ENCODER: dict[str, Any] = {
+    "model.init": "default",
     "train.schedule": "cosine",
     "train.ema": 0.0,
     "train.bn_lr_scale": 1.0,
 }
 BASE_HEAD: dict[str, Any] = {
-    **BASE_ENCODER,
+    "train.schedule": "cosine",
+    "train.ema": 0.0,
+    "train.bn_lr_scale": 1.0,
     "train.augment": RANDOM_FLIPS,
     "train.label_smoothing": 0.0,
 }
@@ -110,6 +114,7 @@ ENCODER_TRICKS: dict[str, dict[str, Any]] = {
     "enc-onecycle": {"train.schedule": "onecycle"},
     "enc-flipalt": {"train.augment": "flip_alt"},
     "enc-bnlr": {"train.bn_lr_scale": 4.0},
+    "enc-dirac": {"model.init": "dirac"},
 }
 # The two that led alone on Fashion-MNIST (EMA and batch-norm lr), together.
 ENCODER_TRICKS["enc-tricks"] = {**ENCODER_TRICKS["enc-ema"], **ENCODER_TRICKS["enc-bnlr"]}

@@ -348,3 +348,35 @@ def test_a_classifier_that_learned_mirrored_images_is_promoted_mirrored(
     config = build_config({"train.augment": augment})
     assert mirrors("mlp", config) is mirrored
     assert mirrors("ae", config) is False  # an encoder has no classes to average
+
+
+def test_identity_like_init_starts_each_encoder_conv_as_a_pass_through() -> None:
+    torch.manual_seed(0)
+    dirac = build_model("ae", ModelConfig(channels=(4, 8, 8), batchnorm=True, init="dirac"))
+    torch.manual_seed(0)
+    plain = build_model("ae", ModelConfig(channels=(4, 8, 8), batchnorm=True))
+    first, second, _ = (m for m in dirac.modules() if isinstance(m, nn.Conv2d))
+    images = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        passed = F.conv2d(images, first.weight[:1], stride=2, padding=1)  # the bias left out
+    torch.testing.assert_close(passed[:, 0], images[:, 0, 1::2, 1::2])  # k4 s2 p1: 28 -> 14
+    # One identity filter per input channel; the rest, and every other layer, as torch draws them.
+    assert torch.equal(second.weight[:4].flatten(2).argmax(-1).diagonal(), torch.full((4,), 10))
+    plain_state = plain.state_dict()
+    changed = [k for k, v in dirac.state_dict().items() if not torch.equal(v, plain_state[k])]
+    assert len(changed) == 3 and all(k.endswith("weight") for k in changed)
+    for key in changed:
+        n = dirac.state_dict()[key].shape[1]
+        assert torch.equal(dirac.state_dict()[key][n:], plain_state[key][n:])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"model.init": "orthogonal"}, r"model\.init: must be one of"),
+        ({"model.init": "dirac", "model.family": "mlp"}, r"model\.init: dirac initialises conv"),
+    ],
+)
+def test_identity_like_init_is_refused_where_it_means_nothing(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config(values)

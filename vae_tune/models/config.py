@@ -22,6 +22,7 @@ REFERENCE_BATCH = 128  # the batch size the learning-rate ranges are given at
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LIKELIHOODS = ("gaussian", "bernoulli", "auto")
+INITS = ("default", "dirac")
 HEAD_MODES = ("frozen", "finetune")
 SCHEDULES = ("constant", "cosine", "onecycle")
 FAMILIES = contract.BUILT_IN
@@ -47,6 +48,9 @@ class ModelConfig:
     # auto: the one the data calls for (see data/defaults.py); resolved before training
     likelihood: str = "gaussian"
     sigma: float = 0.1  # VAE: standard deviation of the gaussian likelihood
+    # conv family: dirac starts each encoder conv as close to the identity as its shape allows
+    # (layers.identity_like), the fastest trainers' initialisation; default: torch's own
+    init: str = "default"
     # The images' (channels, height, width): set from the data, never searched.
     image: tuple[int, int, int] = (1, 28, 28)
     # A user's model's own keys (`model.<name>` in a space), checked against its factory.
@@ -69,6 +73,12 @@ class ModelConfig:
         _check("model.beta", self.beta >= 0, "must be >= 0")
         _check("model.likelihood", self.likelihood in LIKELIHOODS, f"must be one of {LIKELIHOODS}")
         _check("model.sigma", self.sigma > 0, "must be > 0")
+        _check("model.init", self.init in INITS, f"must be one of {INITS}")
+        _check(
+            "model.init",
+            self.init == "default" or self.family == "conv",
+            f"{self.init} initialises conv layers: the {self.family!r} family has none",
+        )
         image_ok = len(self.image) == 3 and self.image[0] in (1, 3)
         _check(
             "model.image",

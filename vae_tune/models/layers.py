@@ -32,11 +32,22 @@ def _conv_sides(side: int) -> tuple[int, int, int]:
     return s1, s2, (s2 - 3) // 2 + 1  # k3 s2
 
 
+def identity_like(layers: nn.Sequential) -> nn.Sequential:
+    """Each conv's first filters, one per input channel, start as a Dirac delta: the layer
+    first passes its input through (subsampled), the others keep their random start. The
+    initialisation of airbench (CIFAR-10 to 94 % in seconds): signals and gradients flow
+    through every layer from the first step."""
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.dirac_(layer.weight[: layer.in_channels])
+    return layers
+
+
 def conv_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
     c1, c2, c3 = cfg.channels
     channels, height, width = cfg.image
     last = _conv_sides(height)[2] * _conv_sides(width)[2]
-    return nn.Sequential(
+    layers = nn.Sequential(
         nn.Conv2d(channels, c1, 4, stride=2, padding=1),
         *norm(cfg, c1),
         nn.ReLU(),
@@ -52,6 +63,7 @@ def conv_encoder(cfg: ModelConfig, out_features: int) -> nn.Sequential:
         nn.Dropout(cfg.dropout),
         nn.Linear(cfg.hidden, out_features),
     )
+    return identity_like(layers) if cfg.init == "dirac" else layers
 
 
 def conv_decoder(cfg: ModelConfig) -> nn.Sequential:
