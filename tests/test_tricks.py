@@ -19,7 +19,7 @@ from vae_tune.data.splits import Splits
 from vae_tune.errors import ConfigError, SpaceError
 from vae_tune.evaluation.tasks import HeadTask, PixelTask
 from vae_tune.models.augment import alternating_flips, augment, first_flips
-from vae_tune.models.averaging import effective_decay
+from vae_tune.models.averaging import decay_at
 from vae_tune.models.config import HeadConfig, ModelConfig, TrainConfig, build_config, flatten
 from vae_tune.models.nets import Classifier, MLPHead, Model, build_model
 from vae_tune.models.saving import load_spec_file, save_spec_file
@@ -106,7 +106,7 @@ def test_ema_weights_are_validated_and_returned_and_training_goes_on_from_the_ra
     def keep_seen(result: EpochResult) -> None:
         seen.append((_floats(ema_model), evaluate(ema_model, val)["loss"]))
 
-    # Ten steps: a decay of 0.5 is the most a run of ten keeps (effective_decay).
+    # Ten steps: the decay warms up to 0.5 by the eighth (decay_at).
     train_cfg = TrainConfig(lr=1e-2, epochs=10, batch_size=32)
     raw_history = fit(raw_model, train, val, train_cfg, seed=3, on_epoch_end=keep_raw)
     ema_cfg = TrainConfig(lr=1e-2, epochs=10, batch_size=32, ema=0.5)
@@ -118,7 +118,8 @@ def test_ema_weights_are_validated_and_returned_and_training_goes_on_from_the_ra
     expected = raw_states[0]  # the first update copies
     for epoch, raw in enumerate(raw_states):
         if epoch:
-            expected = {k: 0.5 * expected[k] + 0.5 * raw[k] for k in raw}
+            d = decay_at(0.5, epoch)
+            expected = {k: d * expected[k] + (1 - d) * raw[k] for k in raw}
         state, val_loss = seen[epoch]
         for key in expected:  # batch-norm running statistics averaged too
             torch.testing.assert_close(state[key], expected[key], rtol=1e-5, atol=1e-6)
@@ -131,9 +132,9 @@ def test_ema_weights_are_validated_and_returned_and_training_goes_on_from_the_ra
     assert ema_history[-1].metrics["val_loss"] != raw_history[-1].metrics["val_loss"]
 
 
-def test_a_run_too_short_for_its_decay_lets_the_starting_weights_fade() -> None:
-    """0.999 over twelve steps would leave 99 % of the starting weights; the run averages over
-    at most a fifth of its steps instead (of the whole schedule, whatever `stop_after` cuts)."""
+def test_the_average_warms_up_so_the_starting_weights_fade_within_a_short_run() -> None:
+    """At a constant 0.999, twelve steps would leave 99 % of the starting weights in the
+    average; warmed up, update k decays by min(0.999, (1 + k) / (10 + k)), TensorFlow's rule."""
     torch.manual_seed(0)
     start = nn.Linear(6, 3)
     inputs, targets = torch.randn(40, 6), torch.randn(40, 3)
@@ -152,10 +153,13 @@ def test_a_run_too_short_for_its_decay_lets_the_starting_weights_fade() -> None:
     fit(raw, (inputs, targets), None, cfg, on_epoch_end=lambda _: raw_states.append(_floats(raw)))
     fit(averaged, (inputs, targets), None, replace(cfg, ema=0.999), stop_after=12)
 
-    assert effective_decay(0.999, 20) == 0.75 and effective_decay(0.999, 9375) == 0.999
-    expected = raw_states[0]
-    for state in raw_states[1:12]:
-        expected = {k: 0.75 * expected[k] + 0.25 * state[k] for k in state}
+    assert decay_at(0.999, 1) == 2 / 11 and decay_at(0.999, 10**5) == 0.999
+    expected, share_of_start = raw_states[0], 1.0
+    for k, state in enumerate(raw_states[1:12], start=1):
+        d = decay_at(0.999, k)
+        expected = {key: d * expected[key] + (1 - d) * state[key] for key in state}
+        share_of_start *= d
+    assert share_of_start < 0.001  # at a constant 0.999: 0.989
     final = _floats(averaged)
     for key in expected:
         torch.testing.assert_close(final[key], expected[key], rtol=1e-5, atol=1e-6)

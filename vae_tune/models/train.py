@@ -20,7 +20,7 @@ from torch import nn
 
 from vae_tune.errors import ConfigError
 from vae_tune.models.augment import ALTERNATING, alternating_flips, augment, first_flips
-from vae_tune.models.averaging import WeightAverage, effective_decay
+from vae_tune.models.averaging import WeightAverage
 from vae_tune.models.config import TrainConfig
 from vae_tune.models.graph import GraphEncoder
 from vae_tune.models.nets import Autoencoder, Model
@@ -152,8 +152,7 @@ def fit(
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=steps_per_epoch)
     # Drawn only when used: the random streams of every other config stay as they were.
     flips = first_flips(n, generator, device) if cfg.augment in ALTERNATING else None
-    total_steps = cfg.epochs * steps_per_epoch  # the whole schedule's, as stop_after keeps it
-    average = WeightAverage(model, effective_decay(cfg.ema, total_steps)) if cfg.ema else None
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     history = []
     last = min(cfg.epochs, stop_after or cfg.epochs)
     for epoch in range(1, last + 1):
