@@ -37,7 +37,12 @@ class WeightAverage:
         self.updates = 0
         self.average = AveragedModel(model, multi_avg_fn=self._blend, use_buffers=True)
 
-    def _blend(self, averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+    def _blend(
+        self,
+        averaged: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        current: tuple[torch.Tensor, ...] | list[torch.Tensor],
+        n_averaged: torch.Tensor | int,
+    ) -> None:
         # Counted here, not read from n_averaged: that would sync with the device every step.
         get_ema_multi_avg_fn(decay_at(self.decay, self.updates))(averaged, current, n_averaged)
 
