@@ -78,16 +78,14 @@ from common import print_table, progress, quiet, write_result
 # to them, and `wide-finetune` keeps meaning what its records measured whatever the shipped
 # spaces now fix. `random flips` is what `train.augment: auto` chose then.
 RANDOM_FLIPS = "random flips"  # flip_shift where a mirrored image keeps its class, else shift
-BASE_ENCODER: dict[str, Any] = {
-    "model.init": "default",
+BASE_TRAINING: dict[str, Any] = {
     "train.schedule": "cosine",
     "train.ema": 0.0,
     "train.bn_lr_scale": 1.0,
 }
+BASE_ENCODER: dict[str, Any] = {**BASE_TRAINING, "model.init": "default"}
 BASE_HEAD: dict[str, Any] = {
-    "train.schedule": "cosine",
-    "train.ema": 0.0,
-    "train.bn_lr_scale": 1.0,
+    **BASE_TRAINING,
     "train.augment": RANDOM_FLIPS,
     "train.label_smoothing": 0.0,
 }

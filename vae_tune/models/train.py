@@ -148,8 +148,7 @@ def fit(
     scaler = grad_scaler(cfg.precision, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(train[0])
-    steps_per_epoch = -(-n // cfg.batch_size)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=steps_per_epoch)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=-(-n // cfg.batch_size))
     # Drawn only when used: the random streams of every other config stay as they were.
     flips = first_flips(n, generator, device) if cfg.augment in ALTERNATING else None
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
