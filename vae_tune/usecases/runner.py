@@ -133,7 +133,7 @@ def promote(
     """Promote the best trials of a study: one retrain (one per member, those that end by the
     deadline), one test evaluation, registered."""
     storage, tracker = project.open_stores()
-    record, task = _finished_study(ref, project, storage, tracker, log)
+    record, task = finished_study(ref, project, storage, tracker, log)
     result = promote_study(
         record,
         task,
@@ -158,7 +158,7 @@ def promote(
 def curve(ref: StudyRef, sizes: tuple[int, ...], project: Project, log: Log = print) -> Curve:
     """The promoted configuration of a study retrained on growing subsets, each tested once."""
     storage, tracker = project.open_stores()
-    record, task = _finished_study(ref, project, storage, tracker, log)
+    record, task = finished_study(ref, project, storage, tracker, log)
     result = learning_curve(record, task, sizes, tracker, data_dir=ref.data_dir, log=log)
     path = _write_report(project, storage, tracker, record.settings.dataset)
     log(f"report: {project.shown(path)}")
@@ -219,7 +219,7 @@ def summary_of(study_name: str, storage: BaseStorage) -> StudySummary:
     return summarize(StudyRecord.load(study_name, storage).live)
 
 
-def _finished_study(
+def finished_study(
     ref: StudyRef, project: Project, storage: BaseStorage, tracker: Tracker, log: Log
 ) -> tuple[StudyRecord, Task]:
     """A study that has run, and the task it trained, rebuilt from the settings stored on it:

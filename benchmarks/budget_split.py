@@ -1,0 +1,196 @@
+"""Where a pipeline's budget pays, judged on the validation split alone (issue 44, point 3).
+
+Each arm runs `vae-tune pipeline --budget B` in a fresh project folder with one of the
+planner's choices changed (usecases/budget.py), then scores what that pipeline built, trained
+again on the training split alone: the head study's promoted trial retrained for the epochs it
+was chosen at, once per seed its promotion averaged, their probabilities averaged (each image
+with its mirror where the promotion mirrored), on the validation split. The pipeline's test
+accuracy is recorded beside it and never used to choose. Arms:
+
+- planned: the planner as it ships (ENCODER_SHARE of the study time to the encoder study, the
+  head's champion averaged over up to ENSEMBLE_MEMBERS seeds);
+- encoder-half: half the study time to the encoder study (more encoder trials);
+- one-seed: no averaged seeds, their time left to the head study (more head trials);
+- long-heads: head trials of 1.5x the head space's epochs (fewer, longer).
+
+    python benchmarks/budget_split.py [--budget 10m] [--seeds 0] [--arms planned,one-seed]
+    python benchmarks/budget_split.py --budget 2m --train-size 2000 --val-size 1000  # a check
+
+Each arm of a seed costs the budget plus the validation retrains (one head training each);
+run it one arm or one seed at a time to keep each run short (a record per run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import vae_tune.api as vt
+from vae_tune.evaluation.tasks import HeadTask, retrain
+from vae_tune.models.nets import Model
+from vae_tune.project.folder import Project
+from vae_tune.promotion.promote import averaged
+from vae_tune.record import StudyRecord
+from vae_tune.record.trial import TrialRecord
+from vae_tune.space.stages import HEAD
+from vae_tune.usecases import budget, pipeline
+from vae_tune.usecases.runner import StudyRef, finished_study
+
+from common import REPO, print_table, progress, quiet, write_result
+
+ARMS: dict[str, dict[str, Any]] = {
+    "planned": {},
+    "encoder-half": {"encoder_share": 0.5},
+    "one-seed": {"members": 1},
+    "long-heads": {"head_epochs_scale": 1.5},
+}
+
+
+@contextmanager
+def planner(encoder_share: float | None = None, members: int | None = None) -> Iterator[None]:
+    """The planner's constants changed for one pipeline (the modules read them when called)."""
+    saved = budget.ENCODER_SHARE, budget.ENSEMBLE_MEMBERS, pipeline.ENSEMBLE_MEMBERS
+    try:
+        if encoder_share is not None:
+            budget.ENCODER_SHARE = encoder_share
+        if members is not None:
+            budget.ENSEMBLE_MEMBERS = pipeline.ENSEMBLE_MEMBERS = members
+        yield
+    finally:
+        budget.ENCODER_SHARE, budget.ENSEMBLE_MEMBERS, pipeline.ENSEMBLE_MEMBERS = saved
+
+
+def longer_heads(root: Path, scale: float) -> int:
+    """The shipped head space with `scale` times its epochs, as this project's own."""
+    doc = yaml.safe_load((REPO / "search_spaces" / "mlp.yaml").read_text())
+    epochs = round(doc["fixed"]["train.epochs"] * scale)
+    doc["fixed"]["train.epochs"] = epochs
+    (root / "search_spaces").mkdir(parents=True, exist_ok=True)
+    (root / "search_spaces" / "mlp.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return epochs
+
+
+@torch.no_grad()
+def accuracy(classifier: Model, images: torch.Tensor, labels: torch.Tensor) -> float:
+    classifier.eval()
+    predicted = torch.cat(
+        [classifier(images[i : i + 2048]).argmax(1) for i in range(0, len(images), 2048)]
+    )
+    return (predicted == labels).float().mean().item()
+
+
+def on_validation(root: Path, seed: int) -> dict[str, Any]:
+    """The head promotion's classifier rebuilt on the training split: its trial, epochs,
+    members and mirroring, scored on validation."""
+    project = Project(root)
+    storage, tracker = project.open_stores()
+    ref = StudyRef(HEAD.name)
+    record, task = finished_study(ref, project, storage, tracker, progress)
+    assert isinstance(task, HeadTask)
+    number, promoted = next(iter(record.promotions.items()))
+    trial = record.live.trials[number]
+    config, epochs = record.replay(trial), TrialRecord(trial).best_epoch
+    started = time.perf_counter()
+    models = [
+        retrain(task, config, 1000 * seed + member, epochs)[0] for member in range(promoted.members)
+    ]
+    seconds = time.perf_counter() - started
+    if len(models) == 1 and not promoted.mirrored:
+        classifier = task.classifier(models[0])
+    else:
+        classifier = averaged(models, promoted.mirrored, task)
+    return {
+        "trial": number,
+        "epochs": epochs,
+        "members": promoted.members,
+        "mirrored": promoted.mirrored,
+        "trial_val_accuracy": trial.value,
+        "val_accuracy": accuracy(classifier, task.splits.val_x, task.splits.val_y),
+        "retrain_s": seconds,
+        "head_trials": len(record.live.trials),
+        "test_accuracy": promoted.test["test_accuracy"],
+    }
+
+
+def run_arm(arm: str, seed: int, folder: Path, **options: Any) -> dict[str, Any]:
+    settings = dict(ARMS[arm])
+    root = folder / f"{arm}-seed{seed}"
+    root.mkdir()
+    head_epochs = None
+    if (scale := settings.pop("head_epochs_scale", None)) is not None:
+        head_epochs = longer_heads(root, scale)
+    started = time.perf_counter()
+    with planner(**settings):
+        result = vt.pipeline(seed=seed, project=root, log=progress, **options)
+    wall = time.perf_counter() - started
+    encoder_study = StudyRecord.load("ae-fashion-mnist", Project(root).open_storage())
+    figures = {
+        "arm": arm,
+        "seed": seed,
+        "plan": result.plan,
+        "pipeline_wall_s": wall,
+        "encoder_trials": len(encoder_study.live.trials),
+        "head_epochs": head_epochs,
+        **on_validation(root, seed),
+    }
+    progress(
+        f"{arm} seed {seed}: validation {100 * figures['val_accuracy']:.2f} %, "
+        f"{figures['encoder_trials']} encoder / {figures['head_trials']} head trials"
+    )
+    return figures
+
+
+def main() -> None:
+    quiet()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", default="10m")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--train-size", type=int, help="fewer training images (a quick check)")
+    parser.add_argument("--val-size", type=int, default=12_000)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = args.arms.split(",")
+    if unknown := [a for a in arms if a not in ARMS]:
+        parser.error(f"--arms {','.join(unknown)}: choose from {', '.join(ARMS)}")
+    with tempfile.TemporaryDirectory() as folder:
+        options = {"budget": args.budget, "train_size": args.train_size, "val_size": args.val_size}
+        runs = [run_arm(arm, seed, Path(folder), **options) for seed in seeds for arm in arms]
+    path = write_result(
+        "budget_split",
+        {"budget": args.budget, "split": "validation (test beside it)", "runs": runs},
+        seeds=seeds,
+    )
+    rows = []
+    for arm in arms:
+        mine = [r for r in runs if r["arm"] == arm]
+        values = [100 * r["val_accuracy"] for r in mine]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(
+            [
+                arm,
+                f"{statistics.fmean(values):.2f} +- {std:.2f}",
+                ", ".join(f"{v:.2f}" for v in values),
+                ", ".join(f"{r['encoder_trials']}/{r['head_trials']}x{r['members']}" for r in mine),
+                ", ".join(f"{100 * r['test_accuracy']:.2f}" for r in mine),
+            ]
+        )
+    print_table(
+        f"--budget {args.budget}, chosen on validation (seeds {args.seeds})",
+        ["arm", "val accuracy %", "runs", "encoder/head trials x seeds", "test % (not chosen on)"],
+        rows,
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
