@@ -11,7 +11,9 @@ accuracy is recorded beside it and never used to choose. Arms:
   head's champion averaged over up to ENSEMBLE_MEMBERS seeds);
 - encoder-half: half the study time to the encoder study (more encoder trials);
 - one-seed: no averaged seeds, their time left to the head study (more head trials);
-- long-heads: head trials of 1.5x the head space's epochs (fewer, longer).
+- long-heads: head trials of 1.5x the head space's epochs (fewer, longer);
+- one-head-trial: head epochs cut only as far as one head trial needs, not three (short
+  budgets cut them to give the head study WANTED_HEAD_TRIALS).
 
     python benchmarks/budget_split.py [--budget 10m] [--seeds 0] [--arms planned,one-seed]
     python benchmarks/budget_split.py --budget 2m --train-size 2000 --val-size 1000  # a check
@@ -52,21 +54,38 @@ ARMS: dict[str, dict[str, Any]] = {
     "encoder-half": {"encoder_share": 0.5},
     "one-seed": {"members": 1},
     "long-heads": {"head_epochs_scale": 1.5},
+    "one-head-trial": {"wanted_head_trials": 1},
 }
 
 
 @contextmanager
-def planner(encoder_share: float | None = None, members: int | None = None) -> Iterator[None]:
+def planner(
+    encoder_share: float | None = None,
+    members: int | None = None,
+    wanted_head_trials: int | None = None,
+) -> Iterator[None]:
     """The planner's constants changed for one pipeline (the modules read them when called)."""
-    saved = budget.ENCODER_SHARE, budget.ENSEMBLE_MEMBERS, pipeline.ENSEMBLE_MEMBERS
+    saved = (
+        budget.ENCODER_SHARE,
+        budget.ENSEMBLE_MEMBERS,
+        pipeline.ENSEMBLE_MEMBERS,
+        budget.WANTED_HEAD_TRIALS,
+    )
     try:
         if encoder_share is not None:
             budget.ENCODER_SHARE = encoder_share
         if members is not None:
             budget.ENSEMBLE_MEMBERS = pipeline.ENSEMBLE_MEMBERS = members
+        if wanted_head_trials is not None:
+            budget.WANTED_HEAD_TRIALS = wanted_head_trials
         yield
     finally:
-        budget.ENCODER_SHARE, budget.ENSEMBLE_MEMBERS, pipeline.ENSEMBLE_MEMBERS = saved
+        (
+            budget.ENCODER_SHARE,
+            budget.ENSEMBLE_MEMBERS,
+            pipeline.ENSEMBLE_MEMBERS,
+            budget.WANTED_HEAD_TRIALS,
+        ) = saved
 
 
 def longer_heads(root: Path, scale: float) -> int:
