@@ -1,11 +1,12 @@
 """Where a pipeline's budget pays, judged on the validation split alone (issue 44, point 3).
 
-Each arm runs `vae-tune pipeline --budget B` in a fresh project folder with one of the
-planner's choices changed (usecases/budget.py), then scores what that pipeline built, trained
-again on the training split alone: the head study's promoted trial retrained for the epochs it
-was chosen at, once per seed its promotion averaged, their probabilities averaged (each image
-with its mirror where the promotion mirrored), on the validation split. The pipeline's test
-accuracy is recorded beside it and never used to choose. Arms:
+Each arm runs `vae-tune pipeline --budget B` in a fresh project folder, in its own process as a
+user runs it, with one of the planner's choices changed (usecases/budget.py), then scores what
+that pipeline built, trained again on the training split alone: the head study's promoted trial
+retrained for the epochs it was chosen at, once per seed its promotion averaged, their
+probabilities averaged (each image with its mirror where the promotion mirrored), on the
+validation split. The pipeline's test accuracy is recorded beside it and never used to choose.
+Arms:
 
 - planned: the planner as it ships (ENCODER_SHARE of the study time to the encoder study, the
   head's champion averaged over up to ENSEMBLE_MEMBERS seeds);
@@ -25,7 +26,10 @@ run it one arm or one seed at a time to keep each run short (a record per run).
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,7 +40,6 @@ from typing import Any
 import torch
 import yaml
 
-import vae_tune.api as vt
 from vae_tune.evaluation.tasks import HeadTask, retrain
 from vae_tune.models.nets import Model
 from vae_tune.project.folder import Project
@@ -47,8 +50,9 @@ from vae_tune.space.stages import HEAD
 from vae_tune.usecases import budget, pipeline
 from vae_tune.usecases.runner import StudyRef, finished_study
 
-from common import REPO, print_table, progress, quiet, write_result
+from common import REPO, print_table, progress, quiet, run_cli, write_result
 
+AS_CLI = "--as-cli"  # this script started as an arm's `vae-tune`, its planner changed
 ARMS: dict[str, dict[str, Any]] = {
     "planned": {},
     "encoder-half": {"encoder_share": 0.5},
@@ -140,23 +144,24 @@ def on_validation(root: Path, seed: int) -> dict[str, Any]:
     }
 
 
-def run_arm(arm: str, seed: int, folder: Path, **options: Any) -> dict[str, Any]:
+def run_arm(arm: str, seed: int, folder: Path, options: list[str]) -> dict[str, Any]:
+    """One pipeline as the CLI runs it, in its own process (the planner's measurements of this
+    machine taken there, as a user's are), then its classifier scored on validation."""
     settings = dict(ARMS[arm])
     root = folder / f"{arm}-seed{seed}"
     root.mkdir()
     head_epochs = None
     if (scale := settings.pop("head_epochs_scale", None)) is not None:
         head_epochs = longer_heads(root, scale)
-    started = time.perf_counter()
-    with planner(**settings):
-        result = vt.pipeline(seed=seed, project=root, log=progress, **options)
-    wall = time.perf_counter() - started
+    entry = [__file__, AS_CLI, json.dumps(settings)]
+    step = run_cli(["pipeline", "--seed", str(seed), *options], root, entry=entry)
+    plan = re.search(r"^plan: (.*)$", (root / "output.log").read_text(), re.MULTILINE)
     encoder_study = StudyRecord.load("ae-fashion-mnist", Project(root).open_storage())
     figures = {
         "arm": arm,
         "seed": seed,
-        "plan": result.plan,
-        "pipeline_wall_s": wall,
+        "plan": plan.group(1) if plan else None,
+        "pipeline_wall_s": step["wall_s"],
         "encoder_trials": len(encoder_study.live.trials),
         "head_epochs": head_epochs,
         **on_validation(root, seed),
@@ -166,6 +171,14 @@ def run_arm(arm: str, seed: int, folder: Path, **options: Any) -> dict[str, Any]
         f"{figures['encoder_trials']} encoder / {figures['head_trials']} head trials"
     )
     return figures
+
+
+def as_cli(settings: str) -> None:
+    """`vae-tune ARGS` with the planner changed: this script run as the arm's own process."""
+    from vae_tune.cli import main as cli
+
+    with planner(**json.loads(settings)):
+        cli()
 
 
 def main() -> None:
@@ -181,9 +194,11 @@ def main() -> None:
     arms = args.arms.split(",")
     if unknown := [a for a in arms if a not in ARMS]:
         parser.error(f"--arms {','.join(unknown)}: choose from {', '.join(ARMS)}")
+    options = ["--budget", args.budget, "--val-size", str(args.val_size)]
+    if args.train_size is not None:
+        options += ["--train-size", str(args.train_size)]
     with tempfile.TemporaryDirectory() as folder:
-        options = {"budget": args.budget, "train_size": args.train_size, "val_size": args.val_size}
-        runs = [run_arm(arm, seed, Path(folder), **options) for seed in seeds for arm in arms]
+        runs = [run_arm(arm, seed, Path(folder), options) for seed in seeds for arm in arms]
     path = write_result(
         "budget_split",
         {"budget": args.budget, "split": "validation (test beside it)", "runs": runs},
@@ -212,4 +227,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == AS_CLI:
+        settings = sys.argv[2]
+        sys.argv = ["vae-tune", *sys.argv[3:]]
+        as_cli(settings)
+    else:
+        main()

@@ -97,13 +97,19 @@ def peak_rss_mb(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_cli(args: Sequence[str], root: Path, log: Path | None = None) -> dict[str, Any]:
+def run_cli(
+    args: Sequence[str],
+    root: Path,
+    log: Path | None = None,
+    entry: Sequence[str] = ("-m", "vae_tune.cli"),
+) -> dict[str, Any]:
     """`vae-tune ARGS` in the project folder `root`: wall time, peak memory, exit code.
+    `entry`: what Python runs in place of `-m vae_tune.cli` (a script that wraps it).
 
     The peak is the resident set of the largest process of the command's tree (its workers
     included), as the kernel reports it to `wait4`.
     """
-    command = [sys.executable, "-m", "vae_tune.cli", *args]
+    command = [sys.executable, *entry, *args]
     # The project folder is elsewhere: a relative data path must still point at the data.
     env = {**os.environ, "VAE_TUNE_DATA": str(default_data_dir().resolve())}
     log = log or root / "output.log"
