@@ -373,7 +373,11 @@ NOTES = {
         "only as far as one head trial needs (not three). What each pipeline promoted is "
         "trained again on the training split alone (its trial, epochs, seeds and mirroring) and "
         "scored on validation, the figure to choose on; the pipeline's own test accuracy is "
-        "shown beside it. The Δ column is the difference to `planned` of the same seed."
+        "shown beside it. The Δ column is the difference to `planned` of the same seed. The "
+        "first record (af9d80d) ran its pipelines inside the benchmark's process, where the "
+        "planner measured a head epoch at 5.9 s against the CLI's 9.0 s, so its `planned` arm "
+        "had 12-epoch heads where the CLI plans 6 on this machine; later records run each "
+        "pipeline through the CLI."
     ),
     "defaults": (
         "Each trick is one change to `wide-finetune` (the spaces' fixed values before issue 44); "
