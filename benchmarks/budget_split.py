@@ -37,11 +37,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from vae_tune.evaluation.tasks import HeadTask, retrain
-from vae_tune.models.nets import Model
+from vae_tune.models.train import predict
 from vae_tune.project.folder import Project
 from vae_tune.promotion.promote import averaged
 from vae_tune.record import StudyRecord
@@ -102,15 +101,6 @@ def longer_heads(root: Path, scale: float) -> int:
     return epochs
 
 
-@torch.no_grad()
-def accuracy(classifier: Model, images: torch.Tensor, labels: torch.Tensor) -> float:
-    classifier.eval()
-    predicted = torch.cat(
-        [classifier(images[i : i + 2048]).argmax(1) for i in range(0, len(images), 2048)]
-    )
-    return (predicted == labels).float().mean().item()
-
-
 def on_validation(root: Path, seed: int) -> dict[str, Any]:
     """The head promotion's classifier rebuilt on the training split: its trial, epochs,
     members and mirroring, scored on validation."""
@@ -131,13 +121,14 @@ def on_validation(root: Path, seed: int) -> dict[str, Any]:
         classifier = task.classifier(models[0])
     else:
         classifier = averaged(models, promoted.mirrored, task)
+    val_x, val_y = task.splits.val_x, task.splits.val_y
     return {
         "trial": number,
         "epochs": epochs,
         "members": promoted.members,
         "mirrored": promoted.mirrored,
         "trial_val_accuracy": trial.value,
-        "val_accuracy": accuracy(classifier, task.splits.val_x, task.splits.val_y),
+        "val_accuracy": (predict(classifier, val_x) == val_y).float().mean().item(),
         "retrain_s": seconds,
         "head_trials": len(record.live.trials),
         "test_accuracy": promoted.test["test_accuracy"],
