@@ -14,7 +14,10 @@ Arms:
 - one-seed: no averaged seeds, their time left to the head study (more head trials);
 - long-heads: head trials of 1.5x the head space's epochs (fewer, longer);
 - one-head-trial: head epochs cut only as far as one head trial needs, not three (short
-  budgets cut them to give the head study WANTED_HEAD_TRIALS).
+  budgets cut them to give the head study WANTED_HEAD_TRIALS);
+- no-retrain: `pipeline --no-retrain`, the promotions' retrains left to the studies, the head's
+  champion its trial's own model averaged with the next-best trials' where validation rose
+  (scored here as promoted: those models, already trained on the training split alone).
 
     python benchmarks/budget_split.py [--budget 10m] [--seeds 0] [--arms planned,one-seed]
     python benchmarks/budget_split.py --budget 2m --train-size 2000 --val-size 1000  # a check
@@ -42,6 +45,7 @@ import yaml
 from vae_tune.evaluation.tasks import HeadTask, retrain
 from vae_tune.models.train import predict
 from vae_tune.project.folder import Project
+from vae_tune.promotion.kept_members import kept_model
 from vae_tune.promotion.promote import averaged
 from vae_tune.record import StudyRecord
 from vae_tune.record.trial import TrialRecord
@@ -58,6 +62,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "one-seed": {"members": 1},
     "long-heads": {"head_epochs_scale": 1.5},
     "one-head-trial": {"wanted_head_trials": 1},
+    "no-retrain": {"options": ["--no-retrain"]},
 }
 
 
@@ -113,9 +118,12 @@ def on_validation(root: Path, seed: int) -> dict[str, Any]:
     trial = record.live.trials[number]
     config, epochs = record.replay(trial), TrialRecord(trial).best_epoch
     started = time.perf_counter()
-    models = [
-        retrain(task, config, 1000 * seed + member, epochs)[0] for member in range(promoted.members)
-    ]
+    if promoted.retrained:
+        seeds = [1000 * seed + member for member in range(promoted.members)]
+        models = [retrain(task, config, s, epochs)[0] for s in seeds]
+    else:  # the promoted models themselves: trained on the training split alone
+        trials = [record.live.trials[n] for n in promoted.member_trials]
+        models = [kept_model(record, task, tracker, t) for t in trials]
     seconds = time.perf_counter() - started
     if len(models) == 1 and not promoted.mirrored:
         classifier = task.classifier(models[0])
@@ -127,6 +135,8 @@ def on_validation(root: Path, seed: int) -> dict[str, Any]:
         "epochs": epochs,
         "members": promoted.members,
         "mirrored": promoted.mirrored,
+        "retrained": promoted.retrained,
+        "member_trials": promoted.member_trials,
         "trial_val_accuracy": trial.value,
         "val_accuracy": (predict(classifier, val_x) == val_y).float().mean().item(),
         "retrain_s": seconds,
@@ -139,13 +149,14 @@ def run_arm(arm: str, seed: int, folder: Path, options: list[str]) -> dict[str, 
     """One pipeline as the CLI runs it, in its own process (the planner's measurements of this
     machine taken there, as a user's are), then its classifier scored on validation."""
     settings = dict(ARMS[arm])
+    arm_options = settings.pop("options", [])
     root = folder / f"{arm}-seed{seed}"
     root.mkdir()
     head_epochs = None
     if (scale := settings.pop("head_epochs_scale", None)) is not None:
         head_epochs = longer_heads(root, scale)
     entry = [__file__, AS_CLI, json.dumps(settings)]
-    step = run_cli(["pipeline", "--seed", str(seed), *options], root, entry=entry)
+    step = run_cli(["pipeline", "--seed", str(seed), *options, *arm_options], root, entry=entry)
     plan = re.search(r"^plan: (.*)$", (root / "output.log").read_text(), re.MULTILINE)
     encoder_study = StudyRecord.load("ae-fashion-mnist", Project(root).open_storage())
     figures = {

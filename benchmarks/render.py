@@ -315,7 +315,7 @@ def budget_split(f: Doc, seeds: list[int]) -> list[Measure]:
             Measure(table, r["arm"], "validation accuracy, %", 100 * r["val_accuracy"], r["seed"]),
             Measure(table, r["arm"], "encoder trials", r["encoder_trials"], r["seed"], ".0f"),
             Measure(table, r["arm"], "head trials", r["head_trials"], r["seed"], ".0f"),
-            Measure(table, r["arm"], "seeds averaged", r["members"], r["seed"], ".0f"),
+            Measure(table, r["arm"], "models averaged", r["members"], r["seed"], ".0f"),
             Measure(
                 table,
                 r["arm"],
@@ -365,17 +365,21 @@ NOTES = {
     ),
     "budget_split": (
         "Each arm is one `vae-tune pipeline` run with one of the planner's choices changed "
-        "(`usecases/budget.py`): `planned` as it ships, `encoder-half` half the study time to "
-        "the encoder study, `one-seed` no averaged seeds (their time to more head trials), "
+        "(`usecases/budget.py`): `planned` as it ships, `encoder-half` half the study time to the "
+        "encoder study, `one-seed` no averaged seeds (their time to more head trials), "
         "`long-heads` head trials 1.5x the head space's epochs, `one-head-trial` head epochs cut "
-        "only as far as one head trial needs (not three). What each pipeline promoted is "
-        "trained again on the training split alone (its trial, epochs, seeds and mirroring) and "
-        "scored on validation, the figure to choose on; the pipeline's own test accuracy is "
-        "shown beside it; the budget is in each group's options. The Δ column is the difference "
-        "to `planned` of the same seed. The rows marked *in-process* (af9d80d) ran their "
-        "pipelines inside the benchmark's process, where the planner measured a head epoch at "
-        "5.9 s against the CLI's 9.0 s, so that `planned` had 12-epoch heads where the CLI "
-        "plans 6 on this machine; later records run each pipeline through the CLI."
+        "only as far as one head trial needs (not three), `no-retrain` `pipeline --no-retrain` "
+        "(the promotions' retrains left to the studies, the head's champion averaged with its "
+        "next-best trials where validation rose). What each pipeline promoted is trained again on "
+        "the training split alone (its trial, epochs, seeds and mirroring) and scored on "
+        "validation, the figure to choose on; `no-retrain`'s promoted models are scored as they "
+        "are, since they were trained on the training split alone (its members were chosen on the "
+        "same validation split, which flatters it a little); the pipeline's own test accuracy is "
+        "shown beside it; the budget is in each group's options. The Δ column is the difference to"
+        " `planned` of the same seed. The rows marked *in-process* (af9d80d) ran their pipelines "
+        "inside the benchmark's process, where the planner measured a head epoch at 5.9 s against "
+        "the CLI's 9.0 s, so that `planned` had 12-epoch heads where the CLI plans 6 on this "
+        "machine; later records run each pipeline through the CLI."
     ),
     "defaults": (
         "Each trick is one change to `wide-finetune` (the spaces' fixed values before issue 44); "

@@ -172,6 +172,30 @@ def test_promotions_are_planned_on_the_images_they_train_on(
     assert list(tmp_path.iterdir()) in ([], [tmp_path / "pictures"])  # measuring writes nothing
 
 
+def test_without_retrains_the_promotions_reserve_their_evaluations_alone() -> None:
+    """`--no-retrain`: no promotion trains, so the head study gets that time (longer trials at
+    10 minutes), its members are its own trials (up to ENSEMBLE_MEMBERS, none reserved as
+    retrains), and the least budget shrinks by both retrains."""
+    retrained, kept = plan_budget(600, COSTS), plan_budget(600, COSTS, retrain=False)
+    assert kept.head_epochs > retrained.head_epochs
+    assert (kept.retrain, kept.head_members) == (False, ENSEMBLE_MEMBERS)
+    encoder_retrain = COSTS.encoder_epochs * COSTS.encoder_epoch_s * RETRAIN_SCALE
+    assert retrained.promote_encoder_s - kept.promote_encoder_s == pytest.approx(encoder_retrain)
+    # The head's promotion: its baselines on the training split and one epoch's worth of
+    # passes over validation to choose the members.
+    assert kept.promote_head_s == pytest.approx(
+        COSTS.baselines_s + COSTS.head_epoch_s + kept.overhead_s
+    )
+    assert kept.head_tail_s == pytest.approx(COSTS.baselines_s + kept.overhead_s)
+    assert least_budget(COSTS, retrain=False) < least_budget(COSTS) - encoder_retrain
+    assert "no retrains" in kept.describe(COSTS) and "no retrains" not in retrained.describe(COSTS)
+    for budget in (300, 600, 1800):
+        plan = plan_budget(budget, COSTS, retrain=False)
+        head_study = budget - plan.reserved_s - plan.encoder_study_s
+        assert head_study >= plan.head_epochs * COSTS.head_epoch_s
+    assert plan_budget(1800, COSTS, retrain=False).head_epochs == 25
+
+
 def test_plan_scales_with_the_machine() -> None:
     slow = replace(COSTS, encoder_epoch_s=33.0, head_epoch_s=16.5)
     assert plan_budget(1800, slow).head_epochs < plan_budget(1800, COSTS).head_epochs
@@ -275,6 +299,27 @@ def test_the_head_promotion_averages_the_seeds_that_end_in_time(tmp_path: Path) 
     assert run.data.tags["promotion.members"] == str(trained)
     assert run.data.tags["promotion.mirrored"] == "true"
     assert ("seed(s) averaged" in result.output) == (trained < ENSEMBLE_MEMBERS)
+    assert_within_budget(result.output)
+
+
+@pytest.mark.slow
+def test_a_pipeline_without_retrains_promotes_its_trials_own_models(tmp_path: Path) -> None:
+    """Two minutes on 2,000 images, `--no-retrain`: neither promotion retrains, both record
+    it, and the head's registered model averages its own champion with the trials validation
+    took (itself first)."""
+    result = invoke(tmp_path, "pipeline", "--budget", "2m", "--no-retrain", *SUBSET)
+    assert result.exit_code == 0, result.output
+    assert "no retrains: the trials' own models" in result.output
+    assert "retraining trial" not in result.output and "no retrain: trial" in result.output
+    for study in ("ae-fashion-mnist", "mlp-ae-fashion-mnist"):
+        [run] = promotion_runs(tmp_path, study)
+        assert run.data.tags["promotion.retrained"] == "false"
+    [run] = promotion_runs(tmp_path, "mlp-ae-fashion-mnist")
+    storage = open_storage(str(tmp_path / "studies" / "optuna.journal"))
+    record = StudyRecord(optuna.load_study(study_name="mlp-ae-fashion-mnist", storage=storage))
+    [(champion, promoted)] = record.promotions.items()
+    assert promoted.retrained is False and promoted.member_trials[0] == champion
+    assert run.data.tags["promotion.members"] == str(len(promoted.member_trials))
     assert_within_budget(result.output)
 
 

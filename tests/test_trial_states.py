@@ -98,7 +98,7 @@ def test_complete_trial_is_a_finished_run_with_its_record(tmp_path: Path, tracke
     )
     # Its picture, and the study's picture of its best trials.
     artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
-    assert "recon.png" in artifacts
+    assert "recon.png" in artifacts and "weights" in artifacts  # what --no-retrain promotes
     assert tracker.artifact_bytes(summary.parent_run_id, "compare/recon_topk.png")
     # Its note in optuna-dashboard links to the run (notes live on the study's attributes).
     live_trial = optuna.Trial(study, trial._trial_id)
@@ -113,7 +113,8 @@ def test_pruned_trial_is_a_killed_run_with_its_epoch(tmp_path: Path, tracker) ->
     assert trial.state == TrialState.PRUNED and run.info.status == "KILLED"
     assert TrialRecord(trial).pruned_at_epoch == 1
     assert run.data.tags["pruned_at_epoch"] == "1"
-    assert "recon.png" in {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+    artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+    assert "recon.png" in artifacts and "weights" not in artifacts  # kept: complete trials'
     assert "pruned at epoch 1" in run.data.tags["prune_reason"]
     # Its one epoch's metrics, buffered, reached the run as it ended.
     [loss] = tracker.client.get_metric_history(run.info.run_id, "val_loss")

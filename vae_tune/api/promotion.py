@@ -44,6 +44,7 @@ def promote(
     iwae_k: int = 100,
     members: int = 1,
     mirror: bool | None = None,
+    retrain: bool = True,
     dataset: str = DEFAULT_DATASET,
     data_dir: str | os.PathLike[str] | None = None,
     storage: str | None = None,
@@ -67,6 +68,10 @@ def promote(
         iwae_k: a VAE: importance samples per test image for ``test_nll_iwae``.
         members: a classifier: retrain with this many seeds and register their average.
         mirror: a classifier: average each test image with its mirror (None: as trained).
+        retrain: False promotes the champion trial's own model, trained on the training split
+            and kept when the trial ended, instead of retraining it on train + validation; a
+            classifier's ``members`` are then the next-best trials' own models, each taken
+            where it raises the average's validation accuracy.
         dataset, data_dir, storage, tracking_uri, device, allow_pickle, project: as ``study``.
         log: called with each line of progress; None prints nothing.
 
@@ -90,6 +95,7 @@ def promote(
         iwae_k=iwae_k,
         members=members,
         mirror=mirror,
+        retrain=retrain,
     )
 
 

@@ -199,6 +199,7 @@ def pipeline(
     encoder_target: float | None = None,
     head_target: float | None = None,
     trial_timeout: str | float | None = None,
+    retrain: bool = True,
     project: ProjectLike = None,
     log: Log | None = None,
 ) -> PipelineResult:
@@ -209,7 +210,9 @@ def pipeline(
     and both promotions). Run it again to resume: ended stages are skipped. ``warm_start``
     starts each new study from the best configurations of the latest other study of its stage
     on this project; ``encoder_target`` and ``head_target`` are each study's ``target``;
-    ``trial_timeout`` applies to every trial. The other options are ``study``'s. Raises
+    ``trial_timeout`` applies to every trial. ``retrain=False`` promotes the trials' own
+    models (``promote``'s ``retrain``), leaving the studies the time their retrains would
+    take. The other options are ``study``'s. Raises
     VaeTuneError on a bad option or a stage with no complete trial.
     """
     if isinstance(budget, str):
@@ -234,6 +237,7 @@ def pipeline(
         encoder_target=encoder_target,
         head_target=head_target,
         trial_timeout=trial_timeout,
+        retrain=retrain,
     )
     found = open_project(project, storage=storage, tracking_uri=tracking_uri, device=device)
     return run_pipeline(request, found, log=log_of(log))

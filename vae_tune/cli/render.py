@@ -101,10 +101,14 @@ def promotion(result: Promotion) -> None:
         candidates,
     )
     reads = result.record.test_reads
-    members, mirrored = result.record.members, result.record.mirrored
-    averaged = (f", {members} seeds averaged" if members > 1 else "") + (
-        ", with mirrored images" if mirrored else ""
-    )
+    promoted = result.record
+    averaged = ""
+    if promoted.members > 1 and promoted.member_trials:  # not retrained: other trials' models
+        averaged = f", trials {', '.join(map(str, promoted.member_trials))} averaged"
+    elif promoted.members > 1:
+        averaged = f", {promoted.members} seeds averaged"
+    averaged += ", with mirrored images" if promoted.mirrored else ""
+    averaged += "" if promoted.retrained else ", not retrained"
     table(
         f"champion: trial {result.champion.trial.number}{averaged}, test split "
         f"(read {reads} time(s))",

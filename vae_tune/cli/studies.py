@@ -193,6 +193,14 @@ def pipeline(
             "is interrupted, killed if it does not answer, failed and not retried."
         ),
     ] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain/--no-retrain",
+            help="--no-retrain: both promotions test their trials' own models (promote "
+            "--no-retrain), and the time their retrains would take goes to the studies.",
+        ),
+    ] = True,
 ) -> None:
     """Encoder study, its promotion, head study, its promotion and the report, in a budget.
 
@@ -245,6 +253,15 @@ def promote(
             "was trained on mirrored images: train.augment flip_shift or flip_alt*).",
         ),
     ] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option(
+            "--retrain/--no-retrain",
+            help="--no-retrain: promote the champion trial's own model, kept when it ended, "
+            "instead of retraining it on train + validation; --members then averages the "
+            "next-best trials' own models, each where it raises validation accuracy.",
+        ),
+    ] = True,
     storage: StorageOpt = None,
     tracking_uri: TrackingOpt = None,
     dataset: DatasetOpt = DEFAULT_DATASET,

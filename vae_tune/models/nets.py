@@ -239,12 +239,12 @@ class Classifier(Model):
 
 
 class Ensemble(Model):
-    """Classifiers of one design trained with different seeds, their class probabilities
-    averaged; with `mirror`, over each image and its mirror too (test-time augmentation, for
-    classifiers trained on mirrored images). Its members take images (frozen heads are put
-    behind their encoder first). The output is the log of that average: logits whose softmax
-    is the averaged probabilities, so whatever reads a classifier's logits reads an
-    ensemble's."""
+    """Classifiers (one design trained with different seeds, or a study's best trials), their
+    class probabilities averaged; with `mirror`, over each image and its mirror too (test-time
+    augmentation, for classifiers trained on mirrored images). Its members take images (frozen
+    heads are put behind their encoder first). The output is the log of that average: logits
+    whose softmax is the averaged probabilities, so whatever reads a classifier's logits reads
+    an ensemble's."""
 
     def __init__(self, members: list[Model], mirror: bool = False) -> None:
         super().__init__()

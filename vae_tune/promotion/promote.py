@@ -4,6 +4,8 @@ A classifier's champion may be retrained with several seeds (`members`), their c
 probabilities averaged; one trained on mirrored images also averages over each test image and
 its mirror (`mirror`). Either way it is one registered model. With a `deadline` (the pipeline's),
 members after the first are trained only while the slowest so far would still end by it.
+Without a retrain (`retrain=False`) the champion trial's own model is promoted as its study
+judged it, and a classifier's members are the next-best trials' own models (kept_members.py).
 
 A promoted trial is recorded on its study (`promotions`); promoting it again reuses that record
 without reading the test split unless `force` is given. Every read is recorded on the study
@@ -34,6 +36,7 @@ from vae_tune.models.config import TrialConfig, flatten
 from vae_tune.models.factory import own_family
 from vae_tune.models.nets import Ensemble, Model
 from vae_tune.progress import clock
+from vae_tune.promotion.kept_members import kept_members
 from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.record.sealed import read_test_split
 from vae_tune.space.stages import stage
@@ -94,6 +97,7 @@ def promote(
     members: int = 1,
     mirror: bool | None = None,  # None: where the classifier was trained on mirrored images
     deadline: float | None = None,  # time.time() by which the members' retrains must end
+    retrain: bool = True,  # False: the trials' own models, kept when they ended
     log: Log = print,
 ) -> Promotion:
     study, settings, metric = record.live, record.settings, record.metric
@@ -128,13 +132,25 @@ def promote(
         return Promotion(study.study_name, metric, candidates, earlier, reused=True, rule=rule)
 
     epochs = TrialRecord(champion.trial).best_epoch
-    first = TrialRecord(champion.trial).seed  # the trial's own: member 1 reproduces it
-    seeds_of_members = [first] + [trial_seed(first, i) for i in range(1, members)]
     if mirror is None:
         mirror = mirrors(settings.stage, champion.config)
-    models, final_task = retrain_on_train_and_validation(
-        champion, task, epochs, seeds_of_members, log, deadline
-    )
+    member_trials: list[int] = []  # members that are other trials' own models
+    if retrain:
+        first = TrialRecord(champion.trial).seed  # the trial's own: member 1 reproduces it
+        seeds_of_members = [first] + [trial_seed(first, i) for i in range(1, members)]
+        models, final_task = retrain_on_train_and_validation(
+            champion, task, epochs, seeds_of_members, log, deadline
+        )
+    else:
+        log(
+            f"no retrain: trial {number}'s own model, as its study judged it (epoch {epochs}, "
+            f"trained on {len(task.splits.train_x)} images)"
+            + (f"; up to {members} trials' models averaged" if members > 1 else "")
+        )
+        models, member_trials = kept_members(
+            record, task, tracker, champion.trial, members, mirror, log
+        )
+        final_task = task
     members = len(models)
     model = averaged(models, mirror, final_task) if mirror or members > 1 else models[0]
     why = "re-promotion" if earlier else "promotion"
@@ -161,6 +177,8 @@ def promote(
                 "promotion.test_reads": reads,
                 "promotion.members": members,
                 "promotion.mirrored": str(mirror).lower(),
+                "promotion.retrained": str(retrain).lower(),
+                "promotion.member_trials": json.dumps(member_trials),
                 **task.lineage,
             },
         )
@@ -205,6 +223,8 @@ def promote(
         model={k: v for k, v in flatten(champion.config).items() if k.startswith("model.")},
         members=members,
         mirrored=mirror,
+        retrained=retrain,
+        member_trials=member_trials,
     )
     record.record_promotion(number, promoted)
     return Promotion(study.study_name, metric, candidates, promoted, rule=rule)

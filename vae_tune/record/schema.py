@@ -65,8 +65,10 @@ class PromotionRecord:
     baselines: dict[str, float] = field(default_factory=dict)
     density: dict[str, dict[str, float]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # the model.* keys of its config
-    members: int = 1  # seeds of the champion whose class probabilities the model averages
+    members: int = 1  # models whose class probabilities the model averages
     mirrored: bool = False  # the model averages each image with its mirror
+    retrained: bool = True  # on train + validation; False: the trials' own models
+    member_trials: list[int] = field(default_factory=list)  # not retrained: whose models
 
 
 @dataclass(frozen=True)

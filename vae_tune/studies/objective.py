@@ -36,7 +36,7 @@ from vae_tune.space.spaces import SearchSpace
 from vae_tune.space.stages import stage
 from vae_tune.studies.repair import duplicate_retry, worker_identity
 from vae_tune.studies.stopping import surplus
-from vae_tune.tracking import links, mlflow_view, notes
+from vae_tune.tracking import kept, links, mlflow_view, notes
 from vae_tune.tracking.gallery import Gallery
 from vae_tune.tracking.metrics import MetricBuffer
 from vae_tune.tracking.tracker import RUN_STATUS, Tracker
@@ -116,7 +116,7 @@ class Objective:
         self.progress.trial_started(trial.number)
         held = _device_memory(c.device)  # the data's: what the trial must leave behind
         try:
-            best, last = self._train(trial, record, run_id, epoch_log, config, seed)
+            best, last, weights = self._train(trial, record, run_id, epoch_log, config, seed)
         except optuna.TrialPruned as exc:
             tags = {"pruned_at_epoch": record.pruned_at_epoch, "prune_reason": str(exc)}
             self._end(trial, run_id, epoch_log, "PRUNED", tags)
@@ -134,6 +134,7 @@ class Objective:
         finally:
             _free_memory(c.device, held)  # the model is gone with _train's frame
 
+        self._keep(run_id, weights)
         if self.multi:  # the trade-off where training ended: a Pareto point per trial
             metrics = c.space.settings.metrics
             values = [last.metrics[m] for m in metrics]
@@ -158,20 +159,22 @@ class Objective:
         epoch_log: MetricBuffer,
         config: TrialConfig,
         seed: int,
-    ) -> tuple[EpochResult, EpochResult]:
-        """Train the trial's model, reporting each epoch; its best and its last epoch. A pruned
-        or finished model leaves its pictures; the model itself lives no longer than this."""
+    ) -> tuple[EpochResult, EpochResult, kept.State]:
+        """Train the trial's model, reporting each epoch; its best and its last epoch, and the
+        weights it is judged on (its best epoch's; a multi-objective trial's last). A pruned or
+        finished model leaves its pictures; the model itself lives no longer than this."""
         c = self.c
         torch.manual_seed(seed)
         model = c.task.build(config).to(c.device)
         train, val = c.task.data(config)
         best: EpochResult | None = None
         last: EpochResult | None = None
+        weights: kept.State = {}
         kl_per_dim: dict[int, list[float]] = {}  # a VAE's, per epoch
         probe = PROBE in c.space.settings.metrics
 
         def on_epoch_end(fitted: EpochResult) -> None:
-            nonlocal best, last
+            nonlocal best, last, weights
             extra, kl = c.task.epoch_metrics(model, probe)
             result = EpochResult(fitted.epoch, fitted.metrics | extra)
             if kl:
@@ -182,6 +185,8 @@ class Objective:
             epoch_log.log({self.metric: value, **result.metrics}, result.epoch)
             if best is None or (value > best.metrics[self.metric]) == self.maximize:
                 best = result
+                if not self.multi:
+                    weights = kept.snapshot(model)
             last = result
             if not self.multi:  # Optuna prunes no multi-objective trial: the curves are logged
                 trial.report(value, result.epoch)
@@ -211,7 +216,15 @@ class Objective:
         self._picture(trial, model, run_id)
         self._kl_plot(run_id, kl_per_dim)
         assert best is not None and last is not None  # fit ran at least one epoch
-        return best, last
+        return best, last, kept.snapshot(model) if self.multi else weights
+
+    def _keep(self, run_id: str, weights: kept.State) -> None:
+        """The complete trial's weights in its run, for a promotion without a retrain; one
+        that cannot be kept costs the trial nothing (that promotion then says so)."""
+        try:
+            kept.keep(self.c.tracker, run_id, weights)
+        except Exception as exc:  # a full disk, a store that refuses: said on the run
+            self.c.tracker.set_tags(run_id, {"kept_model_error": f"{type(exc).__name__}: {exc}"})
 
     def _picture(self, trial: optuna.Trial, model: Model, run_id: str) -> None:
         """The trial's picture; a picture that cannot be made costs the trial nothing."""

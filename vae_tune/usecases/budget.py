@@ -8,13 +8,16 @@ short budgets so that the head study still gets WANTED_HEAD_TRIALS of them. Wher
 leaves the head study ENSEMBLE_HEAD_TRIALS full trials besides, retrains of the head's
 champion with as many seeds as fit, up to ENSEMBLE_MEMBERS, are reserved (their probabilities
 averaged); the promotion then trains the seeds that end in time, measured as it goes.
+Without retrains (`--no-retrain`) the promotions reserve only their test evaluations: the
+champions are the trials' own models, the head's averaged with up to ENSEMBLE_MEMBERS - 1 other
+trials' where validation says so, and the time a retrain would take goes to the studies.
 `least_budget` is the smallest budget that plan accepts: `--budget least`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vae_tune.errors import VaeTuneError
 from vae_tune.progress import clock
@@ -94,8 +97,9 @@ class Plan:
     promote_head_s: float  # reserved after the head study
     overhead_s: float  # per command: start-up, data, runs, pictures
     baselines_s: float  # the head study's baselines, fitted when it ends
-    head_members: int = 1  # seeds of the head's champion averaged at its promotion
+    head_members: int = 1  # seeds of the head's champion averaged (trials': no retrain)
     retrain_scale: float = RETRAIN_SCALE
+    retrain: bool = True  # the promotions retrain their champions on train + validation
 
     @property
     def reserved_s(self) -> float:
@@ -110,6 +114,8 @@ class Plan:
         return self.baselines_s * self.retrain_scale + self.overhead_s
 
     def _members(self) -> str:
+        if not self.retrain:
+            return f" (no retrains: the trials' own models, up to {self.head_members} averaged)"
         return f" (the head's champion: {self.head_members} seeds)" if self.head_members > 1 else ""
 
     def describe(self, costs: Costs) -> str:
@@ -123,21 +129,23 @@ class Plan:
         )
 
 
-def plan_budget(budget_s: float, costs: Costs) -> Plan:
+def plan_budget(budget_s: float, costs: Costs, retrain: bool = True) -> Plan:
     """Share the budget: both promotions reserved first, then the studies' time split
     ENCODER_SHARE : rest, the encoder study getting at least one full trial. The head's
     champion is an ensemble of the most seeds (up to ENSEMBLE_MEMBERS) that still leave the
     head study ENSEMBLE_HEAD_TRIALS full-length trials; else head trials run the head space's
     epochs, fewer when the head study could not otherwise run WANTED_HEAD_TRIALS of them
-    (short budgets, slow machines)."""
+    (short budgets, slow machines). Without `retrain` the promotions train nothing, and the
+    head's members are its study's own trials: free."""
     full, lowest = costs.head_epochs, min(MIN_HEAD_EPOCHS, costs.head_epochs)
-    tries = [(ENSEMBLE_HEAD_TRIALS, full, m) for m in range(ENSEMBLE_MEMBERS, 1, -1)] + [
-        (wanted, epochs, 1)
+    seeds = [(ENSEMBLE_HEAD_TRIALS, full, m) for m in range(ENSEMBLE_MEMBERS, 1, -1)]
+    tries = (seeds if retrain else []) + [
+        (wanted, epochs, 1 if retrain else ENSEMBLE_MEMBERS)
         for wanted in (WANTED_HEAD_TRIALS, 1)
         for epochs in range(full, lowest - 1, -1)
     ]
     for wanted, epochs, members in tries:
-        plan = _plan(budget_s, costs, epochs, members)
+        plan = _plan(budget_s, costs, epochs, members, retrain)
         if (
             budget_s - plan.reserved_s - plan.encoder_study_s
             >= wanted * epochs * costs.head_epoch_s
@@ -146,14 +154,16 @@ def plan_budget(budget_s: float, costs: Costs) -> Plan:
     raise VaeTuneError(
         f"--budget {clock(budget_s)} is too small for one trial of each study and both "
         f"promotions on this machine (an encoder epoch takes {costs.encoder_epoch_s:.1f} s, "
-        f"a head epoch {costs.head_epoch_s:.1f} s): give at least {clock(least_budget(costs))}"
-        f" (or --budget {LEAST})"
+        f"a head epoch {costs.head_epoch_s:.1f} s): give at least "
+        f"{clock(least_budget(costs, retrain))} (or --budget {LEAST})"
     )
 
 
-def _plan(budget_s: float, costs: Costs, head_epochs: int, members: int) -> Plan:
-    overhead, promote_encoder = _overhead(costs), _promote_encoder(costs)
-    promote_head = _promote_head(costs, head_epochs, members)
+def _plan(budget_s: float, costs: Costs, head_epochs: int, members: int, retrain: bool) -> Plan:
+    if not retrain:  # the head's baselines refitted on the training split alone
+        costs = replace(costs, retrain_scale=1.0)
+    overhead, promote_encoder = _overhead(costs), _promote_encoder(costs, retrain)
+    promote_head = _promote_head(costs, head_epochs, members, retrain)
     reserved = 2 * overhead + costs.baselines_s + promote_encoder + promote_head
     encoder_trial = costs.encoder_epochs * costs.encoder_epoch_s
     encoder_s = max((budget_s - reserved) * ENCODER_SHARE, encoder_trial)
@@ -166,10 +176,11 @@ def _plan(budget_s: float, costs: Costs, head_epochs: int, members: int) -> Plan
         costs.baselines_s,
         members,
         costs.retrain_scale,
+        retrain,
     )
 
 
-def least_budget(costs: Costs) -> float:
+def least_budget(costs: Costs, retrain: bool = True) -> float:
     """The smallest budget `plan_budget` accepts, with 5 % to spare: one encoder trial, one
     head trial of the fewest epochs, both promotions and the overheads."""
     lowest = min(MIN_HEAD_EPOCHS, costs.head_epochs)
@@ -177,7 +188,7 @@ def least_budget(costs: Costs) -> float:
     head_trial = lowest * costs.head_epoch_s
     # The encoder study takes ENCODER_SHARE of the study time, and at least one trial.
     studies = max(encoder_trial + head_trial, head_trial / (1 - ENCODER_SHARE))
-    promotions = _promote_encoder(costs) + _promote_head(costs, lowest)
+    promotions = _promote_encoder(costs, retrain) + _promote_head(costs, lowest, 1, retrain)
     return 1.05 * (2 * _overhead(costs) + costs.baselines_s + promotions + studies)
 
 
@@ -185,15 +196,18 @@ def _overhead(costs: Costs) -> float:
     return OVERHEAD_S + costs.load_s
 
 
-def _promote_encoder(costs: Costs) -> float:
+def _promote_encoder(costs: Costs, retrain: bool = True) -> float:
     """The encoder's retrain on train + validation, its test evaluation, and the overhead."""
-    retrain = costs.encoder_epochs * costs.encoder_epoch_s * costs.retrain_scale
+    retrained = costs.encoder_epochs * costs.encoder_epoch_s * costs.retrain_scale
     evaluation = costs.encoder_evaluation_epochs * costs.encoder_epoch_s
-    return retrain + evaluation + _overhead(costs)
+    return (retrained if retrain else 0.0) + evaluation + _overhead(costs)
 
 
-def _promote_head(costs: Costs, epochs: int, members: int = 1) -> float:
+def _promote_head(costs: Costs, epochs: int, members: int = 1, retrain: bool = True) -> float:
     """The head's retrains on train + validation (one per member), its baselines on them, and
-    the overhead."""
-    retrain = members * epochs * costs.head_epoch_s + costs.baselines_s
-    return retrain * costs.retrain_scale + _overhead(costs)
+    the overhead. Without retrains: the baselines on the training split, and the members'
+    passes over the validation split (as much as one epoch, their choice reads each twice)."""
+    if not retrain:
+        return costs.head_epoch_s + costs.baselines_s + _overhead(costs)
+    retrained = members * epochs * costs.head_epoch_s + costs.baselines_s
+    return retrained * costs.retrain_scale + _overhead(costs)

@@ -67,6 +67,9 @@ class PipelineRequest:
     encoder_target: float | None = None  # the encoder study stops once a trial reaches it
     head_target: float | None = None  # the head study's
     trial_timeout: str | float | None = None  # every trial of both studies
+    # False: both promotions test their trials' own models (`promote --no-retrain`), and the
+    # time their retrains would take goes to the studies.
+    retrain: bool = True
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,11 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     costs = measure_costs(
         request, project, encoder_space, head_space, encoder_epochs, head_epochs_max
     )
-    budget_s = request.budget_s or least_budget(costs)
+    budget_s = request.budget_s or least_budget(costs, request.retrain)
     if not request.budget_s:
         end = started + budget_s
         log(f"budget: {clock(budget_s)}, the least this machine needs for every stage")
-    plan = plan_budget(budget_s, costs)
+    plan = plan_budget(budget_s, costs, request.retrain)
     if _stored_epochs(storage, head_name):  # a resumed head study keeps its trials' length
         plan = replace(plan, head_epochs=head_epochs_max)
     log(f"plan: {plan.describe(costs)}")
@@ -150,7 +153,7 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     # 2. Its champion, retrained and tested once.
     encoder_ref = StudyRef(request.encoder, dataset=request.dataset, data_dir=request.data_dir)
     log_2 = stage_log(f"2/4 promote {request.encoder}")
-    result.rows.append(_promote_stage(encoder_ref, project, log_2))
+    result.rows.append(_promote_stage(encoder_ref, project, log_2, retrain=plan.retrain))
     # 3. The head study on that champion, stopping in time for the last promotion (and for
     # the baselines the head study fits when it ends).
     head_study = replace(
@@ -172,8 +175,14 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     # Seeds of the champion are retrained while they still end in time for the test evaluation,
     # its baselines and the report: those the plan reserved, fewer where the head study ran
     # slower than measured, more where its last trial would not have fit and left time.
+    # Without retrains, the next-best trials' own models, where validation takes them.
     head = _promote_stage(
-        head_ref, project, log_4, members=ENSEMBLE_MEMBERS, deadline=end - plan.head_tail_s
+        head_ref,
+        project,
+        log_4,
+        members=ENSEMBLE_MEMBERS,
+        deadline=end - plan.head_tail_s,
+        retrain=plan.retrain,
     )
     result.rows.append(head)
     result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
@@ -313,10 +322,17 @@ def _ended(study: optuna.Study) -> str | None:
 
 
 def _promote_stage(
-    ref: StudyRef, project: Project, log: Log, members: int = 1, deadline: float | None = None
+    ref: StudyRef,
+    project: Project,
+    log: Log,
+    members: int = 1,
+    deadline: float | None = None,
+    retrain: bool = True,
 ) -> StageRow:
     started = time.time()
-    promotion = runner.promote(ref, project, log=log, members=members, deadline=deadline)
+    promotion = runner.promote(
+        ref, project, log=log, members=members, deadline=deadline, retrain=retrain
+    )
     champion = promotion.champion
     return StageRow(
         f"promote {ref.stage}",

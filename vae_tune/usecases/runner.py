@@ -129,9 +129,10 @@ def promote(
     members: int = 1,
     mirror: bool | None = None,
     deadline: float | None = None,
+    retrain: bool = True,
 ) -> Promotion:
     """Promote the best trials of a study: one retrain (one per member, those that end by the
-    deadline), one test evaluation, registered."""
+    deadline; none without `retrain`), one test evaluation, registered."""
     storage, tracker = project.open_stores()
     record, task = finished_study(ref, project, storage, tracker, log)
     result = promote_study(
@@ -147,6 +148,7 @@ def promote(
         members=members,
         mirror=mirror,
         deadline=deadline,
+        retrain=retrain,
         log=log,
     )
     path = _write_report(project, storage, tracker, record.settings.dataset)
