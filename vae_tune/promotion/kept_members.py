@@ -53,6 +53,11 @@ def kept_members(
 ) -> tuple[list[Model], list[int]]:
     """The champion's kept model, then the next-best trials' while each raises the average's
     validation accuracy, up to `members`; the models and their trial numbers."""
+    log(
+        f"no retrain: trial {champion.number}'s own model, as its study judged it (epoch "
+        f"{TrialRecord(champion).best_epoch}, trained on {len(task.splits.train_x)} images)"
+        + (f"; up to {members} trials' models averaged" if members > 1 else "")
+    )
     models, numbers = [kept_model(record, task, tracker, champion)], [champion.number]
     if members == 1:
         return models, numbers

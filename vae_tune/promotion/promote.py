@@ -142,11 +142,6 @@ def promote(
             champion, task, epochs, seeds_of_members, log, deadline
         )
     else:
-        log(
-            f"no retrain: trial {number}'s own model, as its study judged it (epoch {epochs}, "
-            f"trained on {len(task.splits.train_x)} images)"
-            + (f"; up to {members} trials' models averaged" if members > 1 else "")
-        )
         models, member_trials = kept_members(
             record, task, tracker, champion.trial, members, mirror, log
         )

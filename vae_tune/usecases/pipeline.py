@@ -177,12 +177,7 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     # slower than measured, more where its last trial would not have fit and left time.
     # Without retrains, the next-best trials' own models, where validation takes them.
     head = _promote_stage(
-        head_ref,
-        project,
-        log_4,
-        members=ENSEMBLE_MEMBERS,
-        deadline=end - plan.head_tail_s,
-        retrain=plan.retrain,
+        head_ref, project, log_4, ENSEMBLE_MEMBERS, end - plan.head_tail_s, plan.retrain
     )
     result.rows.append(head)
     result.baselines = {k: v for k, v in head.test.items() if k.startswith("test_accuracy_")}
