@@ -90,6 +90,10 @@ def test_the_registered_champion_is_the_trials_own_model_then_its_best_trials(
     for number, before, after, verdict in decisions:
         assert (verdict == "taken") == (float(after) > float(before))
         assert (int(number) in promoted.member_trials) == (verdict == "taken")
+    report = (head_study / "reports" / "fashion-mnist.md").read_text()
+    assert "not retrained: trained on the training split alone" in report
+    if promoted.members > 1:
+        assert "their own models, their class probabilities averaged" in report
 
 
 def test_a_trial_that_kept_no_model_is_refused_before_the_test_read(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from vae_tune.analysis import pareto
-from vae_tune.record import StudyRecord, TrialRecord
+from vae_tune.record import PromotionRecord, StudyRecord, TrialRecord
 from vae_tune.space.stages import stage
 from vae_tune.tracking.tracker import Tracker
 
@@ -83,18 +83,9 @@ def build_report(
         for trial, promoted in record.promotions.items():
             lines.append(f"### {record.study.study_name}, trial {trial}")
             lines.append("")
-            views = " and over each image's mirror" if promoted.mirrored else ""
-            averaged = (
-                f" (the trial's configuration trained with {promoted.members} seeds, their "
-                f"class probabilities averaged{views})"
-                if promoted.members > 1
-                else " (class probabilities averaged over each image and its mirror)"
-                if promoted.mirrored
-                else ""
-            )
             lines.append(
-                f"{promoted.model_name} version {promoted.model_version}{averaged}, MLflow run "
-                f"`{promoted.run_id}`; the study's test split had been read "
+                f"{promoted.model_name} version {promoted.model_version}{_model(promoted)}, "
+                f"MLflow run `{promoted.run_id}`; the study's test split had been read "
                 f"{promoted.test_reads} time(s) with this promotion."
             )
             lines += ["", "| metric | value |", "|---|---|"]
@@ -125,6 +116,26 @@ def build_report(
     ]
     lines += [f"| {source} | {setup} | {result} |" for source, setup, result in REFERENCES]
     return "\n".join(lines) + "\n"
+
+
+def _model(promoted: PromotionRecord) -> str:
+    """What the registered model is, in words, where it is more than the trial retrained once."""
+    views = " and over each image's mirror" if promoted.mirrored else ""
+    if promoted.members > 1 and promoted.member_trials:  # not retrained: other trials' models
+        trials = ", ".join(map(str, promoted.member_trials))
+        said = f"trials {trials}: their own models, their class probabilities averaged{views}"
+    elif promoted.members > 1:
+        said = (
+            f"the trial's configuration trained with {promoted.members} seeds, their class "
+            f"probabilities averaged{views}"
+        )
+    elif promoted.mirrored:
+        said = "class probabilities averaged over each image and its mirror"
+    else:
+        said = ""
+    if not promoted.retrained:
+        said = "; ".join(filter(None, [said, "not retrained: trained on the training split alone"]))
+    return f" ({said})" if said else ""
 
 
 def _test_reads(record: StudyRecord) -> list[str]:
