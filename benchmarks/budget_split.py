@@ -8,13 +8,16 @@ probabilities averaged (each image with its mirror where the promotion mirrored)
 validation split. The pipeline's test accuracy is recorded beside it and never used to choose.
 Arms:
 
-- planned: the planner as it ships (ENCODER_SHARE of the study time to the encoder study, the
-  head's champion averaged over up to ENSEMBLE_MEMBERS seeds);
+- planned: the planner as it ships (ENCODER_SHARE of the study time to the encoder study;
+  retrains only where the head's trials keep their full epochs beside them, the champion
+  then averaged over up to ENSEMBLE_MEMBERS seeds);
+- retrains: `pipeline --retrain`, both promotions retrained whatever the budget (the planner
+  before issue 44's budget split: "planned" in its records);
 - encoder-half: half the study time to the encoder study (more encoder trials);
 - one-seed: no averaged seeds, their time left to the head study (more head trials);
 - long-heads: head trials of 1.5x the head space's epochs (fewer, longer);
-- one-head-trial: head epochs cut only as far as one head trial needs, not three (short
-  budgets cut them to give the head study WANTED_HEAD_TRIALS);
+- one-head-trial: with retrains, head epochs cut only as far as one head trial needs, not
+  three (short budgets cut them to give the head study WANTED_HEAD_TRIALS);
 - no-retrain: `pipeline --no-retrain`, the promotions' retrains left to the studies, the head's
   champion its trial's own model averaged with the next-best trials' where validation rose
   (scored here as promoted: those models, already trained on the training split alone).
@@ -58,10 +61,11 @@ from common import REPO, print_table, progress, quiet, run_cli, write_result
 AS_CLI = "--as-cli"  # this script started as an arm's `vae-tune`, its planner changed
 ARMS: dict[str, dict[str, Any]] = {
     "planned": {},
+    "retrains": {"options": ["--retrain"]},
     "encoder-half": {"encoder_share": 0.5},
     "one-seed": {"members": 1},
     "long-heads": {"head_epochs_scale": 1.5},
-    "one-head-trial": {"wanted_head_trials": 1},
+    "one-head-trial": {"wanted_head_trials": 1, "options": ["--retrain"]},
     "no-retrain": {"options": ["--no-retrain"]},
 }
 

@@ -26,6 +26,7 @@ from vae_tune.usecases.budget import (
     ENSEMBLE_MEMBERS,
     RETRAIN_SCALE,
     Costs,
+    choose_plan,
     least_budget,
     parse_budget,
     plan_budget,
@@ -196,6 +197,21 @@ def test_without_retrains_the_promotions_reserve_their_evaluations_alone() -> No
     assert plan_budget(1800, COSTS, retrain=False).head_epochs == 25
 
 
+def test_the_planner_retrains_only_where_the_head_keeps_its_full_epochs() -> None:
+    """Left to the planner: retrains at 30 minutes (the head's trials run their 25 epochs
+    beside them), none at 10 (they would cut the trials) nor where only the plan without them
+    fits; asked for, either way as asked."""
+    assert choose_plan(1800, COSTS) == plan_budget(1800, COSTS)
+    assert choose_plan(1800, COSTS).head_epochs == 25
+    assert plan_budget(600, COSTS).head_epochs < 25
+    assert choose_plan(600, COSTS) == plan_budget(600, COSTS, retrain=False)
+    only_without = least_budget(COSTS, retrain=False)
+    assert only_without < least_budget(COSTS)
+    assert choose_plan(only_without, COSTS).retrain is False
+    assert choose_plan(600, COSTS, retrain=True) == plan_budget(600, COSTS)
+    assert choose_plan(1800, COSTS, retrain=False) == plan_budget(1800, COSTS, retrain=False)
+
+
 def test_plan_scales_with_the_machine() -> None:
     slow = replace(COSTS, encoder_epoch_s=33.0, head_epoch_s=16.5)
     assert plan_budget(1800, slow).head_epochs < plan_budget(1800, COSTS).head_epochs
@@ -291,7 +307,7 @@ def test_the_head_promotion_averages_the_seeds_that_end_in_time(tmp_path: Path) 
     champion, and the promotion trains those that end in time, however fast the machine. The
     registered model averages what was trained, and mirrors (Fashion-MNIST's augmentation
     does)."""
-    result = invoke(tmp_path, "pipeline", "--budget", "3m", *SUBSET)
+    result = invoke(tmp_path, "pipeline", "--budget", "3m", "--retrain", *SUBSET)
     assert result.exit_code == 0, result.output
     trained = len(re.findall(rf"member \d of {ENSEMBLE_MEMBERS} \(seed", result.output))
     assert 1 <= trained <= ENSEMBLE_MEMBERS

@@ -199,7 +199,7 @@ def pipeline(
     encoder_target: float | None = None,
     head_target: float | None = None,
     trial_timeout: str | float | None = None,
-    retrain: bool = True,
+    retrain: bool | None = None,
     project: ProjectLike = None,
     log: Log | None = None,
 ) -> PipelineResult:
@@ -212,8 +212,9 @@ def pipeline(
     on this project; ``encoder_target`` and ``head_target`` are each study's ``target``;
     ``trial_timeout`` applies to every trial. ``retrain=False`` promotes the trials' own
     models (``promote``'s ``retrain``), leaving the studies the time their retrains would
-    take. The other options are ``study``'s. Raises
-    VaeTuneError on a bad option or a stage with no complete trial.
+    take; None retrains only where that leaves the head's trials their full epochs. The other
+    options are ``study``'s. Raises VaeTuneError on a bad option or a stage with no complete
+    trial.
     """
     if isinstance(budget, str):
         budget_s = parse_budget(budget)

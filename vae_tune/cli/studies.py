@@ -194,13 +194,14 @@ def pipeline(
         ),
     ] = None,
     retrain: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--retrain/--no-retrain",
             help="--no-retrain: both promotions test their trials' own models (promote "
-            "--no-retrain), and the time their retrains would take goes to the studies.",
+            "--no-retrain), and the time their retrains would take goes to the studies "
+            "(default: retrains only where the head's trials still run their full epochs).",
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Encoder study, its promotion, head study, its promotion and the report, in a budget.
 

@@ -41,8 +41,8 @@ from vae_tune.usecases.budget import (
     ENCODER_EVALUATION_EPOCHS,
     ENSEMBLE_MEMBERS,
     Costs,
+    choose_plan,
     least_budget,
-    plan_budget,
     retrain_scale,
 )
 from vae_tune.usecases.runner import StudyRef
@@ -68,8 +68,8 @@ class PipelineRequest:
     head_target: float | None = None  # the head study's
     trial_timeout: str | float | None = None  # every trial of both studies
     # False: both promotions test their trials' own models (`promote --no-retrain`), and the
-    # time their retrains would take goes to the studies.
-    retrain: bool = True
+    # time their retrains would take goes to the studies; None: the planner's choice.
+    retrain: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -117,11 +117,12 @@ def run_pipeline(request: PipelineRequest, project: Project, log: Log = print) -
     costs = measure_costs(
         request, project, encoder_space, head_space, encoder_epochs, head_epochs_max
     )
-    budget_s = request.budget_s or least_budget(costs, request.retrain)
+    # The least budget has no room for retrains unless they are asked for.
+    budget_s = request.budget_s or least_budget(costs, retrain=request.retrain is True)
     if not request.budget_s:
         end = started + budget_s
         log(f"budget: {clock(budget_s)}, the least this machine needs for every stage")
-    plan = plan_budget(budget_s, costs, request.retrain)
+    plan = choose_plan(budget_s, costs, request.retrain)
     if _stored_epochs(storage, head_name):  # a resumed head study keeps its trials' length
         plan = replace(plan, head_epochs=head_epochs_max)
     log(f"plan: {plan.describe(costs)}")
