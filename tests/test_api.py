@@ -68,7 +68,7 @@ def test_import_loads_no_torch_optuna_or_mlflow() -> None:
         "'optuna', 'mlflow', 'pandas') if m in sys.modules))"
     )
     assert serving.strip() == "[]"
-    assert python("import vae_tune; print(vae_tune.__version__)").strip() == "0.4.0"
+    assert python("import vae_tune; print(vae_tune.__version__)").strip() == "0.5.0"
 
 
 def test_public_functions_win_over_modules_of_the_same_name() -> None:
